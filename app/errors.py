@@ -1,0 +1,108 @@
+"""The error envelope of the JSON API and the exceptions that map onto it.
+
+Every failure under `/api/` answers `{"error": {"code", "message", "field"}}`
+with a 4xx or 503 status; nothing leaks a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    """A client-visible error with its HTTP status and machine-readable code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, status: int | None = None,
+                 code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class ValidationError(ApiError):
+    status = 400
+    code = "invalid_field"
+
+
+class ConflictError(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class NotFoundError(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class UnavailableError(ApiError):
+    status = 503
+    code = "service_unavailable"
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   details: Any = None, headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details is not None:
+        body["details"] = details
+    if status == 503:
+        body["retry_after"] = RETRY_AFTER_SECONDS
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+    response = jsonify(error=body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def init_app(app: Flask) -> None:
+    """Answer API errors with the envelope; leave the HTML pages' errors to Flask."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException) -> Response | HTTPException:
+        if not _wants_json():
+            return exc
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"request body is larger than {app.config['MAX_BODY_BYTES']} bytes"
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(OperationalError)
+    def handle_database_down(exc: DBAPIError) -> Response:
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return error_response(503, "database_unavailable", "the database is unavailable, retry later")

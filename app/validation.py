@@ -1,0 +1,203 @@
+"""Turning untrusted input (JSON bodies, query strings) into typed values.
+
+Pure functions with no Flask or database access, shared by the JSON API, the
+HTML pages and the CLI, so every entry point enforces the same rules. Each
+failure raises `ValidationError` naming the offending field.
+"""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import ApiError, ValidationError
+from .timeutil import TimeFormatError, parse_rfc3339
+
+MAX_BIGINT = 2**63 - 1
+MAX_ACTION_LENGTH = 255
+MAX_METADATA_DEPTH = 32
+EVENT_FIELDS = frozenset({"id", "user_id", "action", "metadata", "occurred_at"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configurable bounds that validation enforces."""
+
+    metadata_max_bytes: int = 16 * 1024
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A validated event, ready to store. `id` is None when the client chose none."""
+
+    user_id: int
+    action: str
+    metadata: dict[str, Any]
+    metadata_json: str
+    occurred_at: datetime | None
+    id: uuid.UUID | None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def decode_json_body(raw: bytes) -> Any:
+    """Decode a request body strictly: UTF-8 only, no NaN/Infinity, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError("request body is not valid UTF-8", code="malformed_json") from None
+    if not text.strip():
+        raise ApiError("request body is empty; a JSON object is expected", code="malformed_json")
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ApiError("request body is nested too deeply", code="malformed_json") from None
+    except ValueError as exc:
+        raise ApiError(f"request body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def _check_no_nul(value: Any, field: str, depth: int = 0) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise ValidationError(f"is nested deeper than {MAX_METADATA_DEPTH} levels", field=field)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError("must not contain NUL characters", field=field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValidationError("keys must not contain NUL characters", field=field)
+            _check_no_nul(item, field, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_no_nul(item, field, depth + 1)
+
+
+def parse_user_id(value: Any, field: str = "user_id") -> int:
+    """A positive 64-bit integer; JSON booleans, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("must be a positive integer", field=field)
+    if value < 1 or value > MAX_BIGINT:
+        raise ValidationError(f"must be between 1 and {MAX_BIGINT}", field=field)
+    return value
+
+
+def parse_action(value: Any, field: str = "action") -> str:
+    if not isinstance(value, str):
+        raise ValidationError("must be a string", field=field)
+    if not value.strip():
+        raise ValidationError("must not be empty", field=field)
+    if len(value) > MAX_ACTION_LENGTH:
+        raise ValidationError(f"must be at most {MAX_ACTION_LENGTH} characters", field=field)
+    if "\x00" in value:
+        raise ValidationError("must not contain NUL characters", field=field)
+    return value
+
+
+def parse_timestamp(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise ValidationError("must be an RFC 3339 timestamp string", field=field)
+    try:
+        return parse_rfc3339(value)
+    except TimeFormatError as exc:
+        raise ValidationError(str(exc), field=field) from None
+
+
+def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
+    """Validate one event object as sent to `POST /api/event`.
+
+    Unknown fields are rejected rather than ignored, so a misspelt field
+    (`metdata`) is reported instead of silently dropping data.
+    """
+    if not isinstance(payload, Mapping):
+        raise ValidationError("request body must be a JSON object", field=None)
+    unknown = sorted(set(payload) - EVENT_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0], code="unknown_field")
+    for required in ("user_id", "action"):
+        if payload.get(required) is None:
+            raise ValidationError("is required", field=required, code="missing_field")
+
+    user_id = parse_user_id(payload["user_id"])
+    action = parse_action(payload["action"])
+
+    metadata = payload.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ValidationError("must be a JSON object", field="metadata")
+    _check_no_nul(metadata, "metadata")
+    metadata_json = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+    if len(metadata_json.encode("utf-8")) > limits.metadata_max_bytes:
+        raise ValidationError(f"must be at most {limits.metadata_max_bytes} bytes when encoded", field="metadata")
+
+    occurred_at = None
+    if payload.get("occurred_at") is not None:
+        occurred_at = parse_timestamp(payload["occurred_at"], "occurred_at")
+        if occurred_at > now + limits.future_tolerance:
+            raise ValidationError("must not be more than "
+                                  f"{int(limits.future_tolerance.total_seconds())} seconds in the future",
+                                  field="occurred_at")
+
+    event_id = None
+    if payload.get("id") is not None:
+        if not isinstance(payload["id"], str):
+            raise ValidationError("must be a UUID string", field="id")
+        try:
+            event_id = uuid.UUID(payload["id"])
+        except ValueError:
+            raise ValidationError("must be a UUID such as 0b9f6c5e-3c1a-4d8e-9a57-1f2e3d4c5b6a", field="id") from None
+
+    return NewEvent(user_id, action, metadata, metadata_json, occurred_at, event_id)
+
+
+def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tuple[str, ...] = (),
+                  max_length: int = 512) -> dict[str, str]:
+    """Flatten a query string, refusing repeated, empty, overlong or unknown parameters."""
+    params: dict[str, str] = {}
+    for key, values in args.items():
+        if key not in allowed and not key.startswith(prefixes):
+            raise ValidationError(f"unknown query parameter {key!r}", field=key, code="unknown_parameter")
+        if len(values) > 1:
+            raise ValidationError("must be given once", field=key)
+        value = values[0]
+        if value == "":
+            raise ValidationError("must not be empty; leave the parameter out instead", field=key)
+        if len(value) > max_length:
+            raise ValidationError(f"must be at most {max_length} characters", field=key)
+        if "\x00" in value:
+            raise ValidationError("must not contain NUL characters", field=key)
+        params[key] = value
+    return params
+
+
+def parse_query_int(value: str, field: str, *, minimum: int = 1, maximum: int = MAX_BIGINT) -> int:
+    if not value.isascii() or not value.isdigit():
+        raise ValidationError("must be a positive integer", field=field)
+    number = int(value)
+    if number < minimum or number > maximum:
+        raise ValidationError(f"must be between {minimum} and {maximum}", field=field)
+    return number
+
+
+def parse_query_time(value: str, field: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except TimeFormatError as exc:
+        raise ValidationError(str(exc), field=field) from None
+
+
+def check_range(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise ValidationError("must not be before `from`", field="till")
