@@ -80,7 +80,13 @@ def finalize_config(config: dict[str, Any]) -> None:
         config.setdefault("SQLALCHEMY_BINDS", {})["read"] = sqlalchemy_url(config["DATABASE_READ_URL"])
     config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS",
-        {"pool_size": config["DATABASE_POOL_SIZE"], "pool_pre_ping": True, "pool_recycle": 1800},
+        {
+            "pool_size": config["DATABASE_POOL_SIZE"],
+            "pool_pre_ping": True,
+            "pool_recycle": 1800,
+            # every session computes in UTC, whatever the server's default time zone
+            "connect_args": {"options": "-c timezone=UTC"},
+        },
     )
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
 

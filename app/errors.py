@@ -9,6 +9,8 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -106,3 +108,9 @@ def init_app(app: Flask) -> None:
     def handle_database_down(exc: DBAPIError) -> Response:
         log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
         return error_response(503, "database_unavailable", "the database is unavailable, retry later")
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def handle_queue_down(exc: Exception) -> Response:
+        log.warning("redis unavailable: %s", exc.__class__.__name__)
+        return error_response(503, "queue_unavailable", "the job queue is unavailable, retry later")

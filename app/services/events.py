@@ -5,8 +5,6 @@ the list query is a plain keyset scan of an index.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import time
@@ -22,9 +20,10 @@ from ..database import read_connection
 from ..errors import ConflictError, ValidationError
 from ..extensions import db
 from ..models import Event
-from ..timeutil import format_rfc3339, parse_rfc3339
+from ..timeutil import format_rfc3339
 from ..validation import NewEvent
 from ..windows import window_of
+from .cursors import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -136,16 +135,14 @@ class Cursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = f"{format_rfc3339(self.occurred_at)}|{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_cursor(self.occurred_at, self.id)
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        moment, key = decode_cursor(token)
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            moment, _, ident = raw.partition("|")
-            return cls(parse_rfc3339(moment), uuid.UUID(ident))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return cls(moment, uuid.UUID(key))
+        except ValueError:
             raise ValidationError("is not a cursor returned by this API", field="cursor") from None
 
 

@@ -1,0 +1,132 @@
+"""Enqueueing the metrics calculation on demand and reporting on its job.
+
+One request key per parameter set holds the id of the job serving it, so
+pressing the button again while that job is queued or running returns the
+same job instead of piling up work.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import current_app
+from rq import Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from ..queue import metrics_queue, namespaced, redis_connection
+from ..timeutil import format_rfc3339
+
+CALCULATE_FUNC = "app.tasks.calculate_metrics_job"
+ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
+
+_DELETE_IF_EQUAL = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    status: str
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        def when(moment: datetime | None) -> str | None:
+            return format_rfc3339(moment) if moment else None
+
+        return {
+            "id": self.id,
+            "status": self.status,
+            "enqueued_at": when(self.enqueued_at),
+            "started_at": when(self.started_at),
+            "ended_at": when(self.ended_at),
+            "params": self.params,
+            "summary": self.result,
+            "error": self.error,
+        }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """RQ stores naive UTC datetimes; give them their zone back."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _info(job: Job) -> JobInfo:
+    status = job.get_status(refresh=True) or JobStatus.CREATED
+    result = error = None
+    latest = job.latest_result()
+    if status == JobStatus.FINISHED and latest is not None:
+        result = latest.return_value
+    elif status == JobStatus.FAILED and latest is not None:
+        lines = (latest.exc_string or "").strip().splitlines()
+        error = lines[-1] if lines else "the job failed"
+    return JobInfo(
+        id=job.id,
+        status=str(status.value if isinstance(status, JobStatus) else status),
+        enqueued_at=_aware(job.enqueued_at),
+        started_at=_aware(job.started_at),
+        ended_at=_aware(job.ended_at),
+        params={key: job.kwargs.get(key) for key in ("start", "end", "trigger")},
+        result=result,
+        error=error,
+    )
+
+
+def get_job(job_id: str) -> JobInfo | None:
+    """The job's status, or None when Redis has no such job (unknown or expired)."""
+    try:
+        return _info(Job.fetch(job_id, connection=redis_connection()))
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_calculation(start: datetime | None = None, end: datetime | None = None,
+                        trigger: str = "manual") -> tuple[JobInfo, bool]:
+    """Queue a calculation, or return the job already queued or running for the same request."""
+    kwargs = {
+        "start": format_rfc3339(start) if start else None,
+        "end": format_rfc3339(end) if end else None,
+        "trigger": trigger,
+    }
+    digest = hashlib.sha1(f"{kwargs['start']}|{kwargs['end']}".encode()).hexdigest()[:16]
+    request_key = namespaced(f"metrics:request:{digest}")
+    config = current_app.config
+    connection = redis_connection()
+    while True:
+        existing_id = connection.get(request_key)
+        if existing_id is not None:
+            existing = get_job(existing_id.decode())
+            if existing is not None and existing.active:
+                return existing, False
+            connection.eval(_DELETE_IF_EQUAL, 1, request_key, existing_id)
+            continue
+        job_id = f"{namespaced('calculate')}-{uuid.uuid4().hex}"
+        if not connection.set(request_key, job_id, nx=True, ex=config["METRICS_JOB_TIMEOUT"] + 300):
+            continue
+        job = metrics_queue().enqueue_call(
+            CALCULATE_FUNC,
+            kwargs=kwargs,
+            job_id=job_id,
+            timeout=config["METRICS_JOB_TIMEOUT"],
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=config["METRICS_JOB_RETRIES"], interval=[10, 30, 60]) if config["METRICS_JOB_RETRIES"] else None,
+            description=f"calculate metrics ({trigger})",
+        )
+        return _info(job), True

@@ -1,0 +1,290 @@
+"""Commands and queries on user activity metrics.
+
+`calculate_metrics` brings every closed window up to date: windows never
+computed (from the earliest event on) and windows a late event marked stale.
+Each contiguous range of windows is one set-based statement; a PostgreSQL
+advisory lock held for the whole run serialises concurrent runs, so the
+button, the schedule and a CLI call at once give the result of one run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..database import read_connection
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import UserActivityMetric
+from ..timeutil import format_rfc3339, utcnow
+from ..windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
+from .cursors import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "tracking:metrics-calculation"
+
+
+@dataclass(frozen=True)
+class CalculationSettings:
+    window_size: timedelta
+    settle: timedelta = timedelta(seconds=30)
+    chunk_windows: int = 42
+
+
+@dataclass(frozen=True)
+class CalculationSummary:
+    """What one run did; returned to RQ as the job's result and shown in the history."""
+
+    run_id: int
+    windows: int
+    users: int
+    events: int
+    rows_written: int
+    rows_removed: int
+    first_window: datetime | None
+    last_window_end: datetime | None
+    duration_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "windows": self.windows,
+            "users": self.users,
+            "events": self.events,
+            "rows_written": self.rows_written,
+            "rows_removed": self.rows_removed,
+            "from": format_rfc3339(self.first_window) if self.first_window else None,
+            "till": format_rfc3339(self.last_window_end) if self.last_window_end else None,
+            "duration_ms": self.duration_ms,
+        }
+
+
+_LOCK = sa.text("SELECT pg_advisory_lock(hashtext(:name))")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtext(:name))")
+
+_PENDING = sa.text("""
+WITH bounds AS (
+    SELECT date_bin(:size, min(occurred_at), :origin) AS first_window FROM events
+)
+SELECT candidate AS window_start
+FROM bounds, generate_series(bounds.first_window, :closed - :size, :size) AS candidate
+WHERE NOT EXISTS (
+    SELECT 1 FROM metrics_windows w
+    WHERE w.window_start = candidate AND w.computed_at IS NOT NULL AND NOT w.stale
+)
+UNION
+SELECT window_start FROM metrics_windows WHERE stale AND window_end <= :closed
+ORDER BY 1
+""")
+
+_MARK_COMPUTED = sa.text("""
+INSERT INTO metrics_windows (window_start, window_end, computed_at, stale)
+SELECT start, start + :size, now(), false
+FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - :size, :size) AS start
+ON CONFLICT (window_start) DO UPDATE
+    SET window_end = excluded.window_end, computed_at = excluded.computed_at, stale = false
+""")
+
+_COMPUTE_RANGE = sa.text("""
+WITH per_action AS (
+    SELECT user_id, date_bin(:size, occurred_at, :origin) AS window_start, action, count(*) AS n
+    FROM events
+    WHERE occurred_at >= :start AND occurred_at < :end
+    GROUP BY 1, 2, 3
+), fresh AS (
+    SELECT user_id, window_start, sum(n)::integer AS event_count, jsonb_object_agg(action, n) AS actions
+    FROM per_action
+    GROUP BY 1, 2
+), written AS (
+    INSERT INTO user_activity_metrics AS m (user_id, window_start, window_end, event_count, actions, computed_at)
+    SELECT user_id, window_start, window_start + :size, event_count, actions, now() FROM fresh
+    ON CONFLICT (user_id, window_start) DO UPDATE
+        SET window_end = excluded.window_end, event_count = excluded.event_count,
+            actions = excluded.actions, computed_at = excluded.computed_at
+        WHERE (m.window_end, m.event_count, m.actions)
+              IS DISTINCT FROM (excluded.window_end, excluded.event_count, excluded.actions)
+    RETURNING 1
+), removed AS (
+    DELETE FROM user_activity_metrics m
+    WHERE m.window_start >= :start AND m.window_start < :end
+      AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.user_id = m.user_id AND f.window_start = m.window_start)
+    RETURNING 1
+)
+SELECT (SELECT coalesce(sum(event_count), 0) FROM fresh) AS events,
+       (SELECT count(*) FROM written) AS written,
+       (SELECT count(*) FROM removed) AS removed
+""")
+
+_DISTINCT_USERS = sa.text("""
+SELECT count(DISTINCT user_id) FROM user_activity_metrics WHERE window_start = ANY(:starts)
+""")
+
+_START_RUN = sa.text("""
+INSERT INTO calculation_runs (trigger, job_id, started_at, status)
+VALUES (:trigger, :job_id, :started_at, 'running') RETURNING id
+""")
+
+_FINISH_RUN = sa.text("""
+UPDATE calculation_runs
+SET finished_at = now(), status = :status, first_window = :first_window, last_window = :last_window,
+    windows = :windows, users = :users, events = :events, error = :error
+WHERE id = :id
+""")
+
+
+def _contiguous_ranges(starts: list[datetime], size: timedelta, chunk: int) -> list[Window]:
+    """Group sorted window starts into ranges of adjacent windows, at most `chunk` windows each."""
+    ranges: list[Window] = []
+    for start in starts:
+        if ranges and ranges[-1].end == start and (start - ranges[-1].start) < size * chunk:
+            ranges[-1] = Window(ranges[-1].start, start + size)
+        else:
+            ranges.append(Window(start, start + size))
+    return ranges
+
+
+def _requested_windows(start: datetime, end: datetime, closed: datetime, size: timedelta) -> list[datetime]:
+    """Windows overlapping `[start, end)`, limited to closed ones."""
+    first = floor_window(start, size)
+    last = min(ceil_window(end, size), closed)
+    count = max(0, (last - first) // size)
+    return [first + i * size for i in range(count)]
+
+
+def calculate_metrics(settings: CalculationSettings, *, now: datetime | None = None,
+                      start: datetime | None = None, end: datetime | None = None,
+                      trigger: str = "manual", job_id: str | None = None) -> CalculationSummary:
+    """Compute every closed window that is pending, or recompute those overlapping `[start, end)`.
+
+    Runs on one connection holding a session advisory lock; each range of
+    windows commits on its own, so a killed run leaves every window either
+    fully computed and marked so, or untouched.
+    """
+    now = now or utcnow()
+    size = settings.window_size
+    closed = last_closed_boundary(now, size, settings.settle)
+    began = time.monotonic()
+    with db.engine.connect() as conn:
+        run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id, "started_at": now}).scalar_one()
+        conn.commit()
+        conn.execute(_LOCK, {"name": LOCK_NAME})
+        try:
+            if start is not None and end is not None:
+                starts = _requested_windows(start, end, closed, size)
+            else:
+                starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+            conn.commit()
+            events = written = removed = 0
+            for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
+                params = {"size": size, "origin": EPOCH, "start": window_range.start, "end": window_range.end}
+                conn.execute(_MARK_COMPUTED, params)
+                counts = conn.execute(_COMPUTE_RANGE, params).one()
+                conn.commit()
+                events += counts.events
+                written += counts.written
+                removed += counts.removed
+            users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
+            summary = CalculationSummary(
+                run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
+                rows_removed=removed, first_window=starts[0] if starts else None,
+                last_window_end=starts[-1] + size if starts else None,
+                duration_ms=int((time.monotonic() - began) * 1000),
+            )
+            conn.execute(_FINISH_RUN, {
+                "id": run_id, "status": "finished", "first_window": summary.first_window,
+                "last_window": summary.last_window_end, "windows": summary.windows, "users": users,
+                "events": events, "error": None})
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            conn.execute(_FINISH_RUN, {
+                "id": run_id, "status": "failed", "first_window": None, "last_window": None,
+                "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            conn.commit()
+            raise
+        finally:
+            conn.execute(_UNLOCK, {"name": LOCK_NAME})
+            conn.commit()
+    log.info("metrics calculated run_id=%s windows=%s from=%s till=%s users=%s events=%s rows_written=%s "
+             "rows_removed=%s duration_ms=%s", run_id, summary.windows, summary.first_window,
+             summary.last_window_end, users, events, written, removed, summary.duration_ms)
+    return summary
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """Which metrics to list: windows whose start lies in `[start, end)`, optionally for one user."""
+
+    user_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MetricCursor:
+    window_start: datetime
+    user_id: int
+
+    def encode(self) -> str:
+        return encode_cursor(self.window_start, self.user_id)
+
+    @classmethod
+    def decode(cls, token: str) -> MetricCursor:
+        moment, key = decode_cursor(token)
+        if not key.isdigit():
+            raise ValidationError("is not a cursor returned by this API", field="cursor")
+        return cls(moment, int(key))
+
+
+@dataclass(frozen=True)
+class Metric:
+    user_id: int
+    window_start: datetime
+    window_end: datetime
+    event_count: int
+    actions: dict[str, int]
+    computed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "event_count": self.event_count,
+            "window_start_at": format_rfc3339(self.window_start),
+            "window_end_at": format_rfc3339(self.window_end),
+            "created_at": format_rfc3339(self.computed_at),
+            "actions": self.actions,
+        }
+
+
+@dataclass(frozen=True)
+class MetricPage:
+    metrics: list[Metric]
+    next_cursor: MetricCursor | None
+
+
+def list_metrics(flt: MetricFilter, *, limit: int, after: MetricCursor | None = None) -> MetricPage:
+    """One page of metrics ordered by window, then user."""
+    c = UserActivityMetric.__table__.c
+    statement = sa.select(c.user_id, c.window_start, c.window_end, c.event_count, c.actions, c.computed_at)
+    if flt.user_id is not None:
+        statement = statement.where(c.user_id == flt.user_id)
+    if flt.start is not None:
+        statement = statement.where(c.window_start >= flt.start)
+    if flt.end is not None:
+        statement = statement.where(c.window_start < flt.end)
+    if after is not None:
+        statement = statement.where(sa.tuple_(c.window_start, c.user_id) > (after.window_start, after.user_id))
+    statement = statement.order_by(c.window_start, c.user_id).limit(limit + 1)
+    with read_connection() as connection:
+        rows = connection.execute(statement).all()
+    metrics = [Metric(*row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = metrics[-1]
+        next_cursor = MetricCursor(last.window_start, last.user_id)
+    return MetricPage(metrics, next_cursor)

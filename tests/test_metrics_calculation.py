@@ -1,0 +1,217 @@
+"""The metrics calculation against real PostgreSQL, with time passed in, not waited for."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.services.events import record_event
+from app.services.metrics import CalculationSettings, calculate_metrics
+from app.validation import Limits, parse_event
+from app.windows import floor_window
+
+UTC = timezone.utc
+FOUR = timedelta(hours=4)
+SETTINGS = CalculationSettings(window_size=FOUR, settle=timedelta(seconds=30), chunk_windows=4)
+DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
+
+
+def store(app, user_id: int, when: datetime, action: str = "page_view", now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    with app.app_context():
+        new = parse_event({"user_id": user_id, "action": action, "occurred_at": when.isoformat()},
+                          now=now, limits=Limits())
+        record_event(new, now=now, window_size=FOUR)
+
+
+def stored_metrics(app) -> dict[tuple[int, datetime], tuple[int, dict[str, int], datetime]]:
+    with app.app_context():
+        rows = db.session.execute(sa.text(
+            "SELECT user_id, window_start, window_end, event_count, actions, computed_at FROM user_activity_metrics"
+        )).all()
+    for row in rows:
+        assert row.window_end - row.window_start == FOUR
+    return {(r.user_id, r.window_start): (r.event_count, r.actions, r.computed_at) for r in rows}
+
+
+def expected_metrics(events: list[tuple[int, datetime, str]]) -> dict[tuple[int, datetime], tuple[int, dict]]:
+    """An independent count in Python of what the metrics must say."""
+    actions: dict[tuple[int, datetime], Counter] = defaultdict(Counter)
+    for user_id, when, action in events:
+        actions[(user_id, floor_window(when, FOUR))][action] += 1
+    return {key: (sum(c.values()), dict(c)) for key, c in actions.items()}
+
+
+def counts_only(metrics: dict) -> dict:
+    return {key: value[:2] for key, value in metrics.items()}
+
+
+def calculate(app, now: datetime, **kwargs):
+    with app.app_context():
+        return calculate_metrics(SETTINGS, now=now, **kwargs)
+
+
+def test_boundary_events_are_counted_once_in_the_right_window(app):
+    store(app, 1, DAY0 + FOUR - timedelta(microseconds=1))
+    store(app, 1, DAY0 + FOUR)
+    calculate(app, now=DAY0 + 3 * FOUR)
+    metrics = counts_only(stored_metrics(app))
+    assert metrics == {
+        (1, DAY0): (1, {"page_view": 1}),
+        (1, DAY0 + FOUR): (1, {"page_view": 1}),
+    }
+
+
+def test_boundaries_hold_when_the_process_and_database_use_other_time_zones(app, monkeypatch, database_url):
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    time.tzset()
+    try:
+        with app.app_context():
+            with db.engine.begin() as conn:
+                name = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+                conn.execute(sa.text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/St_Johns'"))
+            db.engine.dispose()
+        store(app, 1, datetime(2025, 10, 20, 9, 44, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=45))))
+        store(app, 1, datetime(2025, 10, 20, 4, tzinfo=UTC))
+        calculate(app, now=DAY0 + 3 * FOUR)
+        assert counts_only(stored_metrics(app)) == {
+            (1, DAY0): (1, {"page_view": 1}),
+            (1, DAY0 + FOUR): (1, {"page_view": 1}),
+        }
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+        with app.app_context():
+            with db.engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER DATABASE \"{name}\" RESET timezone"))
+
+
+def test_catch_up_after_three_days_fills_every_window_and_a_second_run_changes_nothing(app):
+    events = []
+    for hour in range(0, 72, 3):
+        for user_id in (1, 2):
+            when = DAY0 + timedelta(hours=hour, minutes=user_id)
+            action = "click" if hour % 2 else "page_view"
+            store(app, user_id, when, action)
+            events.append((user_id, when, action))
+    now = DAY0 + timedelta(days=3, minutes=1)
+    summary = calculate(app, now=now)
+    assert summary.windows == 18
+    assert summary.events == len(events)
+    assert summary.users == 2
+    first = stored_metrics(app)
+    assert counts_only(first) == expected_metrics(events)
+    with app.app_context():
+        ledger = db.session.execute(sa.text(
+            "SELECT count(*) FROM metrics_windows WHERE computed_at IS NOT NULL AND NOT stale")).scalar_one()
+    assert ledger == 18
+
+    again = calculate(app, now=now)
+    assert again.windows == 0
+    assert stored_metrics(app) == first
+
+
+def test_an_open_window_is_not_computed_until_it_closes_and_settles(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    assert calculate(app, now=DAY0 + FOUR + timedelta(seconds=10)).windows == 0
+    assert stored_metrics(app) == {}
+    assert calculate(app, now=DAY0 + FOUR + timedelta(seconds=31)).windows == 1
+    assert counts_only(stored_metrics(app)) == {(1, DAY0): (1, {"page_view": 1})}
+
+
+def test_late_event_marks_its_window_stale_and_the_next_run_recounts_it(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    now = DAY0 + timedelta(days=1)
+    calculate(app, now=now)
+    store(app, 1, DAY0 + timedelta(hours=2), action="click", now=now)
+    store(app, 2, DAY0 + timedelta(hours=3), now=now)
+    with app.app_context():
+        stale = db.session.execute(sa.text("SELECT window_start FROM metrics_windows WHERE stale")).scalars().all()
+    assert stale == [DAY0]
+    summary = calculate(app, now=now)
+    assert summary.windows == 1
+    assert counts_only(stored_metrics(app)) == {
+        (1, DAY0): (2, {"page_view": 1, "click": 1}),
+        (2, DAY0): (1, {"page_view": 1}),
+    }
+
+
+def test_late_event_into_a_never_computed_old_window_is_computed(app):
+    store(app, 1, DAY0 + timedelta(days=1))
+    now = DAY0 + timedelta(days=2)
+    calculate(app, now=now)
+    store(app, 3, DAY0 - timedelta(days=10), now=now)
+    calculate(app, now=now)
+    assert stored_metrics(app)[(3, DAY0 - timedelta(days=10))][0] == 1
+
+
+def test_recompute_drops_users_without_events_left_in_the_window(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    store(app, 2, DAY0 + timedelta(hours=2))
+    now = DAY0 + timedelta(days=1)
+    calculate(app, now=now)
+    assert set(stored_metrics(app)) == {(1, DAY0), (2, DAY0)}
+    with app.app_context():
+        db.session.execute(sa.text("DELETE FROM events WHERE user_id = 2"))
+        db.session.commit()
+    summary = calculate(app, now=now, start=DAY0, end=DAY0 + FOUR)
+    assert summary.windows == 1
+    assert summary.rows_removed == 1
+    assert set(stored_metrics(app)) == {(1, DAY0)}
+
+
+def test_explicit_range_is_widened_to_whole_windows_and_limited_to_closed_ones(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    summary = calculate(app, now=DAY0 + timedelta(hours=9), start=DAY0 + timedelta(hours=3),
+                        end=DAY0 + timedelta(days=5))
+    assert (summary.first_window, summary.last_window_end) == (DAY0, DAY0 + 2 * FOUR)
+
+
+def test_concurrent_runs_give_the_result_of_one(app):
+    events = []
+    for i in range(300):
+        when = DAY0 + timedelta(minutes=17 * i)
+        store(app, i % 7 + 1, when, f"a{i % 3}")
+        events.append((i % 7 + 1, when, f"a{i % 3}"))
+    now = DAY0 + timedelta(days=5)
+    summaries = []
+    errors = []
+
+    def run() -> None:
+        try:
+            summaries.append(calculate(app, now=now))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(s.windows for s in summaries)[:2] == [0, 0]
+    assert counts_only(stored_metrics(app)) == expected_metrics(events)
+
+
+def test_runs_are_recorded_in_the_history(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    calculate(app, now=DAY0 + timedelta(days=1, minutes=1), trigger="cli")
+    with app.app_context():
+        run = db.session.execute(sa.text("SELECT * FROM calculation_runs")).one()
+    assert (run.trigger, run.status, run.windows, run.users, run.events) == ("cli", "finished", 6, 1, 1)
+    assert run.first_window == DAY0 and run.last_window == DAY0 + timedelta(days=1)
+
+
+def test_cli_command_runs_the_same_calculation(app, runner):
+    store(app, 5, datetime(2025, 1, 1, 1, tzinfo=UTC))
+    result = runner.invoke(args=["calculate-metrics"])
+    assert result.exit_code == 0, result.output
+    assert '"users": 1' in result.output
+    assert (5, datetime(2025, 1, 1, tzinfo=UTC)) in stored_metrics(app)
+    result = runner.invoke(args=["calculate-metrics", "--from", "2025-01-01T00:00:00Z"])
+    assert result.exit_code != 0
+    assert "--till" in result.output

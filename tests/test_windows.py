@@ -1,0 +1,74 @@
+"""Window arithmetic: aligned, half-open UTC windows."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.windows import (Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size,
+                         windows_between)
+
+UTC = timezone.utc
+FOUR = timedelta(hours=4)
+
+
+def at(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_boundary_instant_belongs_to_the_window_it_starts():
+    assert window_of(at(2025, 10, 23, 4), FOUR) == Window(at(2025, 10, 23, 4), at(2025, 10, 23, 8))
+
+
+def test_last_microsecond_belongs_to_the_earlier_window():
+    assert window_of(at(2025, 10, 23, 3, 59, 59, 999999), FOUR) == Window(at(2025, 10, 23, 0), at(2025, 10, 23, 4))
+
+
+def test_day_end_window_closes_at_next_midnight():
+    assert window_of(at(2025, 10, 23, 23, 59, 59), FOUR) == Window(at(2025, 10, 23, 20), at(2025, 10, 24, 0))
+
+
+def test_year_end_window_crosses_into_the_new_year():
+    assert window_of(at(2025, 12, 31, 22, 30), FOUR) == Window(at(2025, 12, 31, 20), at(2026, 1, 1, 0))
+    assert window_of(at(2026, 1, 1, 0), FOUR).start == at(2026, 1, 1, 0)
+
+
+def test_non_utc_offsets_are_aligned_in_utc():
+    plus_two = timezone(timedelta(hours=2))
+    # 05:30 at +02:00 is 03:30 UTC: the [00:00, 04:00) UTC window
+    assert window_of(datetime(2025, 10, 23, 5, 30, tzinfo=plus_two), FOUR).start == at(2025, 10, 23, 0)
+    kathmandu = timezone(timedelta(hours=5, minutes=45))
+    assert floor_window(datetime(2025, 10, 23, 9, 45, tzinfo=kathmandu), FOUR) == at(2025, 10, 23, 4)
+
+
+def test_naive_datetimes_are_refused():
+    with pytest.raises(ValueError):
+        floor_window(datetime(2025, 10, 23, 5), FOUR)
+
+
+@pytest.mark.parametrize("hours", [1, 2, 3, 4, 6, 8, 12, 24])
+def test_window_sizes_that_divide_a_day(hours):
+    assert window_size(hours) == timedelta(hours=hours)
+    assert floor_window(at(2025, 10, 23, 23, 59), window_size(hours)).hour % hours == 0
+
+
+@pytest.mark.parametrize("hours", [0, -4, 5, 7, 48])
+def test_window_sizes_that_do_not_divide_a_day_are_refused(hours):
+    with pytest.raises(ValueError):
+        window_size(hours)
+
+
+def test_ceil_window():
+    assert ceil_window(at(2025, 10, 23, 4), FOUR) == at(2025, 10, 23, 4)
+    assert ceil_window(at(2025, 10, 23, 4, 0, 0, 1), FOUR) == at(2025, 10, 23, 8)
+
+
+def test_windows_between_covers_every_overlapping_window():
+    windows = list(windows_between(at(2025, 10, 23, 3), at(2025, 10, 23, 9), FOUR))
+    assert [w.start.hour for w in windows] == [0, 4, 8]
+    assert list(windows_between(at(2025, 10, 23, 4), at(2025, 10, 23, 4), FOUR)) == []
+
+
+def test_last_closed_boundary_waits_for_the_settle_time():
+    assert last_closed_boundary(at(2025, 10, 23, 4, 0, 10), FOUR, timedelta(seconds=30)) == at(2025, 10, 23, 0)
+    assert last_closed_boundary(at(2025, 10, 23, 4, 1), FOUR, timedelta(seconds=30)) == at(2025, 10, 23, 4)
