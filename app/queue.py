@@ -30,6 +30,11 @@ def namespaced(name: str) -> str:
     return f"{current_app.config['REDIS_NAMESPACE']}:{name}"
 
 
+def namespaced_id(name: str) -> str:
+    """A job id under the namespace (RQ allows only letters, digits, `_` and `-`)."""
+    return f"{current_app.config['REDIS_NAMESPACE']}-{name}"
+
+
 def metrics_queue() -> Queue:
     return Queue(namespaced("metrics"), connection=redis_connection())
 

@@ -18,7 +18,7 @@ import crontab
 from flask import current_app
 from rq_scheduler import Scheduler
 
-from .queue import namespaced, redis_connection
+from .queue import namespaced, namespaced_id, redis_connection
 from .services.jobs import CALCULATE_FUNC
 from .timeutil import utcnow
 
@@ -33,7 +33,7 @@ class PeriodicJob:
     @property
     def id(self) -> str:
         definition = json.dumps([self.func, self.cron, self.kwargs], sort_keys=True)
-        return namespaced(f"periodic:{self.name}:{hashlib.sha1(definition.encode()).hexdigest()[:10]}")
+        return namespaced_id(f"periodic-{self.name}-{hashlib.sha1(definition.encode()).hexdigest()[:10]}")
 
 
 def periodic_jobs() -> list[PeriodicJob]:
@@ -68,7 +68,7 @@ def sync_periodic_jobs(scheduler: AppScheduler, now: datetime | None = None) -> 
     """Make the scheduled periodic jobs match `periodic_jobs()`; returns their ids."""
     now = now or utcnow()
     wanted = {job.id: job for job in periodic_jobs()}
-    prefix = namespaced("periodic:")
+    prefix = namespaced_id("periodic-")
     for existing in scheduler.get_jobs():
         if existing.id.startswith(prefix) and existing.id not in wanted:
             scheduler.cancel(existing)

@@ -17,7 +17,7 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from ..queue import metrics_queue, namespaced, redis_connection
+from ..queue import metrics_queue, namespaced, namespaced_id, redis_connection
 from ..timeutil import format_rfc3339
 
 CALCULATE_FUNC = "app.tasks.calculate_metrics_job"
@@ -116,7 +116,7 @@ def enqueue_calculation(start: datetime | None = None, end: datetime | None = No
                 return existing, False
             connection.eval(_DELETE_IF_EQUAL, 1, request_key, existing_id)
             continue
-        job_id = f"{namespaced('calculate')}-{uuid.uuid4().hex}"
+        job_id = namespaced_id(f"calculate-{uuid.uuid4().hex}")
         if not connection.set(request_key, job_id, nx=True, ex=config["METRICS_JOB_TIMEOUT"] + 300):
             continue
         job = metrics_queue().enqueue_call(

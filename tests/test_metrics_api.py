@@ -1,0 +1,161 @@
+"""`/api/metrics`: listing, triggering and following jobs, with a real RQ worker on real Redis."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from app.queue import metrics_queue
+from app.services.jobs import CALCULATE_FUNC
+from tests.helpers import post_event
+
+ROOT = Path(__file__).resolve().parent.parent
+UTC = timezone.utc
+DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
+
+
+def store(client, user_id, when, action="page_view"):
+    response = post_event(client, user_id=user_id, action=action, occurred_at=when.isoformat())
+    assert response.status_code == 201
+
+
+@pytest.fixture
+def worker(app, app_config, tmp_path):
+    """A real `python worker.py` process consuming this test's queue; its log is printed on failure."""
+    env = {**os.environ, **{key: str(value) for key, value in app_config.items()}, "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    print(log_path.read_text())
+
+
+def wait_for_job(client, url, timeout=30.0):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(url).get_json()["job"]
+        if not seen or seen[-1] != job["status"]:
+            seen.append(job["status"])
+        if job["status"] in ("finished", "failed"):
+            return job, seen
+        time.sleep(0.05)
+    raise AssertionError(f"job did not finish; statuses seen: {seen}")
+
+
+def test_post_metrics_queues_a_job_and_a_second_press_returns_the_same_job(app, client):
+    first = client.post("/api/metrics")
+    assert first.status_code == 202
+    job = first.get_json()["job"]
+    assert job["status"] == "queued"
+    assert job["url"] == f"/api/metrics/jobs/{job['id']}"
+    second = client.post("/api/metrics")
+    assert second.status_code == 202
+    assert second.get_json()["job"]["id"] == job["id"]
+    with app.app_context():
+        assert len(metrics_queue()) == 1
+    ranged = client.post("/api/metrics", json={"from": "2025-10-20T00:00:00Z", "till": "2025-10-21T00:00:00Z"})
+    assert ranged.get_json()["job"]["id"] != job["id"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"from": "2025-10-20T00:00:00Z"}, "till"),
+    ({"till": "2025-10-20T00:00:00Z"}, "from"),
+    ({"from": "2025-10-21T00:00:00Z", "till": "2025-10-20T00:00:00Z"}, "till"),
+    ({"from": "2025-10-257T00:00:00Z", "till": "2025-10-20T00:00:00Z"}, "from"),
+    ({"since": "2025-10-20T00:00:00Z"}, "since"),
+])
+def test_post_metrics_validates_its_optional_range(client, body, field):
+    response = client.post("/api/metrics", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_unknown_job_is_404(client):
+    response = client.get("/api/metrics/jobs/nope")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_real_worker_runs_the_calculation_and_metrics_appear(client, worker):
+    store(client, 321, DAY0 + timedelta(hours=1))
+    store(client, 321, DAY0 + timedelta(hours=2), action="click")
+    store(client, 322, DAY0 + timedelta(hours=5))
+    job = client.post("/api/metrics").get_json()["job"]
+    assert job["status"] == "queued"
+    done, seen = wait_for_job(client, job["url"])
+    assert seen[0] == "queued" and seen[-1] == "finished", seen
+    assert done["summary"]["users"] == 2
+    assert done["summary"]["events"] == 3
+    assert done["summary"]["from"] == "2025-10-20T00:00:00.000000Z"
+
+    metrics = client.get("/api/metrics?user_id=321&from=2025-10-20T00:00:00Z&till=2025-10-21T00:00:00Z")
+    assert metrics.status_code == 200
+    assert metrics.get_json()["metrics"] == [{
+        "user_id": 321,
+        "event_count": 2,
+        "window_start_at": "2025-10-20T00:00:00.000000Z",
+        "window_end_at": "2025-10-20T04:00:00.000000Z",
+        "created_at": metrics.get_json()["metrics"][0]["created_at"],
+        "actions": {"page_view": 1, "click": 1},
+    }]
+
+
+def test_a_failing_job_reports_failed_with_its_error(app, client, worker):
+    with app.app_context():
+        job = metrics_queue().enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+                                           job_id=f"{app.config['REDIS_NAMESPACE']}-failing")
+    done, _ = wait_for_job(client, f"/api/metrics/jobs/{job.id}")
+    assert done["status"] == "failed"
+    assert "RFC 3339" in done["error"]
+
+
+def test_list_metrics_orders_by_window_then_user_and_pages(client, runner):
+    for user_id in (2, 1):
+        for hours in (1, 5, 9):
+            store(client, user_id, DAY0 + timedelta(hours=hours))
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    first = client.get("/api/metrics?limit=4").get_json()
+    keys = [(m["window_start_at"], m["user_id"]) for m in first["metrics"]]
+    assert keys == [("2025-10-20T00:00:00.000000Z", 1), ("2025-10-20T00:00:00.000000Z", 2),
+                    ("2025-10-20T04:00:00.000000Z", 1), ("2025-10-20T04:00:00.000000Z", 2)]
+    rest = client.get(f"/api/metrics?limit=4&cursor={first['next_cursor']}").get_json()
+    assert [(m["window_start_at"][11:13], m["user_id"]) for m in rest["metrics"]] == [("08", 1), ("08", 2)]
+    assert rest["next_cursor"] is None
+    ranged = client.get("/api/metrics?user_id=2&from=2025-10-20T04:00:00Z&till=2025-10-20T08:00:00Z").get_json()
+    assert [(m["user_id"], m["event_count"]) for m in ranged["metrics"]] == [(2, 1)]
+
+
+def test_original_readme_metrics_requests_work(client):
+    assert client.post("/api/metrics").status_code == 202
+    response = client.get("/api/metrics?user_id=321&from=2025-10-23T13%3A07%3A18.392Z"
+                          "&till=2025-10-25T22%3A07%3A18.392Z")
+    assert response.status_code == 200
+    assert response.get_json() == {"metrics": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("user_id=x", "user_id"),
+    ("from=2025-10-257T22:07:00.000Z", "from"),
+    ("from=2025-10-24T00:00:00Z&till=2025-10-23T00:00:00Z", "till"),
+    ("limit=5000", "limit"),
+    ("cursor=zzz", "cursor"),
+    ("action=click", "action"),
+])
+def test_list_metrics_validation(client, query, field):
+    response = client.get(f"/api/metrics?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
