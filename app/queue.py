@@ -5,6 +5,8 @@ can share one Redis without touching each other's jobs.
 """
 from __future__ import annotations
 
+import uuid
+
 from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Worker
@@ -45,5 +47,5 @@ def run_worker(burst: bool = False) -> None:
     Jobs run in a forked work horse that inherits the app context; SIGTERM
     lets the current job finish before the worker exits.
     """
-    worker = Worker([metrics_queue()], connection=redis_connection())
+    worker = Worker([metrics_queue()], connection=redis_connection(), name=namespaced_id(uuid.uuid4().hex))
     worker.work(burst=burst, with_scheduler=True, logging_level=current_app.config["LOG_LEVEL"].upper())

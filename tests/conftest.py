@@ -87,6 +87,10 @@ def _delete_namespace(redis_url: str, namespace: str) -> None:
     keys += list(client.scan_iter(match=f"rq:*{namespace}*", count=1000))
     if keys:
         client.delete(*keys)
+    for registry in ("rq:queues", "rq:workers"):
+        members = [m for m in client.smembers(registry) if namespace.encode() in m]
+        if members:
+            client.srem(registry, *members)
     client.close()
 
 

@@ -1,16 +1,14 @@
 """`POST /api/event` and `GET /api/events`: thin adapters over the events service."""
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify
 
 from ..services.events import Cursor, EventFilter, list_events, record_event
 from ..timeutil import utcnow
-from ..validation import (check_range, parse_event, parse_query_int, parse_query_time,
-                          single_params)
+from ..validation import parse_event
 from . import bp
-from .requests import json_body, limits, window_size
+from .requests import json_body, limits, list_query, window_size
 
-LIST_PARAMS = {"user_id", "action", "from", "till", "limit", "cursor"}
 META_PREFIX = "meta."
 
 
@@ -25,24 +23,13 @@ def create_event() -> tuple[Response, int]:
 
 def event_filter_from_query() -> tuple[EventFilter, int, Cursor | None]:
     """Parse the list parameters shared by the JSON list and the CSV export."""
-    params = single_params(request.args.to_dict(flat=False), LIST_PARAMS, prefixes=(META_PREFIX,))
-    start = parse_query_time(params["from"], "from") if "from" in params else None
-    end = parse_query_time(params["till"], "till") if "till" in params else None
-    check_range(start, end)
-    metadata = {key[len(META_PREFIX):]: value for key, value in params.items() if key.startswith(META_PREFIX)}
-    flt = EventFilter(
-        user_id=parse_query_int(params["user_id"], "user_id") if "user_id" in params else None,
-        action=params.get("action"),
-        start=start,
-        end=end,
-        metadata=metadata,
-    )
-    config = current_app.config
-    limit = config["LIST_DEFAULT_LIMIT"]
-    if "limit" in params:
-        limit = parse_query_int(params["limit"], "limit", maximum=config["LIST_MAX_LIMIT"])
-    cursor = Cursor.decode(params["cursor"]) if "cursor" in params else None
-    return flt, limit, cursor
+    query = list_query({"action", "cursor"}, prefixes=(META_PREFIX,))
+    metadata = {key[len(META_PREFIX):]: value for key, value in query.params.items()
+                if key.startswith(META_PREFIX)}
+    flt = EventFilter(user_id=query.user_id, action=query.params.get("action"), start=query.start,
+                      end=query.end, metadata=metadata)
+    cursor = Cursor.decode(query.params["cursor"]) if "cursor" in query.params else None
+    return flt, query.limit, cursor
 
 
 @bp.get("/events")

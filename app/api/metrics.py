@@ -1,17 +1,14 @@
 """`/api/metrics`: list metrics, trigger a calculation, follow its job."""
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 
 from ..errors import NotFoundError, ValidationError
 from ..services.jobs import JobInfo, enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics
-from ..validation import check_range, parse_query_int, parse_query_time, parse_timestamp, single_params
+from ..validation import check_range, parse_timestamp
 from . import bp
-from .requests import json_body
-
-LIST_PARAMS = {"user_id", "from", "till", "limit", "cursor"}
-
+from .requests import json_body, list_query
 
 def _job_json(job: JobInfo) -> dict[str, object]:
     return {**job.to_json(), "url": url_for("api.get_metrics_job", job_id=job.id, _external=False)}
@@ -54,21 +51,10 @@ def get_metrics_job(job_id: str) -> Response:
 @bp.get("/metrics")
 def get_metrics() -> Response:
     """Metrics of the windows whose start lies in `[from, till)`, ordered by window then user."""
-    params = single_params(request.args.to_dict(flat=False), LIST_PARAMS)
-    start = parse_query_time(params["from"], "from") if "from" in params else None
-    end = parse_query_time(params["till"], "till") if "till" in params else None
-    check_range(start, end)
-    config = current_app.config
-    limit = config["LIST_DEFAULT_LIMIT"]
-    if "limit" in params:
-        limit = parse_query_int(params["limit"], "limit", maximum=config["LIST_MAX_LIMIT"])
-    flt = MetricFilter(
-        user_id=parse_query_int(params["user_id"], "user_id") if "user_id" in params else None,
-        start=start,
-        end=end,
-    )
-    cursor = MetricCursor.decode(params["cursor"]) if "cursor" in params else None
-    page = list_metrics(flt, limit=limit, after=cursor)
+    query = list_query({"cursor"})
+    flt = MetricFilter(user_id=query.user_id, start=query.start, end=query.end)
+    cursor = MetricCursor.decode(query.params["cursor"]) if "cursor" in query.params else None
+    page = list_metrics(flt, limit=query.limit, after=cursor)
     return jsonify(
         metrics=[metric.to_json() for metric in page.metrics],
         next_cursor=page.next_cursor.encode() if page.next_cursor else None,
