@@ -7,9 +7,13 @@ that one; in Redis it touches only keys under its own namespace.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,6 +27,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.extensions import db
 
+ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
 
 
@@ -128,3 +133,21 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def worker(app: Flask, app_config: dict[str, object], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `python worker.py` process consuming this test's queue; its log is printed on failure."""
+    env = {**os.environ, **{key: str(value) for key, value in app_config.items()}, "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    print(log_path.read_text())
