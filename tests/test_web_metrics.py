@@ -214,3 +214,12 @@ def test_a_failed_job_shows_its_error_and_stops(app, client, worker):
     assert "<strong>Failed</strong>" in body
     assert "RFC 3339" in re.search(r'<p class="job-error">([^<]+)</p>', body).group(1)
     assert headers["HX-Trigger"] == "metrics-updated"
+
+
+def test_recent_metrics_are_shown_up_to_the_window_still_open(client, runner):
+    now = datetime.now(UTC)
+    store(client, 5, now - timedelta(hours=9))
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get("/metrics").get_data(as_text=True)
+    assert ": still open, counted once it closes" in html
+    assert len(window_rows(html)) == 1

@@ -48,16 +48,19 @@ def _window_size() -> timedelta:
 
 
 def window_range(form: FilterForm, size: timedelta, now: datetime) -> WindowRange:
-    """At most DISPLAY_WINDOWS windows, ending at `till`, or else at the newest window with metrics.
+    """At most DISPLAY_WINDOWS windows, ending at `till`, or else at the current window.
 
-    Anchoring on the newest metrics (rather than on now) means a quiet
-    system still opens on its latest numbers, not on an empty week.
+    When the newest metrics are older than that span (a quiet system, or
+    history loaded after the fact), the range ends at them instead, so the
+    page opens on the latest numbers rather than on an empty week.
     """
     if form.end is not None:
         last = ceil_window(form.end, size)
     else:
+        last = floor_window(now, size) + size
         latest = latest_metric_window(form.user_id, since=form.start)
-        last = latest + size if latest is not None else floor_window(now, size) + size
+        if latest is not None and latest + size <= last - DISPLAY_WINDOWS * size:
+            last = latest + size
     first = last - DISPLAY_WINDOWS * size
     cut = True
     if form.start is not None and ceil_window(form.start, size) >= first:
