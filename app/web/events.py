@@ -22,7 +22,7 @@ def _cursor(token: str | None) -> Cursor | None:
 
 def _context(form: FilterForm, **extra: object) -> dict[str, object]:
     return {"form": form, "active": "events", "page_size": PAGE_SIZE,
-            "live_interval": LIVE_INTERVAL_SECONDS, "controls_oob": False, **extra}
+            "live_interval": LIVE_INTERVAL_SECONDS, "controls_oob": False, "replaces_empty": False, **extra}
 
 
 @bp.get("/events")
@@ -89,6 +89,6 @@ def live_events() -> BaseResponse:
     if not page.events:
         return Response(status=204)
     newest = page.events[-1]
-    context = _context(form, events=list(reversed(page.events)), controls_oob=True,
+    context = _context(form, events=list(reversed(page.events)), controls_oob=True, replaces_empty=after is None,
                        newest=Cursor(newest.occurred_at, newest.id).encode())
     return render(TEMPLATE, ("rows", "live_poller"), **context)
