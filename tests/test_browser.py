@@ -37,6 +37,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
                 "install them with: apt-get install -y chromium chromium-driver", allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -91,7 +92,9 @@ def page(browser: Any, server: str) -> Iterator[Any]:
 
 
 def wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
-    return WebDriverWait(browser, WAIT_SECONDS, poll_frequency=0.05).until(condition, message=what)
+    """Poll `condition` until it holds; an element htmx swapped out meanwhile just means "not yet"."""
+    return WebDriverWait(browser, WAIT_SECONDS, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message=what)
 
 
 def store(client: Any, user_id: int, when: datetime, action: str = "page_view", **metadata: Any) -> None:
@@ -137,12 +140,12 @@ def test_an_invalid_filter_shows_its_message_and_a_fix_brings_results_back(page,
     field.send_keys("-4")
     wait(page, lambda b: b.find_element(By.ID, "user_id-error").text == "must be a positive integer",
          "the message appears by the field")
-    assert field.get_attribute("aria-invalid") == "true"
+    wait(page, lambda b: field.get_attribute("aria-invalid") == "true", "the field is marked invalid")
     assert "Fix the filter marked above" in page.find_element(By.ID, "event-results").text
     field.send_keys(Keys.HOME, Keys.DELETE)
     wait(page, lambda b: row_users(b) == ["4"], "a valid filter lists events again")
+    wait(page, lambda b: field.get_attribute("aria-invalid") is None, "the field is no longer marked invalid")
     assert page.find_element(By.ID, "user_id-error").text == ""
-    assert field.get_attribute("aria-invalid") is None
 
 
 def test_load_more_appends_the_next_page(page, server, client):
