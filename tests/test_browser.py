@@ -161,6 +161,21 @@ def test_load_more_appends_the_next_page(page, server, client):
     assert page.current_url.endswith("/events?user_id=6")
 
 
+def test_live_toggle_brings_new_events_to_the_top(page, server, client):
+    page.get(f"{server}/events?user_id=55")
+    assert "No events match these filters." in page.find_element(By.ID, "event-rows").text
+    page.find_element(By.ID, "f-live").click()
+    wait(page, lambda b: b.current_url.endswith("/events?user_id=55&live=1"), "the URL keeps the toggle")
+    wait(page, lambda b: "Live" in b.find_element(By.ID, "live-poller").text, "the page says it is live")
+    store(client, 55, datetime.now(UTC) - timedelta(seconds=2), action="first_live")
+    wait(page, lambda b: "first_live" in b.find_element(By.ID, "event-rows").text, "a new event appears")
+    assert not page.find_elements(By.ID, "events-empty"), "the empty state has gone"
+    store(client, 55, datetime.now(UTC), action="second_live")
+    wait(page, lambda b: "second_live" in b.find_element(By.ID, "event-rows").text, "another one appears")
+    actions = [cell.text for cell in page.find_elements(By.CSS_SELECTOR, "#event-rows .col-action")]
+    assert actions == ["second_live", "first_live"], "newest on top"
+
+
 def windows_table_events(browser: Any) -> list[str]:
     return [cell.text for cell in browser.find_elements(
         By.CSS_SELECTOR, ".windows-table td[data-label='Events']")]
