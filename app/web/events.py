@@ -1,6 +1,8 @@
 """`/events`: the filterable event list, its "Load more" pages and its live updates."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -20,7 +22,7 @@ def _cursor(token: str | None) -> Cursor | None:
     return Cursor.decode(token) if token else None
 
 
-def _context(form: FilterForm, **extra: object) -> dict[str, object]:
+def _context(form: FilterForm, **extra: Any) -> dict[str, Any]:
     return {"form": form, "active": "events", "page_size": PAGE_SIZE,
             "live_interval": LIVE_INTERVAL_SECONDS, "controls_oob": False, "replaces_empty": False, **extra}
 

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from ..errors import ValidationError
 from ..services.events import EventFilter
-from ..services.metrics import MetricFilter
 from ..timeutil import format_rfc3339
 from ..validation import check_range, parse_action, parse_query_int, parse_query_time
 
@@ -60,9 +59,6 @@ class FilterForm:
     def event_filter(self) -> EventFilter:
         return EventFilter(user_id=self.user_id, action=self.action, start=self.start, end=self.end,
                            metadata=self.metadata)
-
-    def metric_filter(self) -> MetricFilter:
-        return MetricFilter(user_id=self.user_id, start=self.start, end=self.end)
 
     def api_query(self) -> dict[str, str]:
         """The same filter in the JSON API's terms (RFC 3339 times, `meta.KEY`), for the export link."""

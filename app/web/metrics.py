@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Response, current_app, redirect, request, url_for
 from redis.exceptions import RedisError
@@ -89,7 +90,7 @@ def metrics() -> Response:
     """The whole page, or (for htmx) the results: after a filter change, or when a calculation finishes."""
     form = parse_metric_form(request.args)
     now = utcnow()
-    context: dict[str, object] = {
+    context: dict[str, Any] = {
         "form": form, "active": "metrics", "now": now, "runs": recent_runs(RECENT_RUNS),
         "last_computed": last_computed_at(), "next_run": _next_run(),
     }
