@@ -15,6 +15,7 @@ import atexit
 import signal
 import socket
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,8 +65,6 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
     too long for a socket), so it cannot collide with a PostgreSQL on port 5432.
     `database` is created when missing; the URL points at it.
     """
-    import warnings
-
     with warnings.catch_warnings():
         # The library asks platformdirs for a runtime dir at import time and
         # warns when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
