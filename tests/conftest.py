@@ -20,7 +20,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
-from app import create_app
+from app import create_app, queue
 from app.extensions import db
 
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
@@ -118,6 +118,7 @@ def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+    queue.close(app)
 
 
 @pytest.fixture

@@ -1,11 +1,20 @@
 """Small helpers shared by tests."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
 
+from app import create_app, queue
 from app.extensions import db
 
 
@@ -18,3 +27,60 @@ def post_event(client: Any, **fields: Any) -> Any:
     body = {"user_id": 1, "action": "page_view", "metadata": {}}
     body.update(fields)
     return client.post("/api/event", json=body)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    """Start one of the service's processes (worker, scheduler) with the test app's settings.
+
+    It runs in a process group of its own so a test can signal it together
+    with the RQ work horse it forks.
+    """
+    env = {**os.environ, **{key: str(value) for key, value in config.items()}, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("w") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                process_group=0)
+
+
+def stop(process: subprocess.Popen, log_path: Path | None = None) -> None:
+    """SIGTERM (warm shutdown), then SIGKILL the group if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if log_path is not None and log_path.exists():
+        print(log_path.read_text())
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+WORKER = [sys.executable, "worker.py"]
+SCHEDULER = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "--interval", "1"]
+
+
+@contextmanager
+def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
+    """An app with settings of its own (another server), whose connections are closed afterwards."""
+    app = create_app(config)
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+        queue.close(app)

@@ -124,14 +124,20 @@ _DISTINCT_USERS = sa.text("""
 SELECT count(DISTINCT user_id) FROM user_activity_metrics WHERE window_start = ANY(:starts)
 """)
 
+_ABANDON_RUNS = sa.text("""
+UPDATE calculation_runs
+SET status = 'abandoned', finished_at = clock_timestamp(), error = 'stopped before finishing (worker killed?)'
+WHERE status = 'running'
+""")
+
 _START_RUN = sa.text("""
 INSERT INTO calculation_runs (trigger, job_id, started_at, status)
-VALUES (:trigger, :job_id, :started_at, 'running') RETURNING id
+VALUES (:trigger, :job_id, clock_timestamp(), 'running') RETURNING id
 """)
 
 _FINISH_RUN = sa.text("""
 UPDATE calculation_runs
-SET finished_at = now(), status = :status, first_window = :first_window, last_window = :last_window,
+SET finished_at = clock_timestamp(), status = :status, first_window = :first_window, last_window = :last_window,
     windows = :windows, users = :users, events = :events, error = :error
 WHERE id = :id
 """)
@@ -170,49 +176,61 @@ def calculate_metrics(settings: CalculationSettings, *, now: datetime | None = N
     closed = last_closed_boundary(now, size, settings.settle)
     began = time.monotonic()
     with db.engine.connect() as conn:
-        run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id, "started_at": now}).scalar_one()
-        conn.commit()
         conn.execute(_LOCK, {"name": LOCK_NAME})
         try:
-            if start is not None and end is not None:
-                starts = _requested_windows(start, end, closed, size)
-            else:
-                starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+            # Holding the lock, any run still marked running has died without finishing.
+            conn.execute(_ABANDON_RUNS)
+            run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id}).scalar_one()
             conn.commit()
-            events = written = removed = 0
-            for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
-                params = {"size": size, "origin": EPOCH, "start": window_range.start, "end": window_range.end}
-                conn.execute(_MARK_COMPUTED, params)
-                counts = conn.execute(_COMPUTE_RANGE, params).one()
+            try:
+                summary = _compute_pending(conn, settings, closed, start, end, run_id, began)
+            except Exception as exc:
+                conn.rollback()
+                conn.execute(_FINISH_RUN, {
+                    "id": run_id, "status": "failed", "first_window": None, "last_window": None,
+                    "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 conn.commit()
-                events += counts.events
-                written += counts.written
-                removed += counts.removed
-            users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
-            summary = CalculationSummary(
-                run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
-                rows_removed=removed, first_window=starts[0] if starts else None,
-                last_window_end=starts[-1] + size if starts else None,
-                duration_ms=int((time.monotonic() - began) * 1000),
-            )
-            conn.execute(_FINISH_RUN, {
-                "id": run_id, "status": "finished", "first_window": summary.first_window,
-                "last_window": summary.last_window_end, "windows": summary.windows, "users": users,
-                "events": events, "error": None})
-            conn.commit()
-        except Exception as exc:
-            conn.rollback()
-            conn.execute(_FINISH_RUN, {
-                "id": run_id, "status": "failed", "first_window": None, "last_window": None,
-                "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
-            conn.commit()
-            raise
+                raise
         finally:
             conn.execute(_UNLOCK, {"name": LOCK_NAME})
             conn.commit()
     log.info("metrics calculated run_id=%s windows=%s from=%s till=%s users=%s events=%s rows_written=%s "
              "rows_removed=%s duration_ms=%s", run_id, summary.windows, summary.first_window,
-             summary.last_window_end, users, events, written, removed, summary.duration_ms)
+             summary.last_window_end, summary.users, summary.events, summary.rows_written,
+             summary.rows_removed, summary.duration_ms)
+    return summary
+
+
+def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime,
+                     start: datetime | None, end: datetime | None, run_id: int, began: float) -> CalculationSummary:
+    """Compute the planned windows range by range, committing each, and record the run's outcome."""
+    size = settings.window_size
+    if start is not None and end is not None:
+        starts = _requested_windows(start, end, closed, size)
+    else:
+        starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+    conn.commit()
+    events = written = removed = 0
+    for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
+        params = {"size": size, "origin": EPOCH, "start": window_range.start, "end": window_range.end}
+        conn.execute(_MARK_COMPUTED, params)
+        counts = conn.execute(_COMPUTE_RANGE, params).one()
+        conn.commit()
+        events += counts.events
+        written += counts.written
+        removed += counts.removed
+    users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
+    summary = CalculationSummary(
+        run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
+        rows_removed=removed, first_window=starts[0] if starts else None,
+        last_window_end=starts[-1] + size if starts else None,
+        duration_ms=int((time.monotonic() - began) * 1000),
+    )
+    conn.execute(_FINISH_RUN, {
+        "id": run_id, "status": "finished", "first_window": summary.first_window,
+        "last_window": summary.last_window_end, "windows": summary.windows, "users": users,
+        "events": events, "error": None})
+    conn.commit()
     return summary
 
 
