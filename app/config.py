@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import auth
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the process must not start."""
@@ -46,6 +48,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),
     Setting("LIST_DEFAULT_LIMIT", 100, int, "Page size of list endpoints when `limit` is not given."),
     Setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints."),
+    Setting("ACCESS_CONTROL", "auto", str, "`on`, `off`, or `auto`: on in production or once any token or admin password is set."),
+    Setting("API_TOKENS_INGEST", "", str, "Comma-separated bearer tokens that may only record events."),
+    Setting("API_TOKENS_FULL", "", str, "Comma-separated bearer tokens that may use the whole API."),
+    Setting("ADMIN_USERNAME", "admin", str, "Dashboard login name."),
+    Setting("ADMIN_PASSWORD_HASH", "", str, "Dashboard password hash (`flask --app wsgi hash-password`)."),
 )
 
 
@@ -74,6 +81,9 @@ def finalize_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"METRICS_WINDOW_HOURS={hours} must divide 24")
     if config["APP_ENV"] == "production" and config["SECRET_KEY"] in ("", "dev-insecure-secret"):
         raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
+    problems = auth.check_config(config)
+    if problems:
+        raise ConfigError("access control is on but " + "; ".join(problems) + " (or set ACCESS_CONTROL=off)")
 
     config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(config["DATABASE_URL"])
     if config.get("DATABASE_READ_URL"):

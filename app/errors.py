@@ -26,11 +26,12 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, field: str | None = None, status: int | None = None,
-                 code: str | None = None, details: Any = None) -> None:
+                 code: str | None = None, details: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
+        self.headers = headers
         if status is not None:
             self.status = status
         if code is not None:
@@ -89,7 +90,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details, exc.headers)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> Response | HTTPException:
