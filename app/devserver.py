@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
+from .auth import access_control_enabled
+from .config import load_config
 from .embedded import EmbeddedServer, start_postgres, start_redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +71,10 @@ def main() -> int:
             # launcher, which stops each child once, and the servers after them.
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                                               stdin=subprocess.DEVNULL, process_group=0)
-        print(f"devserver: serving http://127.0.0.1:{port} | database: {database} | redis: {redis}"
-              " | Ctrl-C stops everything", flush=True)
+        access = "on (tokens and login required)" if access_control_enabled(load_config(env)) else \
+            "OFF: open to anyone who can reach this port"
+        print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
+              f" | redis: {redis} | Ctrl-C stops everything", flush=True)
         while not stop:
             for name, child in children.items():
                 if child.poll() is not None:
