@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import auth, cli, errors, queue
+from . import auth, cli, errors, limits, queue
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     errors.init_app(app)
     auth.init_app(app)
+    limits.init_app(app)
     queue.init_app(app)
     cli.init_app(app)
 

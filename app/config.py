@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),
     Setting("LIST_DEFAULT_LIMIT", 100, int, "Page size of list endpoints when `limit` is not given."),
     Setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints."),
+    Setting("RATE_LIMIT_INGEST", "1000 per second", str, "Budget per client for recording events (empty: no limit)."),
+    Setting("RATE_LIMIT_RECALCULATE", "10 per minute", str, "Budget per client for triggering calculations (empty: no limit)."),
     Setting("ACCESS_CONTROL", "auto", str, "`on`, `off`, or `auto`: on in production or once any token or admin password is set."),
     Setting("API_TOKENS_INGEST", "", str, "Comma-separated bearer tokens that may only record events."),
     Setting("API_TOKENS_FULL", "", str, "Comma-separated bearer tokens that may use the whole API."),
