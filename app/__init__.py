@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import auth, cli, errors, limits, queue
+from . import auth, cli, errors, headers, limits, queue
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     errors.init_app(app)
+    headers.init_app(app)
     auth.init_app(app)
     limits.init_app(app)
     queue.init_app(app)
