@@ -55,11 +55,6 @@ class NotFoundError(ApiError):
     code = "not_found"
 
 
-class UnavailableError(ApiError):
-    status = 503
-    code = "service_unavailable"
-
-
 def error_response(status: int, code: str, message: str, field: str | None = None,
                    details: Any = None, headers: dict[str, str] | None = None,
                    retry_after: int | None = None) -> Response:
