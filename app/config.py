@@ -7,6 +7,7 @@ configuration table mirrors this list.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,12 +42,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS_JOB_TIMEOUT", 1800, int, "Seconds a calculation job may run before RQ stops it."),
     Setting("METRICS_JOB_RETRIES", 3, int, "Times a failed calculation job is retried."),
     Setting("LOG_LEVEL", "INFO", str, "Python log level."),
+    Setting("LOG_FORMAT", "kv", str, "`kv` (key=value) or `json`: one structured line per request and per job."),
     Setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body."),
     Setting("METADATA_MAX_BYTES", 16 * 1024, int, "Largest accepted event metadata, JSON-encoded."),
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),
     Setting("LIST_DEFAULT_LIMIT", 100, int, "Page size of list endpoints when `limit` is not given."),
     Setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints."),
 )
+
+
+LOG_FORMATS = ("kv", "json")
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -72,6 +77,10 @@ def finalize_config(config: dict[str, Any]) -> None:
     hours = config["METRICS_WINDOW_HOURS"]
     if hours <= 0 or 24 % hours:
         raise ConfigError(f"METRICS_WINDOW_HOURS={hours} must divide 24")
+    if not isinstance(logging.getLevelName(str(config["LOG_LEVEL"]).upper()), int):
+        raise ConfigError(f"LOG_LEVEL={config['LOG_LEVEL']!r} is not a log level such as INFO or DEBUG")
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={config['LOG_FORMAT']!r} must be one of {', '.join(LOG_FORMATS)}")
     if config["APP_ENV"] == "production" and config["SECRET_KEY"] in ("", "dev-insecure-secret"):
         raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
 
@@ -84,6 +93,8 @@ def finalize_config(config: dict[str, Any]) -> None:
             "pool_size": config["DATABASE_POOL_SIZE"],
             "pool_pre_ping": True,
             "pool_recycle": 1800,
+            # statement parameters carry request data (event metadata); keep them out of errors and logs
+            "hide_parameters": True,
             # every session computes in UTC, whatever the server's default time zone
             "connect_args": {"options": "-c timezone=UTC"},
         },
@@ -97,3 +108,4 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
