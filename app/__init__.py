@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import cli, errors, log, queue
+from . import cli, errors, health, log, queue
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     queue.init_app(app)
     cli.init_app(app)
+    health.init_app(app)
 
     from .api import bp as api_bp
     app.register_blueprint(api_bp)

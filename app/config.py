@@ -43,6 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS_JOB_RETRIES", 3, int, "Times a failed calculation job is retried."),
     Setting("LOG_LEVEL", "INFO", str, "Python log level."),
     Setting("LOG_FORMAT", "kv", str, "`kv` (key=value) or `json`: one structured line per request and per job."),
+    Setting("READYZ_TIMEOUT_SECONDS", 0.8, float, "Deadline of the `/readyz` checks; a slower dependency counts as down."),
     Setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body."),
     Setting("METADATA_MAX_BYTES", 16 * 1024, int, "Largest accepted event metadata, JSON-encoded."),
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),
