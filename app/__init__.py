@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import cli, errors, health, log, queue
+from . import cli, errors, health, log, queue, telemetry
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -23,6 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config)
     app.json.sort_keys = False  # keep fields in the documented order
     log.init_app(app)
+    telemetry.init_app(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

@@ -44,6 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "INFO", str, "Python log level."),
     Setting("LOG_FORMAT", "kv", str, "`kv` (key=value) or `json`: one structured line per request and per job."),
     Setting("READYZ_TIMEOUT_SECONDS", 0.8, float, "Deadline of the `/readyz` checks; a slower dependency counts as down."),
+    Setting("PROMETHEUS_MULTIPROC_DIR", None, str,
+            "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
+            "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1."),
     Setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body."),
     Setting("METADATA_MAX_BYTES", 16 * 1024, int, "Largest accepted event metadata, JSON-encoded."),
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),

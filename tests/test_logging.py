@@ -71,6 +71,13 @@ def test_lines_logged_during_a_request_carry_its_id(json_logs, app, client, caps
     assert inside and inside[0]["request_id"] == "abc"
 
 
+def test_probes_and_scrapes_are_not_logged(json_logs, client, capsys):
+    capsys.readouterr()
+    for path in ("/healthz", "/readyz", "/internal/metrics"):
+        assert client.get(path).status_code == 200
+    assert request_lines(capsys) == []
+
+
 def test_kv_lines_are_one_line_of_key_value_pairs(client, capsys):
     capsys.readouterr()
     client.get("/api/events", headers={"X-Request-ID": "kv-1"})

@@ -20,6 +20,7 @@ from ..database import read_connection
 from ..errors import ConflictError, ValidationError
 from ..extensions import db
 from ..models import Event
+from ..telemetry import count_events
 from ..timeutil import format_rfc3339
 from ..validation import NewEvent
 from ..windows import window_of
@@ -91,6 +92,7 @@ def record_event(new: NewEvent, *, now: datetime, window_size: timedelta) -> tup
         received_at=now,
     )
     window = window_of(event.occurred_at, window_size)
+    late = window.end <= now
     created = db.session.execute(_INSERT_EVENT, {
         "id": event.id,
         "user_id": event.user_id,
@@ -100,10 +102,11 @@ def record_event(new: NewEvent, *, now: datetime, window_size: timedelta) -> tup
         "received_at": event.received_at,
         "window_start": window.start,
         "window_end": window.end,
-        "late": window.end <= now,
+        "late": late,
     }).scalar_one() == 1
     db.session.commit()
     if created:
+        count_events(created=1, late=int(late))
         return event, True
 
     row = db.session.execute(_SELECT_EVENT, {"id": event.id}).one()
@@ -113,6 +116,7 @@ def record_event(new: NewEvent, *, now: datetime, window_size: timedelta) -> tup
     if not same or (new.occurred_at is not None and existing.occurred_at != new.occurred_at):
         raise ConflictError("an event with this id already exists with different content", field="id",
                             code="id_conflict")
+    count_events(duplicates=1)
     return existing, False
 
 
