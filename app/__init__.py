@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import cli, errors, health, log, queue, telemetry
+from . import cli, errors, health, log, openapi, queue, telemetry
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     queue.init_app(app)
     cli.init_app(app)
     health.init_app(app)
+    openapi.init_app(app)
 
     from .api import bp as api_bp
     app.register_blueprint(api_bp)

@@ -19,10 +19,13 @@ from app import create_app
 from app.embedded import start_postgres
 from app.extensions import db
 from tests.helpers import free_port, poll
+from tests.openapi_check import ValidatingClient
 
 
 def make_app(app_config: dict[str, object], **overrides: object) -> Flask:
-    return create_app({**app_config, **overrides})
+    app = create_app({**app_config, **overrides})
+    app.test_client_class = ValidatingClient
+    return app
 
 
 def test_healthz_needs_no_dependency(app_config):

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from tests.helpers import post_event
+from tests.openapi_check import ValidatingClient
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -83,6 +84,7 @@ def test_queue_depth_is_read_at_scrape_time(client):
 def test_a_scrape_survives_redis_and_postgres_being_down(app_config):
     app = create_app({**app_config, "REDIS_URL": "redis://127.0.0.1:9/0",
                       "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none"})
+    app.test_client_class = ValidatingClient
     samples = scrape(app.test_client())
     assert value(samples, "tracking_collector_up", collector="queue") == 0
     assert value(samples, "tracking_collector_up", collector="calculations") == 0
