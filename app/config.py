@@ -47,6 +47,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROMETHEUS_MULTIPROC_DIR", None, str,
             "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
             "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1."),
+    Setting("GUNICORN_WORKERS", 2, int, "gunicorn worker processes (`gunicorn.conf.py`)."),
+    Setting("GUNICORN_THREADS", 4, int, "Threads per gunicorn worker."),
+    Setting("GUNICORN_GRACEFUL_TIMEOUT", 25, int, "Seconds gunicorn lets in-flight requests finish after SIGTERM."),
     Setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body."),
     Setting("METADATA_MAX_BYTES", 16 * 1024, int, "Largest accepted event metadata, JSON-encoded."),
     Setting("EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie."),
