@@ -116,3 +116,11 @@ def sqlalchemy_url(url: str) -> str:
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
 
+
+def settings_table() -> str:
+    """The README's configuration table, rendered from SETTINGS so the two cannot drift apart."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for setting in SETTINGS:
+        default = "(unset)" if setting.default is None else f"`{setting.default}`"
+        lines.append(f"| `{setting.key}` | {default} | {setting.doc.replace('|', '&#124;')} |")
+    return "\n".join(lines)

@@ -4,12 +4,17 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
 
 from app.extensions import db
+
+# The document with the operations sections (configuration table, compose services); the README
+# once they are merged into it.
+README_PATH = Path(__file__).resolve().parent.parent / "docs" / "README-ops.md"
 
 
 def count_rows(app: Flask, table: str) -> int:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from app.config import SETTINGS, load_config
+from tests.helpers import README_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -273,3 +274,23 @@ def test_the_compose_file_is_plain_yaml_with_extension_fields_only():
     document = yaml.safe_load(COMPOSE_FILE.read_text())
     assert set(document) - {"name", "services", "volumes"} == {"x-app"}
     assert document["services"]["web"]["command"][-1] == "wsgi:app"
+
+
+def readme_services() -> dict[str, str]:
+    """Service -> what it runs, from the table in the README's compose section."""
+    section = README_PATH.read_text().split("## Docker compose deployment", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)`", section, flags=re.M)
+    return dict(rows)
+
+
+def test_the_readme_compose_section_matches_the_file(model):
+    documented = readme_services()
+    services = model["services"]
+    assert set(documented) == set(services)
+    for name, service in services.items():
+        if name in APP_SERVICES:
+            assert documented[name] == " ".join(service["command"]), name
+        elif "build" not in service:
+            assert documented[name].split()[0] == service["image"], name
+    section = README_PATH.read_text()
+    assert "--scale worker=" in section and "--profile tools" in section and "cp .env.example .env" in section
