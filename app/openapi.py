@@ -2,32 +2,37 @@
 and a human docs page at `/api/docs` (Swagger UI, vendored under static/vendor, so
 it works offline).
 
-The document is built in Python from the app's settings, so the limits it
-states (page sizes, body size) are the ones the running app enforces. The test
-suite checks it against the routes Flask knows and validates every JSON
-response the tests see against it (tests/openapi_check.py).
+Both routes join the api blueprint when this module is imported (endpoints
+`api.openapi_document` and `api.docs`). The document is built in Python from
+the app's settings, so the limits it states (page sizes, body size) are the
+ones the running app enforces. The test suite checks it against the routes
+Flask knows and validates every response the tests see against it
+(tests/openapi_check.py).
 """
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template
+from flask import Flask, current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
-bp = Blueprint("openapi", __name__, url_prefix="/api")
+from .api import bp
 
 EXTENSION_KEY = "tracking.openapi"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=@-]{1,128}$"
-DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# Swagger UI renders under a policy without any inline script or style.
+DOCS_CSP = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
+])
 
 Schema = dict[str, Any]
 
 
 def init_app(app: Flask) -> None:
+    """The routes live on the api blueprint (registered by the factory); this keeps the document's cache."""
     app.extensions[EXTENSION_KEY] = None
-    app.register_blueprint(bp)
 
 
 def document() -> Schema:
@@ -40,7 +45,8 @@ def document() -> Schema:
 
 
 @bp.get("/openapi.json")
-def openapi_json() -> Response:
+def openapi_document() -> Response:
+    """The document, for tools (client generators, Swagger UI, contract tests)."""
     return jsonify(document())
 
 
@@ -82,19 +88,28 @@ def _errors(*statuses: int) -> dict[str, Schema]:
 
 _ERROR_RESPONSES = {
     400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "NotFound",
     409: "Conflict",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
+    429: "TooManyRequests",
     503: "Unavailable",
 }
+# Who may call what once access control is on: ingest tokens only record events (no 403 there),
+# and recording and recalculating are rate-limited per client.
+_FULL_TOKEN = (401, 403)
+_ANY_TOKEN = (401,)
+_RATE_LIMITED = (429,)
+_OPEN: list[Schema] = []
 
 _TIMESTAMP = {"type": "string", "format": "date-time", "examples": ["2025-10-23T13:07:00.000000Z"]}
 
 
 def _operation(summary: str, tag: str, responses: dict[str, Schema], *, description: str = "",
                parameters: list[Schema] | None = None, body: Schema | None = None,
-               operation_id: str) -> Schema:
+               operation_id: str, security: list[Schema] | None = None) -> Schema:
     operation: Schema = {
         "operationId": operation_id,
         "tags": [tag],
@@ -106,6 +121,8 @@ def _operation(summary: str, tag: str, responses: dict[str, Schema], *, descript
         operation["description"] = description
     if body is not None:
         operation["requestBody"] = body
+    if security is not None:
+        operation["security"] = security
     return operation
 
 
@@ -348,6 +365,7 @@ def build_document(config: dict[str, Any]) -> Schema:
                            "with an explicit offset and are returned in UTC; ranges are half-open `[from, till)`. "
                            "Every response carries `X-Request-ID` (yours if you sent a valid one).",
         },
+        "security": [{"bearerAuth": []}],
         "tags": [
             {"name": "events", "description": "Recording and listing events."},
             {"name": "metrics", "description": "Activity metrics and their calculation."},
@@ -360,63 +378,65 @@ def build_document(config: dict[str, Any]) -> Schema:
                             "`id` was stored before (a retry); 409 when that id was stored with other content.",
                 responses={"201": _json("Stored.", _ref("Event")),
                            "200": _json("Already stored by an earlier request with this id.", _ref("Event")),
-                           **_errors(400, 409, 413, 415, 503)})},
+                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events/batch": {"post": _operation(
                 "Record up to 1,000 events, all or none", "events", operation_id="createEventsBatch",
                 body={"required": True, "content": {"application/json": {"schema": _ref("EventBatch")}}},
                 description="Any invalid item rejects the whole batch with one entry per bad item in "
                             "`error.details`; ids stored before count as duplicates.",
                 responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
-                           **_errors(400, 409, 413, 415, 503)})},
+                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
                 "List events", "events", operation_id="listEvents", parameters=_event_parameters(config),
                 description="Events in time order, one keyset page at a time. " + _META_FILTER,
-                responses={"200": _json("One page of events.", _ref("EventPage")), **_errors(400, 503)})},
+                responses={"200": _json("One page of events.", _ref("EventPage")),
+                           **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/events/export": {"get": _operation(
                 "Export events as CSV", "events", operation_id="exportEvents", parameters=_event_parameters(config),
                 description="The events `GET /api/events` would list, with the same filters, as CSV. "
                             + _META_FILTER,
                 responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
-                           **_errors(400, 503)})},
+                           **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/metrics": {
                 "get": _operation(
                     "List metrics", "metrics", operation_id="listMetrics",
                     parameters=_list_parameters(config, extra=[]),
                     description="Metrics of the windows whose start lies in `[from, till)`, ordered by window, "
                                 "then user.",
-                    responses={"200": _json("One page of metrics.", _ref("MetricPage")), **_errors(400, 503)}),
+                    responses={"200": _json("One page of metrics.", _ref("MetricPage")),
+                               **_errors(400, *_FULL_TOKEN, 503)}),
                 "post": _operation(
                     "Calculate metrics now", "metrics", operation_id="triggerCalculation", body=calculation_body,
                     description="Queues a calculation and answers with its job. While a calculation for the same "
                                 "range is queued or running, that job is returned instead of a new one.",
                     responses={"202": _json("Queued (or already queued).", _ref("JobEnvelope")),
-                               **_errors(400, 413, 415, 503)}),
+                               **_errors(400, *_FULL_TOKEN, 413, 415, *_RATE_LIMITED, 503)}),
             },
             "/api/metrics/jobs/{job_id}": {"get": _operation(
                 "Follow a calculation job", "metrics", operation_id="getCalculationJob",
                 parameters=[{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 responses={"200": _json("The job: queued, started, then finished (with its summary) or failed.",
                                         _ref("JobEnvelope")),
-                           **_errors(404, 503)})},
+                           **_errors(*_FULL_TOKEN, 404, 503)})},
             "/api/openapi.json": {"get": _operation(
-                "This document", "operations", operation_id="getOpenApi",
+                "This document", "operations", operation_id="getOpenApi", security=_OPEN,
                 responses={"200": _json("The OpenAPI 3.1 document.", {"type": "object"})})},
             "/api/docs": {"get": _operation(
-                "Human-readable API docs", "operations", operation_id="getDocs",
+                "Human-readable API docs", "operations", operation_id="getDocs", security=_OPEN,
                 responses={"200": _content("Swagger UI over this document; works offline.", "text/html",
                                            {"type": "string"})})},
             "/healthz": {"get": _operation(
-                "Liveness", "operations", operation_id="healthz",
+                "Liveness", "operations", operation_id="healthz", security=_OPEN,
                 description="200 while the process serves requests; consults no dependency.",
                 responses={"200": _json("Alive.", _ref("Health"))})},
             "/readyz": {"get": _operation(
-                "Readiness", "operations", operation_id="readyz",
+                "Readiness", "operations", operation_id="readyz", security=_OPEN,
                 description="200 when PostgreSQL answers, its schema is at the migrations' head and Redis "
                             "answers; else 503 naming what failed. Answers within READYZ_TIMEOUT_SECONDS.",
                 responses={"200": _json("Ready.", _ref("Readiness")),
                            "503": _json("Not ready; `failed` names the checks that failed.", _ref("Readiness"))})},
             "/internal/metrics": {"get": _operation(
-                "Operational metrics for Prometheus", "operations", operation_id="prometheusMetrics",
+                "Operational metrics for Prometheus", "operations", operation_id="prometheusMetrics", security=_OPEN,
                 description="Prometheus text exposition: requests, latency, ingestion, calculation runs, queue "
                             "depth. Not the user-facing `/api/metrics`; keep it off the public internet.",
                 responses={"200": {
@@ -427,6 +447,11 @@ def build_document(config: dict[str, Any]) -> Schema:
         },
         "components": {
             "schemas": _schemas(config),
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token, needed once access control is on (in production, or whenever a "
+                               "token is configured). Ingest tokens may only record events; full tokens may call "
+                               "everything."}},
             "parameters": {"RequestId": {
                 "name": "X-Request-ID", "in": "header", "required": False,
                 "description": "Your id for this request, echoed in the response and written in the logs; "
@@ -436,10 +461,16 @@ def build_document(config: dict[str, Any]) -> Schema:
                 "RequestId": {"description": "The request's id, as sent or generated.",
                               "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}},
                 "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+                "WwwAuthenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}},
             },
             "responses": {
                 "BadRequest": _error_response("Malformed JSON or an invalid field or parameter (named in "
                                               "`error.field`)."),
+                "Unauthorized": _error_response("No valid API token was sent.",
+                                                {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}}),
+                "Forbidden": _error_response("The token may only record events."),
+                "TooManyRequests": _error_response("This client's request budget is spent; retry after the delay.",
+                                                   {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
                 "NotFound": _error_response("No such resource."),
                 "Conflict": _error_response("A client id was reused for different content."),
                 "PayloadTooLarge": _error_response(f"Body larger than {config['MAX_BODY_BYTES']} bytes."),
