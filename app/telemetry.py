@@ -49,7 +49,8 @@ HTTP_REQUEST_SECONDS = Histogram("tracking_http_request_duration_seconds",
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 EVENTS_INGESTED = Counter("tracking_events_ingested", "Events stored for the first time.")
 EVENTS_DUPLICATES = Counter("tracking_events_duplicates",
-                            "Retried events (a client id seen before) answered with the stored event, not stored again.")
+                            "Retried events (a client id seen before) answered with the stored event, "
+                            "not stored again.")
 EVENTS_LATE = Counter("tracking_events_late",
                       "Events stored for an already closed window; each marks its window for recalculation.")
 
@@ -128,7 +129,7 @@ _RUNS = (
 
 
 class CalculationCollector(_SourceCollector):
-    """Finished calculation runs by trigger and outcome, and their durations, from the ledger."""
+    """Ended calculation runs by trigger and outcome, and their durations, from the ledger."""
 
     name = "calculations"
 
@@ -144,23 +145,26 @@ class CalculationCollector(_SourceCollector):
             self.up = False
             return
         self.up = True
-        runs = CounterMetricFamily("tracking_calculation_runs", "Finished metrics calculation runs.",
+        runs = CounterMetricFamily("tracking_calculation_runs",
+                                   "Calculation runs that ended, by trigger and final status.",
                                    labels=["trigger", "outcome"])
-        durations: dict[str, list[Any]] = {}
+        counts: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        within: dict[str, list[int]] = {}
         last_success = None
-        for trigger, status, count, seconds, finished, *within in rows:
+        for trigger, status, count, total_seconds, finished, *bucket_counts in rows:
             runs.add_metric([trigger, status], count)
-            totals = durations.setdefault(status, [0, 0.0, [0] * len(RUN_DURATION_BUCKETS)])
-            totals[0] += count
-            totals[1] += seconds
-            totals[2] = [a + b for a, b in zip(totals[2], within)]
+            counts[status] = counts.get(status, 0) + count
+            seconds[status] = seconds.get(status, 0.0) + total_seconds
+            within[status] = [a + b for a, b in zip(within.get(status, [0] * len(bucket_counts)), bucket_counts)]
             if status == "finished" and (last_success is None or finished > last_success):
                 last_success = finished
         histogram = HistogramMetricFamily("tracking_calculation_run_duration_seconds",
-                                          "Duration of finished calculation runs, by outcome.", labels=["outcome"])
-        for status, (count, seconds, within) in durations.items():
-            buckets = [(repr(bound), n) for bound, n in zip(RUN_DURATION_BUCKETS, within)] + [("+Inf", count)]
-            histogram.add_metric([status], buckets, seconds)
+                                          "Duration of calculation runs that ended, by final status.",
+                                          labels=["outcome"])
+        for status, count in counts.items():
+            buckets = [(repr(bound), n) for bound, n in zip(RUN_DURATION_BUCKETS, within[status])] + [("+Inf", count)]
+            histogram.add_metric([status], buckets, seconds[status])
         yield runs
         yield histogram
         if last_success is not None:
