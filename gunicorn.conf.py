@@ -8,18 +8,12 @@ GUNICORN_GRACEFUL_TIMEOUT seconds to finish before it kills its workers.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-# prometheus_client picks its multiprocess storage when first imported (by the app, just below),
-# and then needs the directory to exist.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+from prometheus_client import multiprocess
 
-from prometheus_client import multiprocess  # noqa: E402
-
-from app.config import load_config  # noqa: E402
+from app.config import load_config
 
 _settings = load_config()
 

@@ -6,7 +6,8 @@ Two kinds of series:
   per route template, events ingested, duplicates ignored, late events. Under
   gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (an environment
   variable: prometheus_client reads it when imported) so every worker writes
-  to files there and a scrape of any worker sums them all.
+  to files there and a scrape of any worker sums them all. The counters are
+  created when the first app is built, not at import.
 - Per deployment, read at scrape time: calculation runs (from the
   `calculation_runs` ledger, so runs by any worker or the CLI count, and a
   restart loses nothing) and queue depth (from Redis). Every web process
@@ -19,7 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -41,28 +43,64 @@ UNMATCHED_ROUTE = "unmatched"  # 404s: one label value, however many paths are p
 SCRAPE_TIMEOUT_SECONDS = 2.0
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 
-HTTP_REQUESTS = Counter("tracking_http_requests", "HTTP requests answered, by method, route template and status.",
-                        ["method", "route", "status"])
-HTTP_REQUEST_SECONDS = Histogram("tracking_http_request_duration_seconds",
-                                 "Time from the start of a request to its response, by method and route template.",
-                                 ["method", "route"],
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-EVENTS_INGESTED = Counter("tracking_events_ingested", "Events stored for the first time.")
-EVENTS_DUPLICATES = Counter("tracking_events_duplicates",
-                            "Retried events (a client id seen before) answered with the stored event, "
-                            "not stored again.")
-EVENTS_LATE = Counter("tracking_events_late",
-                      "Events stored for an already closed window; each marks its window for recalculation.")
+
+@dataclass(frozen=True)
+class ProcessMetrics:
+    """The series this process counts itself."""
+
+    http_requests: Counter
+    http_request_seconds: Histogram
+    events_ingested: Counter
+    events_duplicates: Counter
+    events_late: Counter
+
+
+_process: ProcessMetrics | None = None
+
+
+def process_metrics(multiproc_dir: str | None) -> ProcessMetrics:
+    """This process's counters, created on first use rather than at import.
+
+    In multiprocess mode a counter opens its file when it is created, so the
+    directory is made first; and a gunicorn master, which never builds the app,
+    writes no file of its own.
+    """
+    global _process
+    if _process is None:
+        if multiproc_dir:
+            Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
+        _process = ProcessMetrics(
+            http_requests=Counter("tracking_http_requests",
+                                  "HTTP requests answered, by method, route template and status.",
+                                  ["method", "route", "status"]),
+            http_request_seconds=Histogram(
+                "tracking_http_request_duration_seconds",
+                "Time from the start of a request to its response, by method and route template.",
+                ["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),
+            events_ingested=Counter("tracking_events_ingested", "Events stored for the first time."),
+            events_duplicates=Counter("tracking_events_duplicates",
+                                      "Retried events (a client id seen before) answered with the stored event, "
+                                      "not stored again."),
+            events_late=Counter("tracking_events_late", "Events stored for an already closed window; each marks "
+                                                        "its window for recalculation."),
+        )
+    return _process
+
+
+def _metrics() -> ProcessMetrics:
+    return process_metrics(current_app.config["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> None:
     """Record what one ingestion call did; called by the events service after it commits."""
-    EVENTS_INGESTED.inc(created)
-    EVENTS_DUPLICATES.inc(duplicates)
-    EVENTS_LATE.inc(late)
+    metrics = _metrics()
+    metrics.events_ingested.inc(created)
+    metrics.events_duplicates.inc(duplicates)
+    metrics.events_late.inc(late)
 
 
 def init_app(app: Flask) -> None:
+    process_metrics(app.config["PROMETHEUS_MULTIPROC_DIR"])
     app.before_request(_start_timer)
     app.after_request(_observe_request)
     app.register_blueprint(bp)
@@ -76,9 +114,10 @@ def _observe_request(response: Response) -> Response:
     started = g.get("telemetry_started")
     method = request.method if request.method in METHODS else "other"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+    metrics = _metrics()
+    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
     if started is not None:
-        HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+        metrics.http_request_seconds.labels(method, route).observe(time.perf_counter() - started)
     return response
 
 
@@ -192,7 +231,7 @@ class _Exposition(Collector):
         yield up
 
 
-def _process_metrics(multiproc_dir: str | None) -> Collector:
+def _process_collector(multiproc_dir: str | None) -> Collector:
     if not multiproc_dir:
         return REGISTRY
     registry = CollectorRegistry()
@@ -204,7 +243,7 @@ def _process_metrics(multiproc_dir: str | None) -> Collector:
 def exposition() -> Response:
     """The Prometheus text exposition; keep it off the public internet (see README)."""
     config = current_app.config
-    scrape = _Exposition(_process_metrics(config["PROMETHEUS_MULTIPROC_DIR"]), [
+    scrape = _Exposition(_process_collector(config["PROMETHEUS_MULTIPROC_DIR"]), [
         QueueCollector(config["REDIS_URL"], {"metrics": namespaced("metrics")}),
         CalculationCollector(config["DATABASE_URL"]),
     ])

@@ -5,7 +5,11 @@ compares a scrape after its actions with one before.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,6 +17,7 @@ from app import create_app
 from tests.helpers import post_event
 from tests.openapi_check import ValidatingClient
 
+ROOT = Path(__file__).resolve().parent.parent
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -95,3 +100,14 @@ def test_openmetrics_is_served_when_asked_for(client):
     response = client.get("/internal/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert response.mimetype == "application/openmetrics-text"
     assert response.get_data(as_text=True).rstrip().endswith("# EOF")
+
+
+def test_any_process_starts_with_a_multiprocess_dir_that_does_not_exist_yet(app_config, tmp_path):
+    """A PROMETHEUS_MULTIPROC_DIR in a shared .env must not break the worker or `flask db upgrade`."""
+    directory = tmp_path / "not" / "there"
+    env = {**os.environ, **{key: str(value) for key, value in app_config.items()},
+           "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    result = subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert directory.is_dir()
