@@ -38,9 +38,14 @@ def json_lines(path: Path) -> list[dict]:
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn then stops its workers too), SIGKILL only if that does not end it."""
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture
