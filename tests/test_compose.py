@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import compose
+import dockerfile
 import pytest
 import yaml
 
@@ -223,44 +224,40 @@ def test_every_command_points_at_an_entry_point_that_exists(model, app):
     assert model["services"]["migrate"]["command"][3:] == ["db", "upgrade"]
 
 
-def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
-    """Instructions per stage, with continuation lines joined."""
-    stages: dict[str, list[tuple[str, str]]] = {}
-    current: list[tuple[str, str]] = []
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        instruction, _, rest = line.strip().partition(" ")
-        if instruction.upper() == "FROM":
-            current = []
-            stages[rest.split()[-1]] = current
-        current.append((instruction.upper(), rest.strip()))
+def dockerfile_stages() -> dict[str, list[dockerfile.Command]]:
+    """Instructions per stage, as BuildKit's own parser reads them (a syntax error fails here)."""
+    stages: dict[str, list[dockerfile.Command]] = {}
+    for command in dockerfile.parse_file(str(DOCKERFILE)):
+        if command.cmd == "FROM":
+            stages[command.value[-1]] = []
+        stages[list(stages)[-1]].append(command)
     return stages
 
 
 def test_the_dockerfile_caches_dependencies_and_runs_as_non_root():
     stages = dockerfile_stages()
     base = stages["base"]
-    assert base[0] == ("FROM", "python:3.11-slim AS base")
-    instructions = [i for i, _ in base]
-    copy_pyproject = base.index(("COPY", "pyproject.toml ./"))
-    install = next(n for n, (i, rest) in enumerate(base) if i == "RUN" and "pip install" in rest)
-    assert copy_pyproject < install and instructions.count("COPY") == 1  # no source in the dependency layer
+    assert base[0].value == ("python:3.11-slim", "AS", "base")
+    copies = [c for c in base if c.cmd == "COPY"]
+    assert [c.value for c in copies] == [("pyproject.toml", "./")]  # no source in the dependency layer
+    install = next(n for n, c in enumerate(base) if c.cmd == "RUN" and "pip install" in c.value[0])
+    assert base.index(copies[0]) < install
 
-    final_name = list(stages)[-1]
-    assert final_name == "app"  # the default target
-    final = stages[final_name]
-    copied = " ".join(rest for i, rest in final if i == "COPY")
-    for needed in ("app", "migrations", "wsgi.py", "worker.py", "gunicorn.conf.py"):
-        assert re.search(rf"(^|\s){re.escape(needed)}(\s|$)", copied), f"the image lacks {needed}"
-    users = [rest for i, rest in final if i == "USER"]
+    assert list(stages)[-1] == "app"  # the default target
+    final = stages["app"]
+    copied = {source for c in final if c.cmd == "COPY" for source in c.value[:-1]}
+    assert {"app", "migrations", "wsgi.py", "worker.py", "gunicorn.conf.py"} <= copied
+    instructions = [c.cmd for c in final]
+    users = [c.value[0] for c in final if c.cmd == "USER"]
     assert users and users[-1] not in ("root", "0")
-    assert ("STOPSIGNAL", "SIGTERM") in final
-    assert [i for i, _ in final].index("USER") < [i for i, _ in final].index("CMD")
-    assert json.loads(dict(final)["CMD"]) == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    assert instructions.index("USER") < instructions.index("CMD")
+    assert [c.value for c in final if c.cmd == "STOPSIGNAL"] == [("SIGTERM",)]
+    (cmd,) = [c for c in final if c.cmd == "CMD"]
+    assert cmd.json, "exec form, so SIGTERM reaches gunicorn rather than a shell"
+    assert cmd.value == ("gunicorn", "-c", "gunicorn.conf.py", "wsgi:app")
     dashboard = stages["rq-dashboard"]
-    assert any(i == "USER" and rest not in ("root", "0") for i, rest in dashboard)
+    assert any(c.cmd == "USER" and c.value[0] not in ("root", "0") for c in dashboard)
+    assert "['tools']" in next(c.value[0] for c in dashboard if c.cmd == "RUN")
 
 
 def test_the_build_context_leaves_out_secrets_and_local_state():
