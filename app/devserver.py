@@ -92,8 +92,8 @@ def main() -> int:
 def _commands(port: int) -> dict[str, list[str]]:
     """The long-running children, by name; the venv's interpreter runs each."""
     return {
-        "web": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--threads", "4", "--access-logfile", "-", "wsgi:app"],
+        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                "wsgi:app"],
         "worker": [sys.executable, "worker.py"],
         "scheduler": [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
     }

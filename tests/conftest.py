@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, queue
 from app.extensions import db
+from tests.openapi_check import ValidatingClient
 
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
 
@@ -109,6 +110,7 @@ def app_config(database_url: str, servers: Servers, redis_namespace: str) -> dic
 @pytest.fixture
 def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -> Iterator[Flask]:
     app = create_app(app_config)
+    app.test_client_class = ValidatingClient
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,9 @@ from flask import Flask
 
 from app import create_app, queue
 from app.extensions import db
+
+# The document whose configuration table and compose section tests keep in step with the code.
+README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def count_rows(app: Flask, table: str) -> int:
@@ -84,3 +88,18 @@ def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
             for engine in db.engines.values():
                 engine.dispose()
         queue.close(app)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> None:
+    """Wait until `check()` is true, failing after `timeout` seconds instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(interval)

@@ -20,9 +20,10 @@ from ..database import read_connection
 from ..errors import ConflictError, ValidationError
 from ..extensions import db
 from ..models import Event
+from ..telemetry import count_events
 from ..timeutil import format_rfc3339
 from ..validation import NewEvent
-from ..windows import EPOCH
+from ..windows import EPOCH, window_of
 from .cursors import decode_cursor, encode_cursor
 
 
@@ -130,6 +131,9 @@ def record_events(news: Sequence[NewEvent], *, now: datetime,
                                 f"{len(conflicts)} events reuse an id with different content",
                                 field="id", code="id_conflict", details=conflicts if len(events) > 1 else None)
     db.session.commit()
+    fresh = [event for event, was_created in results if was_created]
+    count_events(created=len(fresh), duplicates=len(results) - len(fresh),
+                 late=sum(1 for event in fresh if window_of(event.occurred_at, window_size).end <= now))
     return results
 
 

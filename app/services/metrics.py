@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..database import read_connection
 from ..errors import ValidationError
 from ..extensions import db
+from ..log import log_fields
 from ..models import UserActivityMetric
 from ..timeutil import format_rfc3339, utcnow
 from ..windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
@@ -194,10 +195,10 @@ def calculate_metrics(settings: CalculationSettings, *, now: datetime | None = N
         finally:
             conn.execute(_UNLOCK, {"name": LOCK_NAME})
             conn.commit()
-    log.info("metrics calculated run_id=%s windows=%s from=%s till=%s users=%s events=%s rows_written=%s "
-             "rows_removed=%s duration_ms=%s", run_id, summary.windows, summary.first_window,
-             summary.last_window_end, summary.users, summary.events, summary.rows_written,
-             summary.rows_removed, summary.duration_ms)
+    log.info("metrics calculated", extra=log_fields(
+        run_id=run_id, trigger=trigger, windows=summary.windows, window_from=summary.first_window,
+        window_till=summary.last_window_end, users=summary.users, events=summary.events,
+        rows_written=summary.rows_written, rows_removed=summary.rows_removed, duration_ms=summary.duration_ms))
     return summary
 
 
