@@ -1,14 +1,13 @@
 """The tracking service: an application factory and nothing that runs at import."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import cli, errors, queue
+from . import auth, cli, errors, headers, health, limits, log, openapi, queue, telemetry
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 
@@ -23,14 +22,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     finalize_config(config)
     app.config.from_mapping(config)
     app.json.sort_keys = False  # keep fields in the documented order
-    logging.basicConfig(level=app.config["LOG_LEVEL"].upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.init_app(app)
+    telemetry.init_app(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     errors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
+    limits.init_app(app)
     queue.init_app(app)
     cli.init_app(app)
+    health.init_app(app)
+    openapi.init_app(app)
 
     from .api import bp as api_bp
     app.register_blueprint(api_bp)

@@ -5,6 +5,7 @@ import json
 
 import click
 from flask import Flask, current_app
+from werkzeug.security import generate_password_hash
 
 from .queue import run_worker
 from .schedule import run_scheduler
@@ -38,6 +39,12 @@ def init_app(app: Flask) -> None:
         summary = calculate_metrics(calculation_settings(current_app), start=start_at, end=end_at,  # type: ignore[arg-type]
                                     trigger="cli")
         click.echo(json.dumps(summary.to_json()))
+
+    @app.cli.command("hash-password")
+    @click.password_option(help="The dashboard password to hash (asked for when not given).")
+    def hash_password_command(password: str) -> None:
+        """Print a hash of a password for ADMIN_PASSWORD_HASH."""
+        click.echo(generate_password_hash(password))
 
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")

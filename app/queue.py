@@ -5,18 +5,35 @@ can share one Redis without touching each other's jobs.
 """
 from __future__ import annotations
 
+import logging
+import signal
+import time
 import uuid
+from collections.abc import Callable
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
+log = logging.getLogger(__name__)
+
 EXTENSION_KEY = "tracking.redis"
+MAX_RECONNECT_PAUSE = 30.0
 
 
 def init_app(app: Flask) -> None:
     """Create the Redis client lazily, once per process (it holds its own connection pool)."""
     app.extensions[EXTENSION_KEY] = None
+
+
+def close(app: Flask) -> None:
+    """Close the app's Redis connections (tests build many apps in one process)."""
+    client = app.extensions.get(EXTENSION_KEY)
+    if client is not None:
+        client.close()
+        app.extensions[EXTENSION_KEY] = None
 
 
 def redis_connection() -> Redis:
@@ -41,11 +58,35 @@ def metrics_queue() -> Queue:
     return Queue(namespaced("metrics"), connection=redis_connection())
 
 
+def keep_running(run: Callable[[], None], what: str) -> None:
+    """Run `run` and start it again, with a growing pause, whenever Redis is unreachable.
+
+    RQ's worker and rq-scheduler give up at the first lost connection in
+    several places (start-up, heartbeats); a Redis restart must not take the
+    worker or the scheduler down with it.
+    """
+    pause = 1.0
+    while True:
+        try:
+            run()
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("%s lost redis (%s); retrying in %.0fs", what, exc.__class__.__name__, pause)
+            # RQ's own stop handlers talk to Redis; while it is away a stop just exits.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_RECONNECT_PAUSE)
+
+
 def run_worker(burst: bool = False) -> None:
     """Consume the app's queues inside the current app context until told to stop.
 
     Jobs run in a forked work horse that inherits the app context; SIGTERM
     lets the current job finish before the worker exits.
     """
-    worker = Worker([metrics_queue()], connection=redis_connection(), name=namespaced_id(uuid.uuid4().hex))
-    worker.work(burst=burst, with_scheduler=True, logging_level=current_app.config["LOG_LEVEL"].upper())
+    def work() -> None:
+        worker = Worker([metrics_queue()], connection=redis_connection(), name=namespaced_id(uuid.uuid4().hex))
+        worker.work(burst=burst, with_scheduler=True, logging_level=current_app.config["LOG_LEVEL"].upper())
+
+    keep_running(work, "worker")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -18,7 +19,7 @@ import crontab
 from flask import current_app
 from rq_scheduler import Scheduler
 
-from .queue import namespaced, namespaced_id, redis_connection
+from .queue import keep_running, namespaced, namespaced_id, redis_connection
 from .services.jobs import CALCULATE_FUNC
 from .timeutil import utcnow
 
@@ -92,10 +93,20 @@ def pin_process_to_utc() -> None:
 
 
 def run_scheduler(interval: int = 30) -> None:
+    """Register the periodic jobs and fire them when due, until told to stop.
+
+    After a Redis outage the jobs are registered again, in case Redis came
+    back empty.
+    """
     pin_process_to_utc()
-    scheduler = make_scheduler(interval)
-    sync_periodic_jobs(scheduler)
-    scheduler.run()
+    warnings.filterwarnings("ignore", message="Version 0.22.0", category=FutureWarning)
+
+    def schedule() -> None:
+        scheduler = make_scheduler(interval)
+        sync_periodic_jobs(scheduler)
+        scheduler.run()
+
+    keep_running(schedule, "scheduler")
 
 
 def next_scheduled_run() -> datetime | None:

@@ -6,6 +6,7 @@ so they read settings from `current_app` and never build an app themselves.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask import Flask, current_app
 from rq import get_current_job
 
 from .extensions import db
+from .log import log_fields
 from .services.metrics import CalculationSettings, calculate_metrics
 from .timeutil import parse_rfc3339
 
@@ -35,16 +37,24 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     job_id = job.id if job else None
     # The work horse is a fork of the worker; never reuse connections the parent may hold.
     db.engine.dispose(close=False)
-    log.info("job started job_id=%s trigger=%s from=%s till=%s", job_id, trigger, start, end)
-    summary = calculate_metrics(
-        calculation_settings(),
-        start=parse_rfc3339(start) if start else None,
-        end=parse_rfc3339(end) if end else None,
-        trigger=trigger,
-        job_id=job_id,
-    )
+    log.info("job started", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end))
+    began = time.monotonic()
+    try:
+        summary = calculate_metrics(
+            calculation_settings(),
+            start=parse_rfc3339(start) if start else None,
+            end=parse_rfc3339(end) if end else None,
+            trigger=trigger,
+            job_id=job_id,
+        )
+    except Exception as exc:
+        log.error("job failed", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end,
+                                                 error=type(exc).__name__,
+                                                 duration_ms=int((time.monotonic() - began) * 1000)))
+        raise
     result = summary.to_json()
-    log.info("job finished job_id=%s from=%s till=%s windows=%s rows_written=%s rows_removed=%s duration_ms=%s",
-             job_id, result["from"], result["till"], summary.windows, summary.rows_written,
-             summary.rows_removed, summary.duration_ms)
+    log.info("job finished", extra=log_fields(
+        job_id=job_id, trigger=trigger, window_from=result["from"], window_till=result["till"],
+        windows=summary.windows, rows_written=summary.rows_written, rows_removed=summary.rows_removed,
+        duration_ms=summary.duration_ms))
     return result

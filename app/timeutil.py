@@ -48,4 +48,5 @@ def parse_rfc3339(text: str) -> datetime:
 
 def format_rfc3339(value: datetime) -> str:
     """Write an aware datetime as UTC RFC 3339 with microseconds and `Z`."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, unlike strftime's %Y, pads years before 1000 to four digits.
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -24,8 +24,9 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
-from app import create_app
+from app import create_app, queue
 from app.extensions import db
+from tests.openapi_check import ValidatingClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
@@ -114,6 +115,7 @@ def app_config(database_url: str, servers: Servers, redis_namespace: str) -> dic
 @pytest.fixture
 def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -> Iterator[Flask]:
     app = create_app(app_config)
+    app.test_client_class = ValidatingClient
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
@@ -123,6 +125,7 @@ def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+    queue.close(app)
 
 
 @pytest.fixture

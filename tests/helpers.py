@@ -1,15 +1,25 @@
 """Small helpers shared by tests."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
 
-from app import create_app
+from app import create_app, queue
 from app.extensions import db
+
+# The document whose configuration table and compose section tests keep in step with the code.
+README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def count_rows(app: Flask, table: str) -> int:
@@ -23,9 +33,52 @@ def post_event(client: Any, **fields: Any) -> Any:
     return client.post("/api/event", json=body)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    """Start one of the service's processes (worker, scheduler) with the test app's settings.
+
+    It runs in a process group of its own so a test can signal it together
+    with the RQ work horse it forks.
+    """
+    env = {**os.environ, **{key: str(value) for key, value in config.items()}, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("w") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                process_group=0)
+
+
+def stop(process: subprocess.Popen, log_path: Path | None = None) -> None:
+    """SIGTERM (warm shutdown), then SIGKILL the group if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if log_path is not None and log_path.exists():
+        print(log_path.read_text())
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+WORKER = [sys.executable, "worker.py"]
+SCHEDULER = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "--interval", "1"]
+
+
 @contextmanager
-def another_app(config: dict[str, Any]) -> Iterator[Flask]:
-    """A second app (for example with a server that is down), its connections closed afterwards."""
+def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
+    """An app with settings of its own (another server), whose connections are closed afterwards."""
     app = create_app(config)
     try:
         yield app
@@ -34,3 +87,19 @@ def another_app(config: dict[str, Any]) -> Iterator[Flask]:
             db.session.remove()
             for engine in db.engines.values():
                 engine.dispose()
+        queue.close(app)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> None:
+    """Wait until `check()` is true, failing after `timeout` seconds instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(interval)

@@ -38,6 +38,7 @@ def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, 
     store(client, 1, DAY0 + timedelta(hours=2), action="click")
     store(client, 2, DAY0 + timedelta(hours=3), action="click")
     store(client, 2, DAY0 + timedelta(hours=9))
+    store(client, 3, DAY0 + timedelta(hours=13))
     assert runner.invoke(args=["calculate-metrics", "--from", "2025-10-20T00:00:00Z",
                                "--till", "2025-10-20T12:00:00Z"]).exit_code == 0
     closed = DAY0 + 5 * FOUR_HOURS
@@ -45,9 +46,10 @@ def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, 
         totals = window_totals(DAY0 - FOUR_HOURS, DAY0 + 6 * FOUR_HOURS, FOUR_HOURS, closed)
         one_user = window_totals(DAY0, DAY0 + 4 * FOUR_HOURS, FOUR_HOURS, closed, user_id=2)
     assert [(t.window_start.hour, t.users, t.events, t.state) for t in totals] == [
-        (20, 0, 0, "counted"),  # before the first event: nothing to count
+        (20, 0, 0, "counted"),  # no events: nothing to count
         (0, 2, 3, "counted"), (4, 0, 0, "counted"), (8, 1, 1, "counted"),
-        (12, 0, 0, "pending"), (16, 0, 0, "pending"),  # closed, but the run above stopped at 12:00
+        (12, 0, 0, "pending"),  # closed and holding an event, but the run above stopped at 12:00
+        (16, 0, 0, "counted"),
         (20, 0, 0, "open")]
     assert totals[1].actions == {"page_view": 1, "click": 2}
     assert totals[1].window_end == DAY0 + FOUR_HOURS

@@ -1,7 +1,6 @@
 """The events half of the JSON API, against a real PostgreSQL."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -81,102 +80,6 @@ def test_metadata_is_optional(client):
     response = client.post("/api/event", json={"user_id": 5, "action": "login"})
     assert response.status_code == 201
     assert response.get_json()["metadata"] == {}
-
-
-NOW_PLUS_HOUR = format_rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))
-
-INVALID_EVENTS = [
-    ({"user_id": True}, "user_id"),
-    ({"user_id": 1.0}, "user_id"),
-    ({"user_id": 1.5}, "user_id"),
-    ({"user_id": "321"}, "user_id"),
-    ({"user_id": 0}, "user_id"),
-    ({"user_id": -4}, "user_id"),
-    ({"user_id": 2**63}, "user_id"),
-    ({"user_id": None}, "user_id"),
-    ({"action": ""}, "action"),
-    ({"action": "   "}, "action"),
-    ({"action": "a" * 256}, "action"),
-    ({"action": 7}, "action"),
-    ({"action": ["a"]}, "action"),
-    ({"action": None}, "action"),
-    ({"action": "bad\u0000action"}, "action"),
-    ({"metadata": []}, "metadata"),
-    ({"metadata": "page=/home"}, "metadata"),
-    ({"metadata": None}, "metadata"),
-    ({"metadata": {"big": "x" * 16 * 1024}}, "metadata"),
-    ({"metadata": {"k": "v\u0000"}}, "metadata"),
-    ({"metadata": {"k\u0000": "v"}}, "metadata"),
-    ({"metadata": {"deep": [["\u0000"]]}}, "metadata"),
-    ({"occurred_at": "2025-10-23T13:07:00"}, "occurred_at"),
-    ({"occurred_at": "2025-10-257T22:07:00.000Z"}, "occurred_at"),
-    ({"occurred_at": "2025-02-30T10:00:00Z"}, "occurred_at"),
-    ({"occurred_at": "yesterday"}, "occurred_at"),
-    ({"occurred_at": 1700000000}, "occurred_at"),
-    ({"occurred_at": NOW_PLUS_HOUR}, "occurred_at"),
-    ({"id": "not-a-uuid"}, "id"),
-    ({"id": 12}, "id"),
-    ({"colour": "red"}, "colour"),
-]
-
-
-@pytest.mark.parametrize(("fields", "field"), INVALID_EVENTS, ids=[repr(f)[:60] for f, _ in INVALID_EVENTS])
-def test_invalid_event_is_rejected_with_its_field_and_not_stored(client, app, fields, field):
-    response = post_event(client, **fields)
-    assert response.status_code == 400, response.get_data(as_text=True)
-    error = response.get_json()["error"]
-    assert error["field"] == field
-    assert error["code"] and error["message"]
-    assert count_rows(app, "events") == 0
-
-
-def test_missing_required_fields_are_named(client, app):
-    response = client.post("/api/event", json={"action": "x"})
-    assert response.status_code == 400
-    assert response.get_json()["error"]["field"] == "user_id"
-    response = client.post("/api/event", json={"user_id": 3})
-    assert response.get_json()["error"]["field"] == "action"
-    assert count_rows(app, "events") == 0
-
-
-def test_metadata_nested_a_thousand_levels_is_rejected(client, app):
-    deep = "[" * 1000 + "]" * 1000
-    body = '{"user_id": 1, "action": "a", "metadata": {"x": %s}}' % deep
-    response = client.post("/api/event", data=body, content_type="application/json")
-    assert response.status_code == 400
-    assert count_rows(app, "events") == 0
-
-
-@pytest.mark.parametrize("body", [
-    b'{"user_id": 1, "action": ',
-    b"[1, 2]",
-    b'"just a string"',
-    b"",
-    b'{"user_id": 1, "action": "a", "metadata": {"x": NaN}}',
-    b'{"user_id": 1, "action": "a", "metadata": {"x": 1e999}}',
-    b'{"user_id": 1, "action": "\xff\xfe"}',
-])
-def test_malformed_bodies_are_400(client, app, body):
-    response = client.post("/api/event", data=body, content_type="application/json")
-    assert response.status_code == 400
-    assert "error" in response.get_json()
-    assert count_rows(app, "events") == 0
-
-
-def test_non_json_content_type_is_415(client, app):
-    response = client.post("/api/event", data="user_id=1&action=a",
-                           content_type="application/x-www-form-urlencoded")
-    assert response.status_code == 415
-    assert response.get_json()["error"]["code"] == "unsupported_media_type"
-    assert count_rows(app, "events") == 0
-
-
-def test_body_over_one_mebibyte_is_413(client, app):
-    body = json.dumps({"user_id": 1, "action": "a", "metadata": {"x": "y" * (1024 * 1024)}})
-    response = client.post("/api/event", data=body, content_type="application/json")
-    assert response.status_code == 413
-    assert response.get_json()["error"]["code"] == "payload_too_large"
-    assert count_rows(app, "events") == 0
 
 
 def test_unknown_api_route_is_404_envelope(client):
@@ -273,27 +176,3 @@ def test_original_readme_list_example_names_till(client):
                           "&till=2025-10-257T22%3A07%3A00.000Z")
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "till"
-
-
-@pytest.mark.parametrize(("query", "field"), [
-    ("user_id=abc", "user_id"),
-    ("user_id=-1", "user_id"),
-    ("user_id=0", "user_id"),
-    ("user_id=1.5", "user_id"),
-    ("user_id=99999999999999999999", "user_id"),
-    ("user_id=1&user_id=2", "user_id"),
-    ("user_id=", "user_id"),
-    ("from=2025-13-01T00:00:00Z", "from"),
-    ("from=2025-10-23T13:07:00", "from"),
-    ("from=2025-10-24T00:00:00Z&till=2025-10-23T00:00:00Z", "till"),
-    ("limit=0", "limit"),
-    ("limit=1001", "limit"),
-    ("limit=ten", "limit"),
-    ("cursor=garbage", "cursor"),
-    ("action=" + "a" * 600, "action"),
-    ("colour=red", "colour"),
-])
-def test_invalid_list_parameters_are_400_naming_the_parameter(client, query, field):
-    response = client.get(f"/api/events?{query}")
-    assert response.status_code == 400, response.get_data(as_text=True)
-    assert response.get_json()["error"]["field"] == field

@@ -115,6 +115,22 @@ def test_catch_up_after_three_days_fills_every_window_and_a_second_run_changes_n
     assert stored_metrics(app) == first
 
 
+def test_sparse_history_costs_one_window_per_window_with_events(app):
+    """An event from long ago (a client's wrong clock, say) does not make a run walk every window since."""
+    ancient = datetime(216, 6, 29, 20, 15, tzinfo=UTC)
+    store(app, 1, ancient)
+    store(app, 1, DAY0 + timedelta(hours=1))
+    store(app, 2, DAY0 + timedelta(days=2, hours=1))
+    summary = calculate(app, now=DAY0 + timedelta(days=3))
+    assert summary.windows == 3
+    assert counts_only(stored_metrics(app)) == {
+        (1, floor_window(ancient, FOUR)): (1, {"page_view": 1}),
+        (1, DAY0): (1, {"page_view": 1}),
+        (2, DAY0 + timedelta(days=2)): (1, {"page_view": 1}),
+    }
+    assert calculate(app, now=DAY0 + timedelta(days=3)).windows == 0
+
+
 def test_an_open_window_is_not_computed_until_it_closes_and_settles(app):
     store(app, 1, DAY0 + timedelta(hours=1))
     assert calculate(app, now=DAY0 + FOUR + timedelta(seconds=10)).windows == 0
@@ -202,8 +218,8 @@ def test_runs_are_recorded_in_the_history(app):
     calculate(app, now=DAY0 + timedelta(days=1, minutes=1), trigger="cli")
     with app.app_context():
         run = db.session.execute(sa.text("SELECT * FROM calculation_runs")).one()
-    assert (run.trigger, run.status, run.windows, run.users, run.events) == ("cli", "finished", 6, 1, 1)
-    assert run.first_window == DAY0 and run.last_window == DAY0 + timedelta(days=1)
+    assert (run.trigger, run.status, run.windows, run.users, run.events) == ("cli", "finished", 1, 1, 1)
+    assert run.first_window == DAY0 and run.last_window == DAY0 + FOUR
 
 
 def test_cli_command_runs_the_same_calculation(app, runner):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.helpers import another_app, post_event
+from tests.helpers import post_event, separate_app
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -245,7 +245,7 @@ def test_export_link_downloads_exactly_the_filtered_events(client):
 
 
 def test_database_down_is_a_503_message_not_a_500(app_config):
-    with another_app({**app_config, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}) as down:
+    with separate_app({**app_config, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}) as down:
         check_pages_without_database(down.test_client())
 
 

@@ -10,7 +10,7 @@ import pytest
 from app.queue import metrics_queue
 from app.schedule import make_scheduler, sync_periodic_jobs
 from app.services.jobs import CALCULATE_FUNC
-from tests.helpers import another_app, post_event
+from tests.helpers import post_event, separate_app
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -128,7 +128,7 @@ def test_next_scheduled_run_is_shown_or_explained(app, client):
 
 
 def test_redis_down_leaves_the_page_working(app_config):
-    with another_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"}) as down:
+    with separate_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"}) as down:
         check_pages_without_redis(down.test_client())
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +20,10 @@ from ..database import read_connection
 from ..errors import ConflictError, ValidationError
 from ..extensions import db
 from ..models import Event
+from ..telemetry import count_events
 from ..timeutil import format_rfc3339
 from ..validation import NewEvent
-from ..windows import window_of
+from ..windows import EPOCH, window_of
 from .cursors import decode_cursor, encode_cursor
 
 
@@ -55,65 +56,90 @@ def new_event_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-_INSERT_EVENT = sa.text("""
-WITH inserted AS (
+_INSERT_EVENTS = sa.text("""
+WITH incoming AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS bigint[]), CAST(:actions AS text[]),
+                         CAST(:metadata AS jsonb[]), CAST(:occurred_at AS timestamptz[]))
+        AS t(id, user_id, action, metadata, occurred_at)
+), inserted AS (
     INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
-    VALUES (:id, :user_id, :action, CAST(:metadata AS jsonb), :occurred_at, :received_at)
+    SELECT id, user_id, action, metadata, occurred_at, :received_at FROM incoming
     ON CONFLICT (id) DO NOTHING
-    RETURNING 1
+    RETURNING id, date_bin(:size, occurred_at, :origin) AS window_start
 ), late AS (
     INSERT INTO metrics_windows (window_start, window_end, stale)
-    SELECT :window_start, :window_end, true FROM inserted WHERE :late
+    SELECT DISTINCT window_start, window_start + :size, true FROM inserted
+    WHERE window_start + :size <= :received_at
     ON CONFLICT (window_start) DO UPDATE SET stale = true WHERE NOT metrics_windows.stale
 )
-SELECT count(*) FROM inserted
+SELECT id FROM inserted
 """)
 
-_SELECT_EVENT = sa.text(
-    "SELECT id, user_id, action, metadata, occurred_at, received_at FROM events WHERE id = :id"
-)
+_SELECT_EVENTS = sa.text("""
+SELECT id, user_id, action, metadata, occurred_at, received_at FROM events WHERE id = ANY(:ids)
+""")
+
+
+def _same_event(stored: StoredEvent, new: NewEvent) -> bool:
+    """Whether a retry carries what was stored (an omitted occurred_at matches any)."""
+    if (stored.user_id, stored.action, stored.metadata) != (new.user_id, new.action, new.metadata):
+        return False
+    return new.occurred_at is None or new.occurred_at == stored.occurred_at
+
+
+def record_events(news: Sequence[NewEvent], *, now: datetime,
+                  window_size: timedelta) -> list[tuple[StoredEvent, bool]]:
+    """Store events once each, in one statement and one transaction, all or none.
+
+    Returns each event as stored and whether this call created it. A client id
+    seen before returns the stored event instead of a second row; the same id
+    with different content is a conflict and nothing is stored. Events that
+    fall into an already closed window mark that window stale in the same
+    statement, so the next calculation recounts it.
+    """
+    events = [
+        StoredEvent(new.id or new_event_id(), new.user_id, new.action, new.metadata, new.occurred_at or now, now)
+        for new in news
+    ]
+    created = set(db.session.execute(_INSERT_EVENTS, {
+        "ids": [event.id for event in events],
+        "user_ids": [event.user_id for event in events],
+        "actions": [event.action for event in events],
+        "metadata": [new.metadata_json for new in news],
+        "occurred_at": [event.occurred_at for event in events],
+        "received_at": now,
+        "size": window_size,
+        "origin": EPOCH,
+    }).scalars())
+    results: list[tuple[StoredEvent, bool]] = []
+    if len(created) == len(events):
+        results = [(event, True) for event in events]
+    else:
+        retried = [event.id for event in events if event.id not in created]
+        stored = {row.id: StoredEvent(*row) for row in db.session.execute(_SELECT_EVENTS, {"ids": retried})}
+        conflicts = []
+        first_of: dict[uuid.UUID, int] = {}
+        for index, (event, new) in enumerate(zip(events, news)):
+            fresh = event.id in created and first_of.setdefault(event.id, index) == index
+            if not fresh and not _same_event(stored.get(event.id) or events[first_of[event.id]], new):
+                conflicts.append({"index": index, "field": "id",
+                                  "message": "an event with this id already exists with different content"})
+            results.append((event, True) if fresh else (stored.get(event.id, event), False))
+        if conflicts:
+            db.session.rollback()
+            raise ConflictError(conflicts[0]["message"] if len(events) == 1 else
+                                f"{len(conflicts)} events reuse an id with different content",
+                                field="id", code="id_conflict", details=conflicts if len(events) > 1 else None)
+    db.session.commit()
+    fresh = [event for event, was_created in results if was_created]
+    count_events(created=len(fresh), duplicates=len(results) - len(fresh),
+                 late=sum(1 for event in fresh if window_of(event.occurred_at, window_size).end <= now))
+    return results
 
 
 def record_event(new: NewEvent, *, now: datetime, window_size: timedelta) -> tuple[StoredEvent, bool]:
-    """Store an event once; return it and whether this call created it.
-
-    A retry with the same client id returns the stored event instead of a
-    second row; the same id with different content is a conflict. An event
-    that falls into an already closed window marks that window stale in the
-    same statement, so the next calculation recounts it.
-    """
-    event = StoredEvent(
-        id=new.id or new_event_id(),
-        user_id=new.user_id,
-        action=new.action,
-        metadata=new.metadata,
-        occurred_at=new.occurred_at or now,
-        received_at=now,
-    )
-    window = window_of(event.occurred_at, window_size)
-    created = db.session.execute(_INSERT_EVENT, {
-        "id": event.id,
-        "user_id": event.user_id,
-        "action": event.action,
-        "metadata": new.metadata_json,
-        "occurred_at": event.occurred_at,
-        "received_at": event.received_at,
-        "window_start": window.start,
-        "window_end": window.end,
-        "late": window.end <= now,
-    }).scalar_one() == 1
-    db.session.commit()
-    if created:
-        return event, True
-
-    row = db.session.execute(_SELECT_EVENT, {"id": event.id}).one()
-    db.session.rollback()
-    existing = StoredEvent(*row)
-    same = (existing.user_id, existing.action, existing.metadata) == (new.user_id, new.action, new.metadata)
-    if not same or (new.occurred_at is not None and existing.occurred_at != new.occurred_at):
-        raise ConflictError("an event with this id already exists with different content", field="id",
-                            code="id_conflict")
-    return existing, False
+    """Store one event once; return it as stored and whether this call created it."""
+    return record_events([new], now=now, window_size=window_size)[0]
 
 
 @dataclass(frozen=True)

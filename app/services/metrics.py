@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..database import read_connection
 from ..errors import ValidationError
 from ..extensions import db
+from ..log import log_fields
 from ..models import UserActivityMetric
 from ..timeutil import format_rfc3339, utcnow
 from ..windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
@@ -67,21 +68,28 @@ class CalculationSummary:
 _LOCK = sa.text("SELECT pg_advisory_lock(hashtext(:name))")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtext(:name))")
 
+# Windows that hold events but are not done, found by hopping through the time index from one
+# window with events to the next (a handful of index probes per window, however sparse the
+# history), plus every closed window a late event has marked stale.
 _PENDING = sa.text("""
-WITH bounds AS (
-    SELECT date_bin(:size, min(occurred_at), :origin) AS first_window FROM events
+WITH RECURSIVE holding(window_start) AS (
+    SELECT date_bin(:size, min(occurred_at), :origin) FROM events
+    UNION ALL
+    SELECT (SELECT date_bin(:size, min(e.occurred_at), :origin) FROM events e
+            WHERE e.occurred_at >= h.window_start + :size)
+    FROM holding h
+    WHERE h.window_start + :size < :closed
 )
-SELECT candidate AS window_start
-FROM bounds, generate_series(bounds.first_window, :closed - :size, :size) AS candidate
-WHERE NOT EXISTS (
+SELECT window_start FROM holding
+WHERE window_start + :size <= :closed
+  AND NOT EXISTS (
     SELECT 1 FROM metrics_windows w
-    WHERE w.window_start = candidate AND w.computed_at IS NOT NULL AND NOT w.stale
+    WHERE w.window_start = holding.window_start AND w.computed_at IS NOT NULL AND NOT w.stale
 )
 UNION
 SELECT window_start FROM metrics_windows WHERE stale AND window_end <= :closed
 ORDER BY 1
 """)
-
 _MARK_COMPUTED = sa.text("""
 INSERT INTO metrics_windows (window_start, window_end, computed_at, stale)
 SELECT start, start + :size, now(), false
@@ -124,14 +132,20 @@ _DISTINCT_USERS = sa.text("""
 SELECT count(DISTINCT user_id) FROM user_activity_metrics WHERE window_start = ANY(:starts)
 """)
 
+_ABANDON_RUNS = sa.text("""
+UPDATE calculation_runs
+SET status = 'abandoned', finished_at = clock_timestamp(), error = 'stopped before finishing (worker killed?)'
+WHERE status = 'running'
+""")
+
 _START_RUN = sa.text("""
 INSERT INTO calculation_runs (trigger, job_id, started_at, status)
-VALUES (:trigger, :job_id, :started_at, 'running') RETURNING id
+VALUES (:trigger, :job_id, clock_timestamp(), 'running') RETURNING id
 """)
 
 _FINISH_RUN = sa.text("""
 UPDATE calculation_runs
-SET finished_at = now(), status = :status, first_window = :first_window, last_window = :last_window,
+SET finished_at = clock_timestamp(), status = :status, first_window = :first_window, last_window = :last_window,
     windows = :windows, users = :users, events = :events, error = :error
 WHERE id = :id
 """)
@@ -170,49 +184,61 @@ def calculate_metrics(settings: CalculationSettings, *, now: datetime | None = N
     closed = last_closed_boundary(now, size, settings.settle)
     began = time.monotonic()
     with db.engine.connect() as conn:
-        run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id, "started_at": now}).scalar_one()
-        conn.commit()
         conn.execute(_LOCK, {"name": LOCK_NAME})
         try:
-            if start is not None and end is not None:
-                starts = _requested_windows(start, end, closed, size)
-            else:
-                starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+            # Holding the lock, any run still marked running has died without finishing.
+            conn.execute(_ABANDON_RUNS)
+            run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id}).scalar_one()
             conn.commit()
-            events = written = removed = 0
-            for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
-                params = {"size": size, "origin": EPOCH, "start": window_range.start, "end": window_range.end}
-                conn.execute(_MARK_COMPUTED, params)
-                counts = conn.execute(_COMPUTE_RANGE, params).one()
+            try:
+                summary = _compute_pending(conn, settings, closed, start, end, run_id, began)
+            except Exception as exc:
+                conn.rollback()
+                conn.execute(_FINISH_RUN, {
+                    "id": run_id, "status": "failed", "first_window": None, "last_window": None,
+                    "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 conn.commit()
-                events += counts.events
-                written += counts.written
-                removed += counts.removed
-            users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
-            summary = CalculationSummary(
-                run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
-                rows_removed=removed, first_window=starts[0] if starts else None,
-                last_window_end=starts[-1] + size if starts else None,
-                duration_ms=int((time.monotonic() - began) * 1000),
-            )
-            conn.execute(_FINISH_RUN, {
-                "id": run_id, "status": "finished", "first_window": summary.first_window,
-                "last_window": summary.last_window_end, "windows": summary.windows, "users": users,
-                "events": events, "error": None})
-            conn.commit()
-        except Exception as exc:
-            conn.rollback()
-            conn.execute(_FINISH_RUN, {
-                "id": run_id, "status": "failed", "first_window": None, "last_window": None,
-                "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
-            conn.commit()
-            raise
+                raise
         finally:
             conn.execute(_UNLOCK, {"name": LOCK_NAME})
             conn.commit()
-    log.info("metrics calculated run_id=%s windows=%s from=%s till=%s users=%s events=%s rows_written=%s "
-             "rows_removed=%s duration_ms=%s", run_id, summary.windows, summary.first_window,
-             summary.last_window_end, users, events, written, removed, summary.duration_ms)
+    log.info("metrics calculated", extra=log_fields(
+        run_id=run_id, trigger=trigger, windows=summary.windows, window_from=summary.first_window,
+        window_till=summary.last_window_end, users=summary.users, events=summary.events,
+        rows_written=summary.rows_written, rows_removed=summary.rows_removed, duration_ms=summary.duration_ms))
+    return summary
+
+
+def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime,
+                     start: datetime | None, end: datetime | None, run_id: int, began: float) -> CalculationSummary:
+    """Compute the planned windows range by range, committing each, and record the run's outcome."""
+    size = settings.window_size
+    if start is not None and end is not None:
+        starts = _requested_windows(start, end, closed, size)
+    else:
+        starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+    conn.commit()
+    events = written = removed = 0
+    for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
+        params = {"size": size, "origin": EPOCH, "start": window_range.start, "end": window_range.end}
+        conn.execute(_MARK_COMPUTED, params)
+        counts = conn.execute(_COMPUTE_RANGE, params).one()
+        conn.commit()
+        events += counts.events
+        written += counts.written
+        removed += counts.removed
+    users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
+    summary = CalculationSummary(
+        run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
+        rows_removed=removed, first_window=starts[0] if starts else None,
+        last_window_end=starts[-1] + size if starts else None,
+        duration_ms=int((time.monotonic() - began) * 1000),
+    )
+    conn.execute(_FINISH_RUN, {
+        "id": run_id, "status": "finished", "first_window": summary.first_window,
+        "last_window": summary.last_window_end, "windows": summary.windows, "users": users,
+        "events": events, "error": None})
+    conn.commit()
     return summary
 
 
@@ -295,9 +321,9 @@ class WindowTotal:
     """One window summed over the users of a filter, for the dashboard's table and chart.
 
     `state` tells apart what the metrics table alone cannot: `counted` (a run
-    has counted it, or it lies before the first event, so there is nothing to
-    count), `pending` (closed, but no run has counted it since its last
-    event arrived) and `open` (not closed yet, so never counted).
+    has counted it, or it holds no event, so there is nothing to count),
+    `pending` (closed and holding events, but no run has counted it since
+    its last event arrived) and `open` (not closed yet, so never counted).
     """
 
     window_start: datetime
@@ -327,9 +353,10 @@ SELECT s.window_start, s.window_start + :size, coalesce(t.users, 0), coalesce(t.
        coalesce(a.actions, '{{}}'::jsonb),
        CASE WHEN w.computed_at IS NOT NULL AND NOT w.stale THEN 'counted'
             WHEN s.window_start + :size > :closed THEN 'open'
-            WHEN s.window_start + :size <= coalesce((SELECT min(occurred_at) FROM events), 'infinity')
-                 THEN 'counted'
-            ELSE 'pending' END
+            WHEN w.stale OR EXISTS (SELECT 1 FROM events e
+                                    WHERE e.occurred_at >= s.window_start AND e.occurred_at < s.window_start + :size)
+                 THEN 'pending'
+            ELSE 'counted' END
 FROM slots s
 LEFT JOIN totals t USING (window_start)
 LEFT JOIN per_action a USING (window_start)

@@ -1,0 +1,150 @@
+"""`make run`: the whole service on one machine, stopped with one Ctrl-C.
+
+Uses the PostgreSQL and Redis named by DATABASE_URL and REDIS_URL, or starts
+embedded ones with their data under `.data/`, applies the migrations, then runs
+the web server, the RQ worker and the scheduler until Ctrl-C or SIGTERM, or
+until one of them dies.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from .auth import access_control_enabled
+from .config import load_config
+from .embedded import EmbeddedServer, start_postgres, start_redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / ".data"
+DEFAULT_PORT = 8080
+STOP_TIMEOUT_SECONDS = 10.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequest:
+    """Records a stop signal instead of raising, so it never interrupts a
+    server start or the shutdown half-way; startup and the watch loop check it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, _frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+def main() -> int:
+    """Run everything; return 0 after a requested stop, non-zero after a failure."""
+    stop = StopRequest()
+    try:
+        port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    except ValueError:
+        return _fail(f"PORT={os.environ['PORT']!r} is not a port number")
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    servers: list[EmbeddedServer] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        database = _external_or_embedded(env, "DATABASE_URL", start_postgres, DATA_DIR / "postgres", servers)
+        redis = _external_or_embedded(env, "REDIS_URL", start_redis, DATA_DIR / "redis", servers)
+        if stop:
+            return 0
+        migrate = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+                                 cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL)
+        if stop:
+            return 0
+        if migrate.returncode != 0:
+            return _fail(f"migrations failed (exit status {migrate.returncode})")
+        for name, command in _commands(port).items():
+            # A process group of its own: the terminal's Ctrl-C reaches only this
+            # launcher, which stops each child once, and the servers after them.
+            children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
+                                              stdin=subprocess.DEVNULL, process_group=0)
+        access = "on (tokens and login required)" if access_control_enabled(load_config(env)) else \
+            "OFF: open to anyone who can reach this port"
+        print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
+              f" | redis: {redis} | Ctrl-C stops everything", flush=True)
+        while not stop:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    return _fail(f"{name} exited unexpectedly (exit status {child.returncode}),"
+                                 " stopping everything")
+            time.sleep(0.2)
+        print(f"devserver: {signal.Signals(stop.signum).name} received, stopping everything", flush=True)
+        return 0
+    finally:
+        _stop_children(children)
+        for server in reversed(servers):
+            server.stop()
+
+
+def _commands(port: int) -> dict[str, list[str]]:
+    """The long-running children, by name; the venv's interpreter runs each."""
+    return {
+        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                "wsgi:app"],
+        "worker": [sys.executable, "worker.py"],
+        "scheduler": [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
+    }
+
+
+def _external_or_embedded(env: dict[str, str], variable: str,
+                          start: Callable[[Path], EmbeddedServer], data_dir: Path,
+                          servers: list[EmbeddedServer]) -> str:
+    """Use the server `variable` names, or start an embedded one and export its URL.
+
+    Returns how the startup line describes it, without passwords.
+    """
+    if env.get(variable):
+        return f"external {_redact(env[variable])}"
+    server = start(data_dir)
+    servers.append(server)
+    env[variable] = server.url
+    return f"embedded {server.url} (data in {data_dir.relative_to(REPO_ROOT)}/)"
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child, wait for them together, then SIGKILL what is left.
+
+    The SIGKILL goes to each child's whole process group, so gunicorn workers or
+    an RQ work horse whose parent was killed are not left behind either.
+    """
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for child in children.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _redact(url: str) -> str:
+    """The URL with its password replaced, fit for a terminal or a log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"))
+
+
+def _fail(message: str) -> int:
+    print(f"devserver: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Liveness and readiness probes, outside /api: `GET /healthz` and `GET /readyz`.
+
+`/healthz` answers while the process serves requests and touches nothing
+else, so an orchestrator restarts only a process that is really stuck.
+`/readyz` answers 200 only when PostgreSQL runs `SELECT 1`, the database's
+alembic revision is the head of migrations/, and Redis answers PING.
+
+Each check opens a fresh connection with short timeouts instead of using the
+app's pools (a checkout could wait behind busy requests), and all checks run
+on a small thread pool under one deadline, READYZ_TIMEOUT_SECONDS: a dead or
+hanging dependency turns the answer into a 503 within that time rather than
+after a TCP timeout. The same helpers serve the Prometheus collectors.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from alembic.script import ScriptDirectory
+from flask import Blueprint, Flask, current_app, jsonify
+from redis import Redis
+from werkzeug.wrappers import Response
+
+from .log import log_fields
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+EXECUTOR_KEY = "tracking.health"
+# A probe arrives every few seconds; four threads bound what hung checks can pile up.
+PROBE_THREADS = 4
+_DRIVER_PREFIX = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[EXECUTOR_KEY] = None
+    app.register_blueprint(bp)
+
+
+def postgres_probe(database_url: str, timeout: float) -> psycopg.Connection[Any]:
+    """A fresh autocommit connection whose connect and statements give up quickly.
+
+    libpq rounds connect timeouts below 2 s up to 2 s; callers that need a
+    shorter bound run the probe under a deadline (see `readyz`).
+    """
+    return psycopg.connect(_DRIVER_PREFIX.sub("postgresql://", database_url), autocommit=True,
+                           connect_timeout=max(2, math.ceil(timeout)),
+                           options=f"-c statement_timeout={max(1, int(timeout * 1000))}")
+
+
+def redis_probe(redis_url: str, timeout: float) -> Redis:
+    """A Redis client of its own whose connect and commands give up after `timeout` seconds."""
+    return Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+@functools.cache
+def migration_heads(directory: str) -> frozenset[str]:
+    """The head revision(s) of the migrations the code ships; read once per process."""
+    return frozenset(ScriptDirectory(directory).get_heads())
+
+
+def _database_revisions(database_url: str, timeout: float) -> frozenset[str]:
+    with postgres_probe(database_url, timeout) as conn:
+        conn.execute("SELECT 1")
+        exists = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return frozenset()
+        return frozenset(row[0] for row in conn.execute("SELECT version_num FROM alembic_version"))
+
+
+def _redis_ping(redis_url: str, timeout: float) -> None:
+    client = redis_probe(redis_url, timeout)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _executor() -> ThreadPoolExecutor:
+    executor = current_app.extensions.get(EXECUTOR_KEY)
+    if executor is None:
+        executor = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="readyz")
+        current_app.extensions[EXECUTOR_KEY] = executor
+    return executor
+
+
+def _outcome(future: Future[Any], deadline: float, timeout: float) -> tuple[Any, str | None]:
+    """The check's result and None, or None and why it failed."""
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic())), None
+    except TimeoutError:
+        future.cancel()
+        return None, f"no answer within {timeout:g} s"
+    except Exception as exc:  # any failure of a dependency means "not ready"
+        return None, type(exc).__name__
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up; no dependency is consulted."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when PostgreSQL, the schema and Redis are all usable, else 503 naming what failed."""
+    config = current_app.config
+    timeout = config["READYZ_TIMEOUT_SECONDS"]
+    heads = migration_heads(current_app.extensions["migrate"].directory)
+    executor = _executor()
+    deadline = time.monotonic() + timeout
+    database = executor.submit(_database_revisions, config["DATABASE_URL"], timeout)
+    redis = executor.submit(_redis_ping, config["REDIS_URL"], timeout)
+
+    checks: dict[str, dict[str, Any]] = {}
+    revisions, error = _outcome(database, deadline, timeout)
+    checks["postgres"] = {"status": "fail", "error": error} if error else {"status": "ok"}
+    if error:
+        checks["migrations"] = {"status": "skipped", "error": "postgres is unavailable"}
+    elif revisions != heads:
+        current = ", ".join(sorted(revisions)) or "none"
+        checks["migrations"] = {"status": "fail",
+                                "error": f"database at {current}, code expects {', '.join(sorted(heads))}"}
+    else:
+        checks["migrations"] = {"status": "ok", "revision": ", ".join(sorted(heads))}
+    _, error = _outcome(redis, deadline, timeout)
+    checks["redis"] = {"status": "fail", "error": error} if error else {"status": "ok"}
+
+    failed = [name for name, check in checks.items() if check["status"] != "ok"]
+    if failed:
+        log.warning("not ready", extra=log_fields(failed=",".join(failed),
+                                                  **{name: checks[name].get("error") for name in failed}))
+        return jsonify(status="unavailable", failed=failed, checks=checks), 503
+    return jsonify(status="ready", checks=checks), 200

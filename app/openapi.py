@@ -1,0 +1,482 @@
+"""The OpenAPI 3.1 description of every HTTP endpoint, served at `/api/openapi.json`,
+and a human docs page at `/api/docs` (Swagger UI, vendored under static/vendor, so
+it works offline).
+
+Both routes join the api blueprint when this module is imported (endpoints
+`api.openapi_document` and `api.docs`). The document is built in Python from
+the app's settings, so the limits it states (page sizes, body size) are the
+ones the running app enforces. The test suite checks it against the routes
+Flask knows and validates every response the tests see against it
+(tests/openapi_check.py).
+"""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Flask, current_app, jsonify, render_template
+from werkzeug.wrappers import Response
+
+from .api import bp
+
+EXTENSION_KEY = "tracking.openapi"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=@-]{1,128}$"
+# Swagger UI renders under a policy without any inline script or style.
+DOCS_CSP = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
+])
+
+Schema = dict[str, Any]
+
+
+def init_app(app: Flask) -> None:
+    """The routes live on the api blueprint (registered by the factory); this keeps the document's cache."""
+    app.extensions[EXTENSION_KEY] = None
+
+
+def document() -> Schema:
+    """The current app's OpenAPI document, built once per app."""
+    doc = current_app.extensions.get(EXTENSION_KEY)
+    if doc is None:
+        doc = build_document(current_app.config)
+        current_app.extensions[EXTENSION_KEY] = doc
+    return doc
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The document, for tools (client generators, Swagger UI, contract tests)."""
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    """Swagger UI over /api/openapi.json; its scripts are files under /static, no inline code."""
+    response = current_app.make_response(render_template("openapi/docs.html"))
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _json(description: str, schema: Schema, headers: dict[str, Any] | None = None) -> Schema:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}, **(headers or {})},
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _content(description: str, media_type: str, schema: Schema) -> Schema:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+        "content": {media_type: {"schema": schema}},
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    return {str(status): {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"} for status in statuses}
+
+
+_ERROR_RESPONSES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
+    503: "Unavailable",
+}
+# Who may call what once access control is on: ingest tokens only record events (no 403 there),
+# and recording and recalculating are rate-limited per client.
+_FULL_TOKEN = (401, 403)
+_ANY_TOKEN = (401,)
+_RATE_LIMITED = (429,)
+_OPEN: list[Schema] = []
+
+_TIMESTAMP = {"type": "string", "format": "date-time", "examples": ["2025-10-23T13:07:00.000000Z"]}
+
+
+def _operation(summary: str, tag: str, responses: dict[str, Schema], *, description: str = "",
+               parameters: list[Schema] | None = None, body: Schema | None = None,
+               operation_id: str, security: list[Schema] | None = None) -> Schema:
+    operation: Schema = {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "parameters": [{"$ref": "#/components/parameters/RequestId"}, *(parameters or [])],
+        "responses": responses,
+    }
+    if description:
+        operation["description"] = description
+    if body is not None:
+        operation["requestBody"] = body
+    if security is not None:
+        operation["security"] = security
+    return operation
+
+
+def _list_parameters(config: dict[str, Any], *, extra: list[Schema]) -> list[Schema]:
+    return [
+        {"name": "user_id", "in": "query", "description": "Only this user's rows.",
+         "schema": {"type": "integer", "minimum": 1}},
+        *extra,
+        {"name": "from", "in": "query", "description": "Start of the half-open range `[from, till)`, RFC 3339 "
+                                                       "with an offset.", "schema": _TIMESTAMP},
+        {"name": "till", "in": "query", "description": "End of the range, exclusive; not before `from`.",
+         "schema": _TIMESTAMP},
+        {"name": "limit", "in": "query", "description": "Page size.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": config["LIST_MAX_LIMIT"],
+                    "default": config["LIST_DEFAULT_LIMIT"]}},
+        {"name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page.",
+         "schema": {"type": "string", "maxLength": 512}},
+    ]
+
+
+def _event_parameters(config: dict[str, Any]) -> list[Schema]:
+    return _list_parameters(config, extra=[
+        {"name": "action", "in": "query", "description": "Only events with this action.",
+         "schema": {"type": "string", "maxLength": 255}},
+    ])
+
+
+_META_FILTER = ("Besides the parameters listed, `meta.KEY=VALUE` keeps events whose metadata holds "
+                "that key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5). "
+                "Unknown, repeated or empty parameters are a 400 naming the parameter.")
+
+
+def _schemas(config: dict[str, Any]) -> dict[str, Schema]:
+    window = {"type": "string", "format": "date-time"}
+    return {
+        "Error": {
+            "type": "object",
+            "description": "The envelope of every error under /api.",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "description": "Machine-readable, e.g. `invalid_field`.",
+                             "examples": ["invalid_field"]},
+                    "message": {"type": "string", "description": "For humans."},
+                    "field": {"type": ["string", "null"],
+                              "description": "The body field or query parameter at fault, if one is."},
+                    "details": {"description": "Per-item errors of a batch: `[{index, field, message}]`.",
+                                "type": "array", "items": _ref("ItemError")},
+                    "retry_after": {"type": "integer", "description": "On 503: seconds to wait before retrying."},
+                },
+            }},
+        },
+        "ItemError": {
+            "type": "object",
+            "required": ["index", "field", "message"],
+            "properties": {"index": {"type": "integer", "minimum": 0}, "field": {"type": ["string", "null"]},
+                           "message": {"type": "string"}},
+        },
+        "NewEvent": {
+            "type": "object",
+            "required": ["user_id", "action"],
+            "additionalProperties": False,
+            "properties": {
+                "user_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
+                            "description": "A JSON integer; strings, floats and booleans are refused."},
+                "action": {"type": "string", "minLength": 1, "maxLength": 255, "description": "Not blank."},
+                "metadata": {"type": "object", "default": {},
+                             "description": f"Any JSON object of at most {config['METADATA_MAX_BYTES']} bytes "
+                                            "encoded, nested at most 32 levels; no NUL characters."},
+                "occurred_at": {**_nullable(_TIMESTAMP),
+                                "description": "When it happened (default: now); at most "
+                                               f"{config['EVENT_FUTURE_TOLERANCE_SECONDS']} s in the future."},
+                "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
+                       "description": "Your id for the event: a retry with the same id is stored once."},
+            },
+            "examples": [{"user_id": 321, "action": "test_action", "metadata": {"page": "/hello/world"}}],
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "user_id", "action", "metadata", "occurred_at", "received_at"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "user_id": {"type": "integer", "minimum": 1},
+                "action": {"type": "string"},
+                "metadata": {"type": "object"},
+                "occurred_at": _TIMESTAMP,
+                "received_at": _TIMESTAMP,
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "required": ["events", "next_cursor"],
+            "additionalProperties": False,
+            "properties": {"events": {"type": "array", "items": _ref("Event")},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "Pass as `cursor` for the next page; null on the last."}},
+        },
+        "EventBatch": {
+            "type": "object",
+            "required": ["events"],
+            "additionalProperties": False,
+            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("NewEvent")}},
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["created", "duplicates", "events"],
+            "additionalProperties": False,
+            "properties": {
+                "created": {"type": "integer", "minimum": 0},
+                "duplicates": {"type": "integer", "minimum": 0},
+                "events": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "status"], "additionalProperties": False,
+                    "properties": {"id": {"type": "string", "format": "uuid"},
+                                   "status": {"enum": ["created", "duplicate"]}}}},
+            },
+        },
+        "Metric": {
+            "type": "object",
+            "required": ["user_id", "event_count", "window_start_at", "window_end_at", "created_at", "actions"],
+            "additionalProperties": False,
+            "properties": {
+                "user_id": {"type": "integer", "minimum": 1},
+                "event_count": {"type": "integer", "minimum": 1},
+                "window_start_at": window,
+                "window_end_at": window,
+                "created_at": {"type": "string", "format": "date-time", "description": "When it was computed."},
+                "actions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+                            "description": "Events per action in the window."},
+            },
+        },
+        "MetricPage": {
+            "type": "object",
+            "required": ["metrics", "next_cursor"],
+            "additionalProperties": False,
+            "properties": {"metrics": {"type": "array", "items": _ref("Metric")},
+                           "next_cursor": {"type": ["string", "null"]}},
+        },
+        "CalculationRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Give both or neither; without them every pending closed window is computed.",
+            "properties": {"from": _nullable(_TIMESTAMP), "till": _nullable(_TIMESTAMP)},
+        },
+        "CalculationSummary": {
+            "type": "object",
+            "required": ["run_id", "windows", "users", "events", "rows_written", "rows_removed", "from", "till",
+                         "duration_ms"],
+            "additionalProperties": False,
+            "properties": {
+                "run_id": {"type": "integer"},
+                "windows": {"type": "integer", "minimum": 0},
+                "users": {"type": "integer", "minimum": 0},
+                "events": {"type": "integer", "minimum": 0},
+                "rows_written": {"type": "integer", "minimum": 0},
+                "rows_removed": {"type": "integer", "minimum": 0},
+                "from": _nullable(window),
+                "till": _nullable(window),
+                "duration_ms": {"type": "integer", "minimum": 0},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "status", "enqueued_at", "started_at", "ended_at", "params", "summary", "error", "url"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["created", "queued", "deferred", "scheduled", "started", "finished", "failed",
+                                    "stopped", "canceled"]},
+                "enqueued_at": _nullable(_TIMESTAMP),
+                "started_at": _nullable(_TIMESTAMP),
+                "ended_at": _nullable(_TIMESTAMP),
+                "params": {"type": "object", "additionalProperties": False,
+                           "description": "What the job was queued with: the range (RFC 3339, or null for "
+                                          "every pending window) and what triggered it.",
+                           "properties": {"start": {"type": ["string", "null"]}, "end": {"type": ["string", "null"]},
+                                          "trigger": {"type": ["string", "null"]}}},
+                "summary": _nullable(_ref("CalculationSummary")),
+                "error": {"type": ["string", "null"], "description": "The last line of the error of a failed job."},
+                "url": {"type": "string", "description": "Where to follow this job."},
+            },
+        },
+        "JobEnvelope": {
+            "type": "object",
+            "required": ["job"],
+            "additionalProperties": False,
+            "properties": {"job": _ref("Job")},
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "additionalProperties": False,
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Check": {
+            "type": "object",
+            "required": ["status"],
+            "additionalProperties": False,
+            "properties": {"status": {"enum": ["ok", "fail", "skipped"]},
+                           "error": {"type": "string"}, "revision": {"type": "string"}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "additionalProperties": False,
+            "properties": {
+                "status": {"enum": ["ready", "unavailable"]},
+                "failed": {"type": "array", "items": {"enum": ["postgres", "migrations", "redis"]}},
+                "checks": {"type": "object", "required": ["postgres", "migrations", "redis"],
+                           "additionalProperties": False,
+                           "properties": {name: _ref("Check") for name in ("postgres", "migrations", "redis")}},
+            },
+        },
+    }
+
+
+def _error_response(description: str, headers: dict[str, Any] | None = None) -> Schema:
+    return _json(description, _ref("Error"), headers)
+
+
+def build_document(config: dict[str, Any]) -> Schema:
+    """The OpenAPI 3.1 document, with the limits of this configuration."""
+    try:
+        api_version = version("tracking-service")
+    except PackageNotFoundError:
+        api_version = "0.0.0"
+    event_body = {"required": True, "content": {"application/json": {"schema": _ref("NewEvent")}}}
+    calculation_body = {"required": False, "description": "Optional; an empty body computes every pending window.",
+                        "content": {"application/json": {"schema": _ref("CalculationRequest")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tracking service",
+            "version": api_version,
+            "description": "Events in, per-user activity metrics per time window out. All times are RFC 3339 "
+                           "with an explicit offset and are returned in UTC; ranges are half-open `[from, till)`. "
+                           "Every response carries `X-Request-ID` (yours if you sent a valid one).",
+        },
+        "security": [{"bearerAuth": []}],
+        "tags": [
+            {"name": "events", "description": "Recording and listing events."},
+            {"name": "metrics", "description": "Activity metrics and their calculation."},
+            {"name": "operations", "description": "Probes, metrics for Prometheus, this description."},
+        ],
+        "paths": {
+            "/api/event": {"post": _operation(
+                "Record one event", "events", operation_id="createEvent", body=event_body,
+                description="201 with the stored event; 200 with the stored event when an event with the same "
+                            "`id` was stored before (a retry); 409 when that id was stored with other content.",
+                responses={"201": _json("Stored.", _ref("Event")),
+                           "200": _json("Already stored by an earlier request with this id.", _ref("Event")),
+                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
+            "/api/events/batch": {"post": _operation(
+                "Record up to 1,000 events, all or none", "events", operation_id="createEventsBatch",
+                body={"required": True, "content": {"application/json": {"schema": _ref("EventBatch")}}},
+                description="Any invalid item rejects the whole batch with one entry per bad item in "
+                            "`error.details`; ids stored before count as duplicates.",
+                responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
+                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
+            "/api/events": {"get": _operation(
+                "List events", "events", operation_id="listEvents", parameters=_event_parameters(config),
+                description="Events in time order, one keyset page at a time. " + _META_FILTER,
+                responses={"200": _json("One page of events.", _ref("EventPage")),
+                           **_errors(400, *_FULL_TOKEN, 503)})},
+            "/api/events/export": {"get": _operation(
+                "Export events as CSV", "events", operation_id="exportEvents", parameters=_event_parameters(config),
+                description="The events `GET /api/events` would list, with the same filters, as CSV. "
+                            + _META_FILTER,
+                responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
+                           **_errors(400, *_FULL_TOKEN, 503)})},
+            "/api/metrics": {
+                "get": _operation(
+                    "List metrics", "metrics", operation_id="listMetrics",
+                    parameters=_list_parameters(config, extra=[]),
+                    description="Metrics of the windows whose start lies in `[from, till)`, ordered by window, "
+                                "then user.",
+                    responses={"200": _json("One page of metrics.", _ref("MetricPage")),
+                               **_errors(400, *_FULL_TOKEN, 503)}),
+                "post": _operation(
+                    "Calculate metrics now", "metrics", operation_id="triggerCalculation", body=calculation_body,
+                    description="Queues a calculation and answers with its job. While a calculation for the same "
+                                "range is queued or running, that job is returned instead of a new one.",
+                    responses={"202": _json("Queued (or already queued).", _ref("JobEnvelope")),
+                               **_errors(400, *_FULL_TOKEN, 413, 415, *_RATE_LIMITED, 503)}),
+            },
+            "/api/metrics/jobs/{job_id}": {"get": _operation(
+                "Follow a calculation job", "metrics", operation_id="getCalculationJob",
+                parameters=[{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                responses={"200": _json("The job: queued, started, then finished (with its summary) or failed.",
+                                        _ref("JobEnvelope")),
+                           **_errors(*_FULL_TOKEN, 404, 503)})},
+            "/api/openapi.json": {"get": _operation(
+                "This document", "operations", operation_id="getOpenApi", security=_OPEN,
+                responses={"200": _json("The OpenAPI 3.1 document.", {"type": "object"})})},
+            "/api/docs": {"get": _operation(
+                "Human-readable API docs", "operations", operation_id="getDocs", security=_OPEN,
+                responses={"200": _content("Swagger UI over this document; works offline.", "text/html",
+                                           {"type": "string"})})},
+            "/healthz": {"get": _operation(
+                "Liveness", "operations", operation_id="healthz", security=_OPEN,
+                description="200 while the process serves requests; consults no dependency.",
+                responses={"200": _json("Alive.", _ref("Health"))})},
+            "/readyz": {"get": _operation(
+                "Readiness", "operations", operation_id="readyz", security=_OPEN,
+                description="200 when PostgreSQL answers, its schema is at the migrations' head and Redis "
+                            "answers; else 503 naming what failed. Answers within READYZ_TIMEOUT_SECONDS.",
+                responses={"200": _json("Ready.", _ref("Readiness")),
+                           "503": _json("Not ready; `failed` names the checks that failed.", _ref("Readiness"))})},
+            "/internal/metrics": {"get": _operation(
+                "Operational metrics for Prometheus", "operations", operation_id="prometheusMetrics", security=_OPEN,
+                description="Prometheus text exposition: requests, latency, ingestion, calculation runs, queue "
+                            "depth. Not the user-facing `/api/metrics`; keep it off the public internet.",
+                responses={"200": {
+                    "description": "Prometheus text format, or OpenMetrics when the scraper asks for it.",
+                    "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+                    "content": {"text/plain": {"schema": {"type": "string"}},
+                                "application/openmetrics-text": {"schema": {"type": "string"}}}}})},
+        },
+        "components": {
+            "schemas": _schemas(config),
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token, needed once access control is on (in production, or whenever a "
+                               "token is configured). Ingest tokens may only record events; full tokens may call "
+                               "everything."}},
+            "parameters": {"RequestId": {
+                "name": "X-Request-ID", "in": "header", "required": False,
+                "description": "Your id for this request, echoed in the response and written in the logs; "
+                               "one is generated when absent or not 1-128 safe characters.",
+                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+            "headers": {
+                "RequestId": {"description": "The request's id, as sent or generated.",
+                              "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}},
+                "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+                "WwwAuthenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}},
+            },
+            "responses": {
+                "BadRequest": _error_response("Malformed JSON or an invalid field or parameter (named in "
+                                              "`error.field`)."),
+                "Unauthorized": _error_response("No valid API token was sent.",
+                                                {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}}),
+                "Forbidden": _error_response("The token may only record events."),
+                "TooManyRequests": _error_response("This client's request budget is spent; retry after the delay.",
+                                                   {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
+                "NotFound": _error_response("No such resource."),
+                "Conflict": _error_response("A client id was reused for different content."),
+                "PayloadTooLarge": _error_response(f"Body larger than {config['MAX_BODY_BYTES']} bytes."),
+                "UnsupportedMediaType": _error_response("The body is not `application/json`."),
+                "Unavailable": _error_response("PostgreSQL or Redis is unreachable; retry later.",
+                                               {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
+            },
+        },
+    }

@@ -1,0 +1,251 @@
+"""Operational metrics for Prometheus at `GET /internal/metrics` (not the user-facing /api/metrics).
+
+Two kinds of series:
+
+- Per process, counted where things happen: HTTP requests and their latency
+  per route template, events ingested, duplicates ignored, late events. Under
+  gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (an environment
+  variable: prometheus_client reads it when imported) so every worker writes
+  to files there and a scrape of any worker sums them all. The counters are
+  created when the first app is built, not at import.
+- Per deployment, read at scrape time: calculation runs (from the
+  `calculation_runs` ledger, so runs by any worker or the CLI count, and a
+  restart loses nothing) and queue depth (from Redis). Every web process
+  reports the same values: aggregate these with max(), not sum(). A dependency
+  that is down makes its collector report `tracking_collector_up 0` instead
+  of failing the scrape.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Flask, current_app, g, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from rq import Queue
+from werkzeug.wrappers import Response
+
+from .health import postgres_probe, redis_probe
+from .queue import namespaced
+
+log = logging.getLogger(__name__)
+bp = Blueprint("telemetry", __name__)
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"  # 404s: one label value, however many paths are probed
+SCRAPE_TIMEOUT_SECONDS = 2.0
+RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+
+
+@dataclass(frozen=True)
+class ProcessMetrics:
+    """The series this process counts itself."""
+
+    http_requests: Counter
+    http_request_seconds: Histogram
+    events_ingested: Counter
+    events_duplicates: Counter
+    events_late: Counter
+
+
+_process: ProcessMetrics | None = None
+
+
+def process_metrics(multiproc_dir: str | None) -> ProcessMetrics:
+    """This process's counters, created on first use rather than at import.
+
+    In multiprocess mode a counter opens its file when it is created, so the
+    directory is made first; and a gunicorn master, which never builds the app,
+    writes no file of its own.
+    """
+    global _process
+    if _process is None:
+        if multiproc_dir:
+            Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
+        _process = ProcessMetrics(
+            http_requests=Counter("tracking_http_requests",
+                                  "HTTP requests answered, by method, route template and status.",
+                                  ["method", "route", "status"]),
+            http_request_seconds=Histogram(
+                "tracking_http_request_duration_seconds",
+                "Time from the start of a request to its response, by method and route template.",
+                ["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),
+            events_ingested=Counter("tracking_events_ingested", "Events stored for the first time."),
+            events_duplicates=Counter("tracking_events_duplicates",
+                                      "Retried events (a client id seen before) answered with the stored event, "
+                                      "not stored again."),
+            events_late=Counter("tracking_events_late", "Events stored for an already closed window; each marks "
+                                                        "its window for recalculation."),
+        )
+    return _process
+
+
+def _metrics() -> ProcessMetrics:
+    return process_metrics(current_app.config["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> None:
+    """Record what one ingestion call did; called by the events service after it commits."""
+    metrics = _metrics()
+    metrics.events_ingested.inc(created)
+    metrics.events_duplicates.inc(duplicates)
+    metrics.events_late.inc(late)
+
+
+def init_app(app: Flask) -> None:
+    process_metrics(app.config["PROMETHEUS_MULTIPROC_DIR"])
+    app.before_request(_start_timer)
+    app.after_request(_observe_request)
+    app.register_blueprint(bp)
+
+
+def _start_timer() -> None:
+    g.telemetry_started = time.perf_counter()
+
+
+def _observe_request(response: Response) -> Response:
+    started = g.get("telemetry_started")
+    method = request.method if request.method in METHODS else "other"
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    metrics = _metrics()
+    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+    if started is not None:
+        metrics.http_request_seconds.labels(method, route).observe(time.perf_counter() - started)
+    return response
+
+
+class _SourceCollector(Collector):
+    """A scrape-time collector that remembers whether it could read its source."""
+
+    name = ""
+    up = False
+
+
+class QueueCollector(_SourceCollector):
+    """Jobs waiting, running and failed per queue, read from Redis at scrape time."""
+
+    name = "queue"
+
+    def __init__(self, redis_url: str, queues: dict[str, str]) -> None:
+        self.redis_url = redis_url
+        self.queues = queues  # label -> Redis queue name
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("tracking_queue_jobs", "RQ jobs per queue and state (queued is the queue depth).",
+                                 labels=["queue", "state"])
+        client = redis_probe(self.redis_url, SCRAPE_TIMEOUT_SECONDS)
+        try:
+            for label, name in self.queues.items():
+                queue = Queue(name, connection=client)
+                jobs.add_metric([label, "queued"], len(queue))
+                jobs.add_metric([label, "started"], queue.started_job_registry.count)
+                jobs.add_metric([label, "failed"], queue.failed_job_registry.count)
+        except Exception as exc:  # Redis down must not fail the whole scrape
+            log.warning("queue metrics unavailable: %s", type(exc).__name__)
+            self.up = False
+            return
+        finally:
+            client.close()
+        self.up = True
+        yield jobs
+
+
+_RUNS = (
+    "WITH runs AS (SELECT trigger, status, finished_at, "
+    "extract(epoch FROM finished_at - started_at)::float8 AS seconds "
+    "FROM calculation_runs WHERE finished_at IS NOT NULL) "
+    "SELECT trigger, status, count(*), coalesce(sum(seconds), 0), max(finished_at), "
+    + ", ".join(f"count(*) FILTER (WHERE seconds <= {bound!r})" for bound in RUN_DURATION_BUCKETS)
+    + " FROM runs GROUP BY trigger, status ORDER BY trigger, status"
+)
+
+
+class CalculationCollector(_SourceCollector):
+    """Ended calculation runs by trigger and outcome, and their durations, from the ledger."""
+
+    name = "calculations"
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with postgres_probe(self.database_url, SCRAPE_TIMEOUT_SECONDS) as conn:
+                rows = conn.execute(_RUNS).fetchall()
+        except Exception as exc:  # the database down must not fail the whole scrape
+            log.warning("calculation metrics unavailable: %s", type(exc).__name__)
+            self.up = False
+            return
+        self.up = True
+        runs = CounterMetricFamily("tracking_calculation_runs",
+                                   "Calculation runs that ended, by trigger and final status.",
+                                   labels=["trigger", "outcome"])
+        counts: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        within: dict[str, list[int]] = {}
+        last_success = None
+        for trigger, status, count, total_seconds, finished, *bucket_counts in rows:
+            runs.add_metric([trigger, status], count)
+            counts[status] = counts.get(status, 0) + count
+            seconds[status] = seconds.get(status, 0.0) + total_seconds
+            within[status] = [a + b for a, b in zip(within.get(status, [0] * len(bucket_counts)), bucket_counts)]
+            if status == "finished" and (last_success is None or finished > last_success):
+                last_success = finished
+        histogram = HistogramMetricFamily("tracking_calculation_run_duration_seconds",
+                                          "Duration of calculation runs that ended, by final status.",
+                                          labels=["outcome"])
+        for status, count in counts.items():
+            buckets = [(repr(bound), n) for bound, n in zip(RUN_DURATION_BUCKETS, within[status])] + [("+Inf", count)]
+            histogram.add_metric([status], buckets, seconds[status])
+        yield runs
+        yield histogram
+        if last_success is not None:
+            yield GaugeMetricFamily("tracking_calculation_last_success_timestamp_seconds",
+                                    "When the last successful calculation run finished (Unix time).",
+                                    value=last_success.timestamp())
+
+
+class _Exposition(Collector):
+    """Everything one scrape reports: the process's own series, then the scrape-time collectors."""
+
+    def __init__(self, process: Collector, sources: Iterable[_SourceCollector]) -> None:
+        self.process = process
+        self.sources = list(sources)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.process.collect()
+        for source in self.sources:
+            yield from source.collect()
+        up = GaugeMetricFamily("tracking_collector_up",
+                               "1 when a scrape-time collector could read its source (Redis, PostgreSQL).",
+                               labels=["collector"])
+        for source in self.sources:
+            up.add_metric([source.name], 1.0 if source.up else 0.0)
+        yield up
+
+
+def _process_collector(multiproc_dir: str | None) -> Collector:
+    if not multiproc_dir:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    return registry
+
+
+@bp.get("/internal/metrics")
+def exposition() -> Response:
+    """The Prometheus text exposition; keep it off the public internet (see README)."""
+    config = current_app.config
+    scrape = _Exposition(_process_collector(config["PROMETHEUS_MULTIPROC_DIR"]), [
+        QueueCollector(config["REDIS_URL"], {"metrics": namespaced("metrics")}),
+        CalculationCollector(config["DATABASE_URL"]),
+    ])
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]

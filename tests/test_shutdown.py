@@ -1,0 +1,164 @@
+"""SIGTERM with work in flight: real `python worker.py` and real gunicorn processes.
+
+What compose sends on `docker compose stop` (SIGTERM to the container's main
+process) must let the current job or request finish, and the process must
+then exit cleanly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.extensions import db
+from tests.helpers import free_port, poll
+
+ROOT = Path(__file__).resolve().parent.parent
+# A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
+CATCH_UP_DAYS = 365
+
+
+def process_env(app_config: dict[str, object], **extra: object) -> dict[str, str]:
+    settings = {**app_config, **extra}
+    return {**os.environ, **{key: str(value) for key, value in settings.items()}, "PYTHONUNBUFFERED": "1"}
+
+
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn then stops its workers too), SIGKILL only if that does not end it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def backlog(app) -> int:
+    """A few thousand events spread over a year, so a catch-up run has many windows to compute."""
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("""
+                INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
+                SELECT gen_random_uuid(), 1 + n % 50, 'page_view', '{}',
+                       now() - make_interval(days => :days) + n * interval '2 hours', now()
+                FROM generate_series(0, :days * 12 - 1) AS n
+            """), {"days": CATCH_UP_DAYS})
+            return conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+
+
+def test_sigterm_lets_the_worker_finish_its_job_and_exit_0(app, app_config, client, backlog, tmp_path):
+    log_path = tmp_path / "worker.log"
+    env = process_env(app_config, LOG_FORMAT="json", METRICS_CHUNK_WINDOWS=1)
+    with log_path.open("w") as log:
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        job = client.post("/api/metrics").get_json()["job"]
+        poll(lambda: client.get(job["url"]).get_json()["job"]["status"] != "queued", timeout=30)
+        assert client.get(job["url"]).get_json()["job"]["status"] == "started"
+        worker.send_signal(signal.SIGTERM)
+        with app.app_context():
+            signalled_at = db.session.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            db.session.rollback()
+        assert worker.wait(timeout=120) == 0
+    finally:
+        stop(worker)
+        print(log_path.read_text())
+
+    done = client.get(job["url"]).get_json()["job"]
+    assert done["status"] == "finished"
+    assert done["summary"]["events"] == backlog
+    with app.app_context():
+        finished_at = db.session.execute(sa.text("SELECT finished_at FROM calculation_runs")).scalar_one()
+    assert finished_at > signalled_at, "the job was over before SIGTERM: make the backlog larger"
+
+    lines = json_lines(log_path)
+    assert any("warm shut down" in line["msg"].lower() for line in lines), "RQ did not take the warm path"
+    (finished,) = [line for line in lines if line["msg"] == "job finished"]
+    assert finished["job_id"] == job["id"]
+    assert finished["window_from"] == done["summary"]["from"] and finished["window_till"] == done["summary"]["till"]
+    assert finished["rows_written"] == done["summary"]["rows_written"] > 0
+    assert finished["duration_ms"] >= 0
+    (started,) = [line for line in lines if line["msg"] == "job started"]
+    assert started["job_id"] == job["id"] and started["trigger"] == "manual"
+
+
+@pytest.fixture
+def gunicorn(app, app_config, tmp_path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    """gunicorn as compose runs it (gunicorn.conf.py), with Prometheus' multiprocess mode on."""
+    port = free_port()
+    metrics_dir = tmp_path / "prometheus"
+    log_path = tmp_path / "gunicorn.log"
+    env = process_env(app_config, PORT=port, GUNICORN_WORKERS=2, GUNICORN_THREADS=2, GUNICORN_GRACEFUL_TIMEOUT=20,
+                      PROMETHEUS_MULTIPROC_DIR=metrics_dir, LOG_FORMAT="json")
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        poll(lambda: _get(port, "/healthz") == 200, timeout=30)
+        yield process, port, log_path
+    finally:
+        stop(process)
+        print(log_path.read_text())
+
+
+def _get(port: int, path: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except OSError:
+        return None
+
+
+def test_gunicorn_finishes_a_request_in_flight_after_sigterm(gunicorn):
+    process, port, log_path = gunicorn
+    body = json.dumps({"user_id": 9, "action": "in_flight"}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"POST /api/event HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     b"Connection: close\r\nExpect: 100-continue\r\nX-Request-ID: in-flight-1\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        # gunicorn answers 100 Continue once a worker has parsed the headers: the request is in flight.
+        assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue")
+        process.send_signal(signal.SIGTERM)
+        poll(lambda: "Handling signal: term" in log_path.read_text(), timeout=30)
+        conn.sendall(body)
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 201"), response[:200]
+    assert b"X-Request-ID: in-flight-1" in response
+    assert process.wait(timeout=60) == 0
+    assert _get(port, "/healthz") is None
+
+
+def test_gunicorn_workers_share_their_prometheus_counters(gunicorn):
+    _, port, _ = gunicorn
+    for user_id in range(1, 7):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/event", method="POST",
+                                         data=json.dumps({"user_id": user_id, "action": "x"}).encode(),
+                                         headers={"Content-Type": "application/json", "Connection": "close"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("tracking_events_ingested_total", ())] == 6
+    assert samples[("tracking_http_requests_total",
+                    (("method", "POST"), ("route", "/api/event"), ("status", "201")))] == 6
