@@ -7,9 +7,7 @@ that one; in Redis it touches only keys under its own namespace.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,9 +24,9 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, queue
 from app.extensions import db
+from tests.helpers import WORKER, spawn, stop
 from tests.openapi_check import ValidatingClient
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
 
 
@@ -141,16 +139,7 @@ def runner(app: Flask) -> FlaskCliRunner:
 @pytest.fixture
 def worker(app: Flask, app_config: dict[str, object], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real `python worker.py` process consuming this test's queue; its log is printed on failure."""
-    env = {**os.environ, **{key: str(value) for key, value in app_config.items()}, "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    process = spawn(WORKER, app_config, log_path)
     yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    print(log_path.read_text())
+    stop(process, log_path)

@@ -1,9 +1,9 @@
 """The dashboard in a real headless Chromium, against the app served on 127.0.0.1 with a real worker.
 
-The pages are served under a strict Content-Security-Policy (`script-src 'self'`,
-`style-src 'self'`), so an inline script or style would show up here as a
-console error. Skipped, with the reason, only where Chromium or chromedriver
-is not installed (.ci/run installs them).
+The app sends its strict Content-Security-Policy (`script-src 'self'`,
+`style-src 'self'`, see app/headers.py), so an inline script or style shows
+up here as a console error and fails the test. Skipped, with the reason, only
+where Chromium or chromedriver is not installed (.ci/run installs them).
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--hide-scrollbars")
-CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 WAIT_SECONDS = 30
 UTC = timezone.utc
@@ -57,19 +56,10 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
-def with_csp(app: Flask) -> Callable[..., Any]:
-    """The app as it will be deployed: nothing inline may run or style the page."""
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        def start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            return start_response(status, [*headers, ("Content-Security-Policy", CSP)], *args)
-        return app(environ, start)
-    return wsgi
-
-
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
     """The test app on a free port of 127.0.0.1, served from a background thread."""
-    httpd = make_server("127.0.0.1", 0, with_csp(app), threaded=True)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}"
