@@ -235,13 +235,21 @@ def test_export_link_downloads_exactly_the_filtered_events(client):
     wanted = store(client, user_id=1, when=DAY0 + timedelta(hours=11), page="/home")
     store(client, user_id=1, when=DAY0 + timedelta(hours=12), page="/pricing")
     store(client, user_id=2, when=DAY0 + timedelta(hours=11), page="/home")
-    html = client.get("/events?user_id=1&meta=page+%3D+%2Fhome&from=2025-10-20T10:30").get_data(as_text=True)
-    href = re.search(r'href="(/api/events/export\?[^"]+)" download', html).group(1).replace("&amp;", "&")
-    assert href == "/api/events/export?user_id=1&from=2025-10-20T10:30:00.000000Z&meta.page=/home"
+    html = client.get("/events?user_id=1&meta=page+%3D+%2Fhome&from=2025-10-20T10:30&live=1").get_data(as_text=True)
+    href = re.search(r'href="(/events/export\?[^"]+)" download', html).group(1).replace("&amp;", "&")
     response = client.get(href)
     assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="events-')
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [row["id"] for row in rows] == [wanted["id"]]
+    api = client.get("/api/events/export?user_id=1&meta.page=/home&from=2025-10-20T10:30:00Z")
+    assert api.get_data(as_text=True) == response.get_data(as_text=True), "the page and the API export agree"
+
+
+def test_export_of_an_invalid_filter_is_a_400_message(client):
+    response = client.get("/events/export?user_id=-1")
+    assert response.status_code == 400
+    assert "Cannot export these filters (user_id: must be a positive integer)." in response.get_data(as_text=True)
 
 
 def test_database_down_is_a_503_message_not_a_500(app_config):

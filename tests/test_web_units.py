@@ -45,12 +45,12 @@ def test_metadata_pair_takes_the_first_equals_sign():
             parse_metadata_pair(bad)
 
 
-def test_event_form_keeps_what_was_typed_and_builds_canonical_and_api_queries():
+def test_event_form_keeps_what_was_typed_and_builds_its_canonical_query():
     form = parse_event_form({"user_id": " 42 ", "action": "", "meta": "page = /home", "from": "2025-10-20T10:00",
                              "live": "1", "utm_source": "ignored"})
     assert form.valid
     assert form.query() == {"user_id": "42", "meta": "page = /home", "from": "2025-10-20T10:00", "live": "1"}
-    assert form.api_query() == {"user_id": "42", "from": "2025-10-20T10:00:00.000000Z", "meta.page": "/home"}
+    assert form.event_filter().metadata == {"page": "/home"}
     assert form.local_time("from") == "2025-10-20T10:00"
     assert form.live is True
 

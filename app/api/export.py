@@ -1,37 +1,12 @@
 """`GET /api/events/export`: the events list's filters, answered as one streamed CSV file."""
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterable, Iterator
+from flask import Response, request
 
-from flask import Response, request, stream_with_context
-
+from ..csv_export import csv_download
 from ..errors import ValidationError
-from ..services.events import StoredEvent, iter_events
-from ..timeutil import format_rfc3339, utcnow
 from . import bp
 from .events import event_filter_from_query
-
-COLUMNS = ("id", "user_id", "action", "occurred_at", "received_at", "metadata")
-CHUNK_CHARS = 64 * 1024
-
-
-def csv_chunks(events: Iterable[StoredEvent]) -> Iterator[str]:
-    """CSV text in chunks of about 64 KiB: few enough writes to be quick, small enough to keep memory flat."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for event in events:
-        writer.writerow((event.id, event.user_id, event.action, format_rfc3339(event.occurred_at),
-                         format_rfc3339(event.received_at),
-                         json.dumps(event.metadata, ensure_ascii=False, separators=(",", ":"))))
-        if buffer.tell() >= CHUNK_CHARS:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 @bp.get("/events/export")
@@ -46,9 +21,4 @@ def export_events() -> Response:
             raise ValidationError(f"unknown query parameter {name!r}: the export holds every matching event",
                                   field=name, code="unknown_parameter")
     flt, _limit, _cursor = event_filter_from_query()
-    filename = f"events-{utcnow():%Y%m%dT%H%M%SZ}.csv"
-    return Response(
-        stream_with_context(csv_chunks(iter_events(flt))),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return csv_download(flt)

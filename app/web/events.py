@@ -6,6 +6,7 @@ from typing import Any
 from flask import Response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..csv_export import csv_download
 from ..errors import ValidationError
 from ..services.events import Cursor, list_events
 from . import bp
@@ -47,7 +48,7 @@ def events() -> Response:
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
                        newest=Cursor(page.events[0].occurred_at, page.events[0].id).encode()
                        if page.events and after is None else None,
-                       export_url=url_for("api.export_events", **form.api_query()))
+                       export_url=url_for("web.export_events", **form.query()))
     canonical = url_for("web.events", **form.query())
     return render(TEMPLATE, ("results", "errors_oob"), status=200 if form.valid else 400,
                   headers=history_headers(canonical), **context)
@@ -94,3 +95,17 @@ def live_events() -> BaseResponse:
     context = _context(form, events=list(reversed(page.events)), controls_oob=True, replaces_empty=after is None,
                        newest=Cursor(newest.occurred_at, newest.id).encode())
     return render(TEMPLATE, ("rows", "live_poller"), **context)
+
+
+@bp.get("/events/export")
+def export_events() -> BaseResponse:
+    """The page's filters as a CSV download, the same file as the API's export.
+
+    It is a route of the dashboard, not a link to the API, so it sits behind
+    the dashboard's login rather than needing an API token the browser lacks.
+    """
+    form = parse_event_form(request.args)
+    if not form.valid:
+        problems = "; ".join(f"{name}: {message}" for name, message in form.errors.items())
+        return message_response(f"Cannot export these filters ({problems}).", 400)
+    return csv_download(form.event_filter())

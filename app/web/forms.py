@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from ..errors import ValidationError
 from ..services.events import EventFilter
-from ..timeutil import format_rfc3339
 from ..validation import check_range, parse_action, parse_query_int, parse_query_time
 
 MAX_FIELD_LENGTH = 512
@@ -59,21 +58,6 @@ class FilterForm:
     def event_filter(self) -> EventFilter:
         return EventFilter(user_id=self.user_id, action=self.action, start=self.start, end=self.end,
                            metadata=self.metadata)
-
-    def api_query(self) -> dict[str, str]:
-        """The same filter in the JSON API's terms (RFC 3339 times, `meta.KEY`), for the export link."""
-        query: dict[str, str] = {}
-        if self.user_id is not None:
-            query["user_id"] = str(self.user_id)
-        if self.action is not None:
-            query["action"] = self.action
-        if self.start is not None:
-            query["from"] = format_rfc3339(self.start)
-        if self.end is not None:
-            query["till"] = format_rfc3339(self.end)
-        for key, value in self.metadata.items():
-            query[f"meta.{key}"] = value
-        return query
 
 
 def _text(args: Mapping[str, str], name: str) -> str:
