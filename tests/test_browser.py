@@ -181,7 +181,7 @@ def test_recalculate_runs_the_job_and_the_numbers_appear(page, server, client, w
     page.execute_script("window.__marker = 1")
 
     page.find_element(By.XPATH, "//button[normalize-space()='Recalculate now']").click()
-    wait(page, lambda b: "Finished" in b.find_element(By.ID, "job-status").text, "the job finishes")
+    wait(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#job-status .job-finished"), "the job finishes")
     wait(page, lambda b: windows_table_events(b) == ["3"], "the table shows the new numbers")
     assert "counted 3 events of 2 users" in page.find_element(By.ID, "job-status").text
     chart_bar = page.find_element(By.CSS_SELECTOR, ".chart-wide [aria-label^='Oct 20 00:00–04:00 UTC']")
