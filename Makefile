@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install clean-data
+.PHONY: run test install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## Run the whole test suite against real PostgreSQL and Redis.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Screenshots of /events and /metrics at 1280 and 375 px wide, into screenshots/ (needs Chromium).
+screenshots: $(STAMP)
+	$(PY) -m pytest -q -rs tests/test_browser.py -k screenshots $(PYTEST_ARGS)
 
 ## Forget the embedded servers' data (events, metrics) kept by `make run`.
 clean-data:

@@ -38,10 +38,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     app.register_blueprint(api_bp)
+    from .web import bp as web_bp
+    app.register_blueprint(web_bp)
 
     @app.get("/")
     def index() -> Response:
-        return redirect(url_for("api.get_events"))
+        return redirect(url_for("web.events"))
 
     return app
 

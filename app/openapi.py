@@ -392,9 +392,11 @@ def build_document(config: dict[str, Any]) -> Schema:
                 responses={"200": _json("One page of events.", _ref("EventPage")),
                            **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/events/export": {"get": _operation(
-                "Export events as CSV", "events", operation_id="exportEvents", parameters=_event_parameters(config),
-                description="The events `GET /api/events` would list, with the same filters, as CSV. "
-                            + _META_FILTER,
+                "Export events as CSV", "events", operation_id="exportEvents",
+                parameters=[p for p in _event_parameters(config) if p["name"] not in ("limit", "cursor")],
+                description="Every event `GET /api/events` would list, with the same filters, as one CSV file "
+                            "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
+                            "streamed; there are no pages, so `limit` and `cursor` are refused. " + _META_FILTER,
                 responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
                            **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/metrics": {

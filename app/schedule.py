@@ -107,3 +107,16 @@ def run_scheduler(interval: int = 30) -> None:
         scheduler.run()
 
     keep_running(schedule, "scheduler")
+
+
+def next_scheduled_run() -> datetime | None:
+    """When rq-scheduler is due to fire the periodic calculation next; None when it is not registered.
+
+    Reads the scheduler's sorted set directly, so the dashboard shows what
+    the running scheduler will do, not what the cron expression says it
+    should. Redis errors propagate: the caller decides how to show them.
+    """
+    scheduler = make_scheduler()
+    scores = [scheduler.connection.zscore(scheduler.scheduled_jobs_key, job.id) for job in periodic_jobs()]
+    due = [score for score in scores if score is not None]
+    return datetime.fromtimestamp(min(due), tz=timezone.utc) if due else None

@@ -7,9 +7,11 @@ that one; in Redis it touches only keys under its own namespace.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, queue
 from app.extensions import db
+from tests.helpers import WORKER, spawn, stop
 from tests.openapi_check import ValidatingClient
 
 TABLES = ("events", "user_activity_metrics", "metrics_windows", "calculation_runs")
@@ -131,3 +134,12 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def worker(app: Flask, app_config: dict[str, object], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `python worker.py` process consuming this test's queue; its log is printed on failure."""
+    log_path = tmp_path / "worker.log"
+    process = spawn(WORKER, app_config, log_path)
+    yield process
+    stop(process, log_path)

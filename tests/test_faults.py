@@ -65,7 +65,8 @@ def _survive_database_outage(client, data_dir, servers) -> None:
     assert sorted(listed) == sorted(acknowledged)
 
 
-def test_redis_outage_keeps_ingestion_and_queries_and_the_worker_and_scheduler_reconnect(app_config, tmp_path):
+def test_redis_outage_keeps_ingestion_and_queries_and_the_worker_and_scheduler_reconnect(app, app_config, tmp_path):
+    # `app` empties the tables first: the calculation below must count only this test's event.
     data_dir = tmp_path / "valkey"
     own = start_redis(data_dir)
     port = int(own.url.rsplit(":", 1)[1].split("/")[0])

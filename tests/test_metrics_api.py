@@ -1,13 +1,8 @@
 """`/api/metrics`: listing, triggering and following jobs, with a real RQ worker on real Redis."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +10,6 @@ from app.queue import metrics_queue
 from app.services.jobs import CALCULATE_FUNC
 from tests.helpers import post_event
 
-ROOT = Path(__file__).resolve().parent.parent
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 
@@ -23,24 +17,6 @@ DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 def store(client, user_id, when, action="page_view"):
     response = post_event(client, user_id=user_id, action=action, occurred_at=when.isoformat())
     assert response.status_code == 201
-
-
-@pytest.fixture
-def worker(app, app_config, tmp_path):
-    """A real `python worker.py` process consuming this test's queue; its log is printed on failure."""
-    env = {**os.environ, **{key: str(value) for key, value in app_config.items()}, "PYTHONUNBUFFERED": "1"}
-    log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    print(log_path.read_text())
 
 
 def wait_for_job(client, url, timeout=30.0):

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from . import events, metrics  # noqa: E402,F401  (routes register on import)
+from . import events, export, metrics  # noqa: E402,F401  (routes register on import)

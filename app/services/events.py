@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -212,13 +212,24 @@ def _select_events() -> sa.Select[Any]:
                      table.c.occurred_at, table.c.received_at)
 
 
-def list_events(flt: EventFilter, *, limit: int, after: Cursor | None = None) -> EventPage:
-    """One page of events in time order, and the cursor of the next page if there is one."""
+def list_events(flt: EventFilter, *, limit: int, after: Cursor | None = None,
+                newest_first: bool = False) -> EventPage:
+    """One page of events in time order, and the cursor of the next page if there is one.
+
+    `newest_first` walks the same indexes backwards, for the dashboard, which
+    shows the latest activity on top; its cursor then points at older events.
+    """
     table = Event.__table__
+    key = sa.tuple_(table.c.occurred_at, table.c.id)
     statement = _filtered(_select_events(), flt)
     if after is not None:
-        statement = statement.where(sa.tuple_(table.c.occurred_at, table.c.id) > (after.occurred_at, after.id))
-    statement = statement.order_by(table.c.occurred_at, table.c.id).limit(limit + 1)
+        position = (after.occurred_at, after.id)
+        statement = statement.where(key < position if newest_first else key > position)
+    if newest_first:
+        statement = statement.order_by(table.c.occurred_at.desc(), table.c.id.desc())
+    else:
+        statement = statement.order_by(table.c.occurred_at, table.c.id)
+    statement = statement.limit(limit + 1)
     with read_connection() as connection:
         rows = connection.execute(statement).all()
     events = [StoredEvent(*row) for row in rows[:limit]]
@@ -227,3 +238,18 @@ def list_events(flt: EventFilter, *, limit: int, after: Cursor | None = None) ->
         last = events[-1]
         next_cursor = Cursor(last.occurred_at, last.id)
     return EventPage(events, next_cursor)
+
+
+def iter_events(flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:
+    """Every matching event in time order, fetched `batch_size` rows at a time.
+
+    A server-side cursor keeps memory flat however many rows match, so an
+    export of millions of events streams instead of loading at once. The
+    connection stays checked out until the iterator is exhausted or closed.
+    """
+    table = Event.__table__
+    statement = _filtered(_select_events(), flt).order_by(table.c.occurred_at, table.c.id)
+    with read_connection() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
+        for row in result:
+            yield StoredEvent(*row)

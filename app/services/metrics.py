@@ -314,3 +314,119 @@ def list_metrics(flt: MetricFilter, *, limit: int, after: MetricCursor | None = 
         last = metrics[-1]
         next_cursor = MetricCursor(last.window_start, last.user_id)
     return MetricPage(metrics, next_cursor)
+
+
+@dataclass(frozen=True)
+class WindowTotal:
+    """One window summed over the users of a filter, for the dashboard's table and chart.
+
+    `state` tells apart what the metrics table alone cannot: `counted` (a run
+    has counted it, or it holds no event, so there is nothing to count),
+    `pending` (closed and holding events, but no run has counted it since
+    its last event arrived) and `open` (not closed yet, so never counted).
+    """
+
+    window_start: datetime
+    window_end: datetime
+    users: int
+    events: int
+    actions: dict[str, int]
+    state: str
+
+
+_WINDOW_TOTALS = """
+WITH slots AS (
+    SELECT generate_series(CAST(:first AS timestamptz), CAST(:last AS timestamptz) - :size, :size) AS window_start
+), picked AS (
+    SELECT window_start, event_count, actions FROM user_activity_metrics
+    WHERE window_start >= :first AND window_start < :last {user_condition}
+), totals AS (
+    SELECT window_start, count(*) AS users, sum(event_count) AS events FROM picked GROUP BY 1
+), per_action AS (
+    SELECT window_start, jsonb_object_agg(key, n) AS actions
+    FROM (SELECT p.window_start, a.key, sum(CAST(a.value AS bigint)) AS n
+          FROM picked p CROSS JOIN LATERAL jsonb_each_text(p.actions) AS a
+          GROUP BY 1, 2) AS counted
+    GROUP BY 1
+)
+SELECT s.window_start, s.window_start + :size, coalesce(t.users, 0), coalesce(t.events, 0),
+       coalesce(a.actions, '{{}}'::jsonb),
+       CASE WHEN w.computed_at IS NOT NULL AND NOT w.stale THEN 'counted'
+            WHEN s.window_start + :size > :closed THEN 'open'
+            WHEN w.stale OR EXISTS (SELECT 1 FROM events e
+                                    WHERE e.occurred_at >= s.window_start AND e.occurred_at < s.window_start + :size)
+                 THEN 'pending'
+            ELSE 'counted' END
+FROM slots s
+LEFT JOIN totals t USING (window_start)
+LEFT JOIN per_action a USING (window_start)
+LEFT JOIN metrics_windows w USING (window_start)
+ORDER BY s.window_start
+"""
+
+
+def window_totals(first: datetime, last: datetime, size: timedelta, closed: datetime,
+                  user_id: int | None = None) -> list[WindowTotal]:
+    """Every window from `first` up to `last` (aligned, exclusive), oldest first, empty ones included.
+
+    `closed` is the end of the newest closed window (see `last_closed_boundary`).
+    Sums run in PostgreSQL, so a window with many users costs one row here.
+    """
+    user_condition = "AND user_id = :user_id" if user_id is not None else ""
+    statement = sa.text(_WINDOW_TOTALS.format(user_condition=user_condition))
+    params: dict[str, Any] = {"first": first, "last": last, "size": size, "closed": closed, "user_id": user_id}
+    with read_connection() as connection:
+        rows = connection.execute(statement, params).all()
+    return [WindowTotal(start, end, users, int(events), dict(actions), state)
+            for start, end, users, events, actions, state in rows]
+
+
+def latest_metric_window(user_id: int | None = None, since: datetime | None = None) -> datetime | None:
+    """Start of the newest window holding metrics (for one user, starting at or after `since`), if any."""
+    c = UserActivityMetric.__table__.c
+    statement = sa.select(sa.func.max(c.window_start))
+    if user_id is not None:
+        statement = statement.where(c.user_id == user_id)
+    if since is not None:
+        statement = statement.where(c.window_start >= since)
+    with read_connection() as connection:
+        return connection.execute(statement).scalar_one()
+
+
+def last_computed_at() -> datetime | None:
+    """When a run last finished computing any window."""
+    with read_connection() as connection:
+        return connection.execute(sa.text("SELECT max(computed_at) FROM metrics_windows")).scalar_one()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the calculation history."""
+
+    id: int
+    trigger: str
+    job_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    first_window: datetime | None
+    last_window: datetime | None
+    windows: int
+    users: int
+    events: int
+    error: str | None
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None
+
+
+def recent_runs(limit: int = 10) -> list[RunRecord]:
+    """The latest calculation runs, newest first (served by the started_at index)."""
+    statement = sa.text("""
+        SELECT id, trigger, job_id, started_at, finished_at, status, first_window, last_window,
+               windows, users, events, error
+        FROM calculation_runs ORDER BY started_at DESC, id DESC LIMIT :limit
+    """)
+    with read_connection() as connection:
+        return [RunRecord(*row) for row in connection.execute(statement, {"limit": limit})]

@@ -1,0 +1,28 @@
+"""The HTML dashboard: `/events` and `/metrics`, rendered on the server and enhanced with htmx.
+
+Page handlers call the service layer directly, never the JSON API over HTTP,
+and work without JavaScript; htmx only swaps parts of them in place.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+bp = Blueprint("web", __name__)
+
+log = logging.getLogger(__name__)
+
+from . import events, login, metrics  # noqa: E402,F401  (routes and the login check register on import)
+from .rendering import message_response  # noqa: E402
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(RedisError)
+def unavailable(exc: Exception) -> Response:
+    """A 503 with a message instead of a 500 when the database or Redis is down."""
+    log.warning("dashboard dependency unavailable: %s", exc.__class__.__name__)
+    what = "job queue" if isinstance(exc, RedisError) else "database"
+    return message_response(f"The {what} is unavailable right now; try again in a moment.", 503)

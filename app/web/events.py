@@ -1,0 +1,111 @@
+"""`/events`: the filterable event list, its "Load more" pages and its live updates."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, redirect, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from ..csv_export import csv_download
+from ..errors import ValidationError
+from ..services.events import Cursor, list_events
+from . import bp
+from .forms import FilterForm, parse_event_form
+from .rendering import history_headers, message_response, render, wants_fragment
+
+TEMPLATE = "events/index.html"
+PAGE_SIZE = 50
+LIVE_INTERVAL_SECONDS = 5
+BROKEN_LINK = "This link has expired or was changed; reload the page to start again from the newest events."
+
+
+def _cursor(token: str | None) -> Cursor | None:
+    return Cursor.decode(token) if token else None
+
+
+def _context(form: FilterForm, **extra: Any) -> dict[str, Any]:
+    return {"form": form, "active": "events", "page_size": PAGE_SIZE,
+            "live_interval": LIVE_INTERVAL_SECONDS, "controls_oob": False, "replaces_empty": False, **extra}
+
+
+@bp.get("/events")
+def events() -> Response:
+    """The whole page, or (for htmx) the results of the filters as they are typed.
+
+    A `cursor` (from the "Load more" link when JavaScript is off) starts the
+    list after that event, so the page still pages through everything.
+    """
+    form = parse_event_form(request.args)
+    try:
+        after = _cursor(request.args.get("cursor"))
+    except ValidationError:
+        form.errors["cursor"] = BROKEN_LINK
+        after = None
+    context = _context(form, events=[], next_cursor=None, newest=None, older=after is not None)
+    if form.valid:
+        page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
+        context.update(events=page.events,
+                       next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+                       newest=Cursor(page.events[0].occurred_at, page.events[0].id).encode()
+                       if page.events and after is None else None,
+                       export_url=url_for("web.export_events", **form.query()))
+    canonical = url_for("web.events", **form.query())
+    return render(TEMPLATE, ("results", "errors_oob"), status=200 if form.valid else 400,
+                  headers=history_headers(canonical), **context)
+
+
+@bp.get("/events/more")
+def more_events() -> BaseResponse:
+    """The next (older) page's rows, appended by htmx, and the "Load more" control that follows them."""
+    if not wants_fragment():
+        return redirect(url_for("web.events", **request.args))
+    form = parse_event_form(request.args)
+    try:
+        after = _cursor(request.args.get("cursor"))
+    except ValidationError:
+        return message_response(BROKEN_LINK, 400)
+    if not form.valid or after is None:
+        return message_response(BROKEN_LINK, 400)
+    page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
+    context = _context(form, events=page.events, controls_oob=True,
+                       next_cursor=page.next_cursor.encode() if page.next_cursor else None)
+    return render(TEMPLATE, ("rows", "load_more"), **context)
+
+
+@bp.get("/events/live")
+def live_events() -> BaseResponse:
+    """Events newer than the newest one shown, for the "Live" toggle; 204 when there are none.
+
+    They are read oldest first from that position, a page at a time, so a
+    burst larger than a page arrives over several polls without a gap.
+    """
+    if not wants_fragment():
+        return redirect(url_for("web.events", **request.args))
+    form = parse_event_form(request.args)
+    try:
+        after = _cursor(request.args.get("after"))
+    except ValidationError:
+        return message_response(BROKEN_LINK, 400)
+    if not form.valid:
+        return message_response(BROKEN_LINK, 400)
+    page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after)
+    if not page.events:
+        return Response(status=204)
+    newest = page.events[-1]
+    context = _context(form, events=list(reversed(page.events)), controls_oob=True, replaces_empty=after is None,
+                       newest=Cursor(newest.occurred_at, newest.id).encode())
+    return render(TEMPLATE, ("rows", "live_poller"), **context)
+
+
+@bp.get("/events/export")
+def export_events() -> BaseResponse:
+    """The page's filters as a CSV download, the same file as the API's export.
+
+    It is a route of the dashboard, not a link to the API, so it sits behind
+    the dashboard's login rather than needing an API token the browser lacks.
+    """
+    form = parse_event_form(request.args)
+    if not form.valid:
+        problems = "; ".join(f"{name}: {message}" for name, message in form.errors.items())
+        return message_response(f"Cannot export these filters ({problems}).", 400)
+    return csv_download(form.event_filter())

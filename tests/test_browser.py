@@ -1,0 +1,233 @@
+"""The dashboard in a real headless Chromium, against the app served on 127.0.0.1 with a real worker.
+
+The app sends its strict Content-Security-Policy (`script-src 'self'`,
+`style-src 'self'`, see app/headers.py), so an inline script or style shows
+up here as a console error and fails the test. Skipped, with the reason, only
+where Chromium or chromedriver is not installed (.ci/run installs them).
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from tests.helpers import post_event
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--hide-scrollbars")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+WAIT_SECONDS = 30
+UTC = timezone.utc
+DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
+
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip(f"browser tests need Chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER}); "
+                "install them with: apt-get install -y chromium chromium-driver", allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument("--window-size=1280,900")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """The test app on a free port of 127.0.0.1, served from a background thread."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=10)
+    httpd.server_close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    """The browser for one test; fails the test if a page logged a script or security error (CSP included).
+
+    Network entries are left out: the 400 of an invalid filter is logged too, and is meant.
+    """
+    browser.get_log("browser")
+    yield browser
+    errors = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+    assert not errors, errors
+
+
+def wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
+    """Poll `condition` until it holds; an element htmx swapped out meanwhile just means "not yet"."""
+    return WebDriverWait(browser, WAIT_SECONDS, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message=what)
+
+
+def store(client: Any, user_id: int, when: datetime, action: str = "page_view", **metadata: Any) -> None:
+    response = post_event(client, user_id=user_id, action=action, occurred_at=when.isoformat(), metadata=metadata)
+    assert response.status_code == 201
+
+
+def row_users(browser: Any) -> list[str]:
+    return [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#event-rows td.col-user")]
+
+
+def test_typing_a_user_id_filters_in_place_and_back_restores_the_previous_view(page, server, client):
+    for minute, user_id in enumerate((1, 2, 1, 2, 1)):
+        store(client, user_id, DAY0 + timedelta(minutes=minute), page=f"/p{minute}")
+    page.get(f"{server}/events")
+    assert row_users(page) == ["1", "2", "1", "2", "1"]
+    page.execute_script("window.__marker = 1")
+
+    field = page.find_element(By.ID, "f-user_id")
+    field.send_keys("2")
+    wait(page, lambda b: b.current_url.endswith("/events?user_id=2"), "the URL follows the filter")
+    wait(page, lambda b: row_users(b) == ["2", "2"], "only user 2's events are listed")
+    field.send_keys(Keys.BACKSPACE, "1")
+    wait(page, lambda b: b.current_url.endswith("/events?user_id=1"), "the URL follows the new filter")
+    wait(page, lambda b: row_users(b) == ["1", "1", "1"], "only user 1's events are listed")
+    assert page.execute_script("return window.__marker") == 1, "the page was never reloaded"
+
+    page.back()
+    wait(page, lambda b: b.current_url.endswith("/events?user_id=2"), "Back returns to the previous filter")
+    wait(page, lambda b: row_users(b) == ["2", "2"], "…with its results")
+    assert page.find_element(By.ID, "f-user_id").get_attribute("value") == "2"
+    page.back()
+    wait(page, lambda b: b.current_url.endswith("/events"), "Back again returns to the unfiltered list")
+    wait(page, lambda b: len(row_users(b)) == 5, "…with every event")
+    assert page.find_element(By.ID, "f-user_id").get_attribute("value") == ""
+    assert page.execute_script("return window.__marker") == 1, "Back restored the view in place"
+
+
+def test_an_invalid_filter_shows_its_message_and_a_fix_brings_results_back(page, server, client):
+    store(client, 4, DAY0)
+    page.get(f"{server}/events")
+    field = page.find_element(By.ID, "f-user_id")
+    field.send_keys("-4")
+    wait(page, lambda b: b.find_element(By.ID, "user_id-error").text == "must be a positive integer",
+         "the message appears by the field")
+    wait(page, lambda b: field.get_attribute("aria-invalid") == "true", "the field is marked invalid")
+    assert "Fix the filter marked above" in page.find_element(By.ID, "event-results").text
+    field.send_keys(Keys.HOME, Keys.DELETE)
+    wait(page, lambda b: row_users(b) == ["4"], "a valid filter lists events again")
+    wait(page, lambda b: field.get_attribute("aria-invalid") is None, "the field is no longer marked invalid")
+    assert page.find_element(By.ID, "user_id-error").text == ""
+
+
+def test_load_more_appends_the_next_page(page, server, client):
+    for minute in range(60):
+        store(client, 6, DAY0 + timedelta(minutes=minute))
+    page.get(f"{server}/events?user_id=6")
+    page.execute_script("window.__marker = 1")
+    assert len(row_users(page)) == 50
+    page.find_element(By.ID, "load-more-link").click()
+    wait(page, lambda b: len(row_users(b)) == 60, "ten more rows are appended")
+    wait(page, lambda b: "every matching event" in b.find_element(By.ID, "load-more").text, "no more to load")
+    assert page.execute_script("return window.__marker") == 1
+    assert page.current_url.endswith("/events?user_id=6")
+
+
+def test_live_toggle_brings_new_events_to_the_top(page, server, client):
+    page.get(f"{server}/events?user_id=55")
+    assert "No events match these filters." in page.find_element(By.ID, "event-rows").text
+    page.find_element(By.ID, "f-live").click()
+    wait(page, lambda b: b.current_url.endswith("/events?user_id=55&live=1"), "the URL keeps the toggle")
+    wait(page, lambda b: "Live" in b.find_element(By.ID, "live-poller").text, "the page says it is live")
+    store(client, 55, datetime.now(UTC) - timedelta(seconds=2), action="first_live")
+    wait(page, lambda b: "first_live" in b.find_element(By.ID, "event-rows").text, "a new event appears")
+    assert not page.find_elements(By.ID, "events-empty"), "the empty state has gone"
+    store(client, 55, datetime.now(UTC), action="second_live")
+    wait(page, lambda b: "second_live" in b.find_element(By.ID, "event-rows").text, "another one appears")
+    actions = [cell.text for cell in page.find_elements(By.CSS_SELECTOR, "#event-rows .col-action")]
+    assert actions == ["second_live", "first_live"], "newest on top"
+
+
+def windows_table_events(browser: Any) -> list[str]:
+    return [cell.text for cell in browser.find_elements(
+        By.CSS_SELECTOR, ".windows-table td[data-label='Events']")]
+
+
+def test_recalculate_runs_the_job_and_the_numbers_appear(page, server, client, worker):
+    store(client, 321, DAY0 + timedelta(hours=1))
+    store(client, 321, DAY0 + timedelta(hours=2), action="click")
+    store(client, 322, DAY0 + timedelta(hours=3), action="click")
+    page.get(f"{server}/metrics?from=2025-10-20T00:00&till=2025-10-21T00:00")
+    assert windows_table_events(page) == []
+    assert "No metrics in these windows." in page.find_element(By.ID, "metric-results").text
+    page.execute_script("window.__marker = 1")
+
+    page.find_element(By.XPATH, "//button[normalize-space()='Recalculate now']").click()
+    wait(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#job-status .job-finished"), "the job finishes")
+    wait(page, lambda b: windows_table_events(b) == ["3"], "the table shows the new numbers")
+    assert "counted 3 events of 2 users" in page.find_element(By.ID, "job-status").text
+    chart_bar = page.find_element(By.CSS_SELECTOR, ".chart-wide [aria-label^='Oct 20 00:00–04:00 UTC']")
+    assert chart_bar.get_attribute("aria-label") == "Oct 20 00:00–04:00 UTC: 3 events from 2 users"
+    assert "manual" in page.find_element(By.CSS_SELECTOR, ".runs-table").text
+    assert page.execute_script("return window.__marker") == 1, "all without a reload"
+
+
+def seed_a_busy_week(client: Any, runner: Any) -> None:
+    """A few hundred events over the past week (the same every run), metrics computed, for screenshots."""
+    rng = random.Random(2025)
+    now = datetime.now(UTC)
+    actions = ("page_view", "click", "search", "signup", "purchase")
+    pages = ("/home", "/pricing", "/docs/getting-started", "/blog/htmx-dashboards", "/account/settings")
+    for _ in range(300):
+        metadata: dict[str, Any] = {"page": rng.choice(pages)}
+        if rng.random() < 0.25:
+            metadata["referrer"] = "https://news.example.com/articles/2025/10/activity-tracking?utm_source=feed"
+        if rng.random() < 0.1:
+            metadata["cart"] = {"items": rng.randint(1, 5), "total": 19.99}
+        hour_weight = rng.choice((1, 1, 2, 3))  # busier at some hours, so the chart has a shape
+        store(client, rng.choice((42, 321, 1001, 7, 88)),
+              now - timedelta(minutes=rng.randint(3, 7 * 24 * 60 // hour_weight)),
+              rng.choices(actions, (10, 6, 3, 1, 1))[0], **metadata)
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+
+
+def test_screenshots_at_phone_and_desktop_width(page, server, client, runner):
+    """Writes screenshots/{events,metrics}-{1280,375}.png; at both widths nothing may overflow sideways."""
+    seed_a_busy_week(client, runner)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    try:
+        for width in (1280, 375):
+            for name in ("events", "metrics"):
+                viewport(page, width, 900)
+                page.get(f"{server}/{name}")
+                assert page.execute_script("return document.documentElement.scrollWidth") <= width, \
+                    f"/{name} overflows sideways at {width} px"
+                viewport(page, width, page.execute_script("return document.documentElement.scrollHeight"))
+                path = SCREENSHOTS / f"{name}-{width}.png"
+                assert page.save_screenshot(str(path)), path
+    finally:
+        page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def viewport(browser: Any, width: int, height: int) -> None:
+    """Emulate a screen of exactly this many CSS pixels (a phone below 500 px)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})

@@ -1,0 +1,93 @@
+"""Service queries the dashboard reads: newest-first event pages, window totals, run history, schedule."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from app.schedule import make_scheduler, next_scheduled_run, sync_periodic_jobs
+from app.services.events import EventFilter, list_events
+from app.services.metrics import last_computed_at, latest_metric_window, recent_runs, window_totals
+from tests.helpers import post_event
+
+UTC = timezone.utc
+DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
+FOUR_HOURS = timedelta(hours=4)
+
+
+def store(client, user_id, when, action="page_view"):
+    response = post_event(client, user_id=user_id, action=action, occurred_at=when.isoformat())
+    assert response.status_code == 201
+    return response.get_json()
+
+
+def test_newest_first_pages_walk_backwards_without_gaps(app, client):
+    ids = [store(client, 1, DAY0 + timedelta(minutes=i))["id"] for i in range(7)]
+    store(client, 2, DAY0)
+    seen = []
+    with app.app_context():
+        page = list_events(EventFilter(user_id=1), limit=3, newest_first=True)
+        seen += [str(event.id) for event in page.events]
+        while page.next_cursor is not None:
+            page = list_events(EventFilter(user_id=1), limit=3, after=page.next_cursor, newest_first=True)
+            seen += [str(event.id) for event in page.events]
+    assert seen == list(reversed(ids))
+
+
+
+def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, client, runner):
+    store(client, 1, DAY0 + timedelta(hours=1))
+    store(client, 1, DAY0 + timedelta(hours=2), action="click")
+    store(client, 2, DAY0 + timedelta(hours=3), action="click")
+    store(client, 2, DAY0 + timedelta(hours=9))
+    store(client, 3, DAY0 + timedelta(hours=13))
+    assert runner.invoke(args=["calculate-metrics", "--from", "2025-10-20T00:00:00Z",
+                               "--till", "2025-10-20T12:00:00Z"]).exit_code == 0
+    closed = DAY0 + 5 * FOUR_HOURS
+    with app.app_context():
+        totals = window_totals(DAY0 - FOUR_HOURS, DAY0 + 6 * FOUR_HOURS, FOUR_HOURS, closed)
+        one_user = window_totals(DAY0, DAY0 + 4 * FOUR_HOURS, FOUR_HOURS, closed, user_id=2)
+    assert [(t.window_start.hour, t.users, t.events, t.state) for t in totals] == [
+        (20, 0, 0, "counted"),  # no events: nothing to count
+        (0, 2, 3, "counted"), (4, 0, 0, "counted"), (8, 1, 1, "counted"),
+        (12, 0, 0, "pending"),  # closed and holding an event, but the run above stopped at 12:00
+        (16, 0, 0, "counted"),
+        (20, 0, 0, "open")]
+    assert totals[1].actions == {"page_view": 1, "click": 2}
+    assert totals[1].window_end == DAY0 + FOUR_HOURS
+    assert [(t.events, t.actions) for t in one_user[:3]] == [(1, {"click": 1}), (0, {}), (1, {"page_view": 1})]
+
+
+def test_latest_window_last_computed_and_recent_runs(app, client, runner):
+    with app.app_context():
+        assert latest_metric_window() is None
+        assert last_computed_at() is None
+        assert recent_runs() == []
+    store(client, 1, DAY0 + timedelta(hours=1))
+    store(client, 2, DAY0 + timedelta(hours=5))
+    for _ in range(3):
+        assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    with app.app_context():
+        assert latest_metric_window() == DAY0 + FOUR_HOURS
+        assert latest_metric_window(user_id=1) == DAY0
+        assert latest_metric_window(user_id=1, since=DAY0 + timedelta(hours=1)) is None
+        assert last_computed_at() is not None
+        newest_two = recent_runs(limit=2)
+        every_run = recent_runs()
+    assert [run.id for run in newest_two] == [run.id for run in every_run[:2]]
+    assert [run.id for run in every_run] == sorted((run.id for run in every_run), reverse=True)
+    assert all(run.status == "finished" and run.trigger == "cli" for run in every_run)
+    assert all(run.duration is not None and run.duration >= timedelta(0) for run in every_run)
+    oldest = every_run[-1]
+    assert (oldest.users, oldest.events, oldest.first_window) == (2, 2, DAY0)
+    assert [run.events for run in newest_two] == [0, 0], "later runs found nothing new to count"
+
+
+def test_next_scheduled_run_reads_the_registered_job(app):
+    with app.app_context():
+        assert next_scheduled_run() is None
+        scheduler = make_scheduler()
+        before = datetime.now(UTC)
+        sync_periodic_jobs(scheduler)
+        due = next_scheduled_run()
+    assert due is not None and due.tzinfo is not None
+    assert before < due <= before + FOUR_HOURS + timedelta(minutes=1)
+    assert due.minute == 1 and due.hour % 4 == 0

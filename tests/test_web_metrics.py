@@ -1,0 +1,225 @@
+"""The metrics page: windows, chart, history, schedule, and the Recalculate button with a real worker."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.queue import metrics_queue
+from app.schedule import make_scheduler, sync_periodic_jobs
+from app.services.jobs import CALCULATE_FUNC
+from tests.helpers import post_event, separate_app
+
+UTC = timezone.utc
+DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
+HTMX = {"HX-Request": "true"}
+DAY0_RANGE = "from=2025-10-20T00:00&till=2025-10-21T00:00"
+
+
+def store(client, user_id, when, action="page_view"):
+    response = post_event(client, user_id=user_id, action=action, occurred_at=when.isoformat())
+    assert response.status_code == 201
+
+
+def seed(client):
+    store(client, 321, DAY0 + timedelta(hours=1))
+    store(client, 321, DAY0 + timedelta(hours=2), action="click")
+    store(client, 322, DAY0 + timedelta(hours=3), action="click")
+    store(client, 322, DAY0 + timedelta(hours=9))
+
+
+def window_rows(html: str) -> list[tuple[str, int, int]]:
+    """(window start, users, events) of each row of the windows table."""
+    return [(start, int(users), int(events)) for start, users, events in re.findall(
+        r'<th scope="row" class="col-time"><time datetime="([^"]+)">.*?data-label="Users">(\d+)</td>\s*'
+        r'<td class="col-num" data-label="Events">(\d+)</td>', html, re.S)]
+
+
+def job_poll_url(html: str) -> str | None:
+    found = re.search(r'hx-get="(/metrics/jobs/[^"]+)" hx-trigger="load delay:1s"', html)
+    return found.group(1) if found else None
+
+
+def test_full_page_and_fragment(client):
+    page = client.get("/metrics")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<html" in html
+    assert 'aria-current="page">Metrics' in html
+    assert 'hx-trigger="metrics-updated from:body"' in html
+    part = client.get("/metrics?user_id=5", headers=HTMX)
+    body = part.get_data(as_text=True)
+    assert part.status_code == 200 and "<html" not in body and "<form" not in body
+    assert body.lstrip().startswith('<section id="metric-results"')
+    assert 'hx-get="/metrics?user_id=5"' in body, "the refreshed results keep their own filter"
+    assert '<p id="user_id-error" class="field-error" hx-swap-oob="true"></p>' in body
+
+
+@pytest.mark.parametrize(("query", "field", "message"), [
+    ("user_id=-1", "user_id", "must be a positive integer"),
+    ("from=2025-02-30T00:00", "from", "is not a real date and time"),
+    ("from=2025-10-21T00:00&till=2025-10-20T00:00", "till", "must not be before `from`"),
+])
+def test_invalid_filters_are_named_inline_with_400(client, query, field, message):
+    page = client.get(f"/metrics?{query}")
+    assert page.status_code == 400
+    assert f'<p id="{field}-error" class="field-error">{message}</p>' in page.get_data(as_text=True)
+    part = client.get(f"/metrics?{query}", headers=HTMX)
+    assert part.status_code == 400
+    body = part.get_data(as_text=True)
+    assert f'<p id="{field}-error" class="field-error" hx-swap-oob="true">{message}</p>' in body
+    assert "Fix the filter marked above to see metrics." in body
+    assert "Recent calculation runs" in body, "the history does not depend on the filter"
+
+
+def test_empty_state_before_anything_is_computed(client):
+    html = client.get("/metrics").get_data(as_text=True)
+    assert "No metrics in these windows." in html
+    assert "Nothing has been computed yet: press Recalculate now." in html
+    assert "No calculation has run yet." in html
+    assert "<dt>Last computed</dt>\n      <dd>never</dd>" in html
+
+
+def test_windows_table_chart_and_history_after_a_run(client, runner):
+    seed(client)
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get(f"/metrics?{DAY0_RANGE}").get_data(as_text=True)
+    assert window_rows(html) == [("2025-10-20T08:00:00.000000Z", 1, 1), ("2025-10-20T00:00:00.000000Z", 2, 3)]
+    assert '<span class="breakdown-name">click</span> <span class="breakdown-count">2</span>' in html
+    assert 'aria-label="Oct 20 00:00–04:00 UTC: 3 events from 2 users"' in html
+    assert 'aria-label="Oct 20 04:00–08:00 UTC: 0 events from 0 users"' in html
+    assert "<title>Oct 20 00:00–04:00 UTC: 3 events from 2 users</title>" in html
+    assert html.count('<svg class="chart-svg') == 2
+    assert "4 events in 6 windows; the busiest, Oct 20 00:00–04:00 UTC, had 3" in html
+    assert "6 windows starting" in html
+    assert "<dt>Last computed</dt>\n      <dd>never</dd>" not in html
+    assert '<span class="status status-finished">finished</span>' in html
+    assert re.search(r'data-label="Trigger">cli</td>', html)
+
+    one_user = client.get(f"/metrics?user_id=322&{DAY0_RANGE}").get_data(as_text=True)
+    assert window_rows(one_user) == [("2025-10-20T08:00:00.000000Z", 1, 1), ("2025-10-20T00:00:00.000000Z", 1, 1)]
+
+
+def test_without_a_range_the_page_opens_on_the_newest_metrics(client, runner):
+    seed(client)
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get("/metrics").get_data(as_text=True)
+    assert [start for start, _, _ in window_rows(html)] == ["2025-10-20T08:00:00.000000Z",
+                                                             "2025-10-20T00:00:00.000000Z"]
+    assert "42 windows starting 2025-10-13" in html.replace('<time datetime="2025-10-13T12:00:00.000000Z">', "")
+    assert "Set From to look further back." in html
+
+
+def test_a_long_range_is_cut_to_the_latest_windows(client, runner):
+    seed(client)
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get("/metrics?from=2025-09-01T00:00&till=2025-10-21T00:00").get_data(as_text=True)
+    assert "The range holds more windows; only the latest 42 are shown." in html
+
+
+def test_next_scheduled_run_is_shown_or_explained(app, client):
+    assert "not scheduled" in client.get("/metrics").get_data(as_text=True)
+    with app.app_context():
+        sync_periodic_jobs(make_scheduler())
+    html = client.get("/metrics").get_data(as_text=True)
+    due = re.search(r"<dt>Next scheduled run</dt>\s*<dd><time datetime=\"([^\"]+)\">", html)
+    assert due and due.group(1)[14:16] == "01"
+
+
+def test_redis_down_leaves_the_page_working(app_config):
+    with separate_app({**app_config, "REDIS_URL": "redis://127.0.0.1:1/0"}) as down:
+        check_pages_without_redis(down.test_client())
+
+
+def check_pages_without_redis(client):
+    page = client.get("/metrics")
+    assert page.status_code == 200
+    assert "unknown <span class=\"muted\">(the job queue is unavailable)</span>" in page.get_data(as_text=True)
+    pressed = client.post("/metrics/recalculate", headers=HTMX)
+    assert pressed.status_code == 503
+    body = pressed.get_data(as_text=True)
+    assert "The job queue is unavailable right now, so nothing was queued" in body
+    assert "<html" not in body and job_poll_url(body) is None
+    polled = client.get("/metrics/jobs/some-job", headers=HTMX)
+    assert polled.status_code == 503
+    assert job_poll_url(polled.get_data(as_text=True)) == "/metrics/jobs/some-job", "keeps trying"
+
+
+def test_pressing_recalculate_twice_follows_the_same_job(app, client):
+    first = client.post("/metrics/recalculate", headers=HTMX)
+    assert first.status_code == 200
+    html = first.get_data(as_text=True)
+    assert "<html" not in html and "Queued, waiting for a worker" in html
+    url = job_poll_url(html)
+    assert url and url.startswith("/metrics/jobs/")
+    second = client.post("/metrics/recalculate", headers=HTMX)
+    assert job_poll_url(second.get_data(as_text=True)) == url
+    with app.app_context():
+        assert len(metrics_queue()) == 1
+
+
+def test_recalculate_without_javascript_redirects_to_the_job_page(client):
+    response = client.post("/metrics/recalculate")
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<html" in html
+    assert "Queued, waiting for a worker" in html and "reload this page to follow the job" in html
+
+
+def test_unknown_job_is_a_404_that_stops_polling(client):
+    response = client.get("/metrics/jobs/nope", headers=HTMX)
+    assert response.status_code == 404
+    body = response.get_data(as_text=True)
+    assert "No such job" in body and job_poll_url(body) is None
+
+
+def poll_until_done(client, url: str, timeout: float = 30.0) -> tuple[str, list[str], dict[str, str]]:
+    """Follow the status fragment as htmx would, until it stops polling; the statuses seen on the way."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get(url, headers=HTMX)
+        body = response.get_data(as_text=True)
+        status = re.search(r'class="job job-([a-z]+)"', body).group(1)
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if job_poll_url(body) is None:
+            return body, seen, dict(response.headers)
+        time.sleep(0.05)
+    raise AssertionError(f"the job did not end; statuses seen: {seen}")
+
+
+def test_recalculate_runs_on_the_real_worker_and_the_numbers_appear(client, worker):
+    seed(client)
+    before = client.get(f"/metrics?{DAY0_RANGE}", headers=HTMX).get_data(as_text=True)
+    assert window_rows(before) == []
+    pressed = client.post("/metrics/recalculate", headers=HTMX).get_data(as_text=True)
+    body, seen, headers = poll_until_done(client, job_poll_url(pressed))
+    assert seen[-1] == "finished", seen
+    assert headers["HX-Trigger"] == "metrics-updated"
+    assert "Finished</strong>: counted 4 events of 2 users in" in body
+    after = client.get(f"/metrics?{DAY0_RANGE}", headers=HTMX).get_data(as_text=True)
+    assert window_rows(after) == [("2025-10-20T08:00:00.000000Z", 1, 1), ("2025-10-20T00:00:00.000000Z", 2, 3)]
+    assert "manual" in after
+
+
+def test_a_failed_job_shows_its_error_and_stops(app, client, worker):
+    with app.app_context():
+        job = metrics_queue().enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+                                           job_id=f"{app.config['REDIS_NAMESPACE']}-failing")
+    body, seen, headers = poll_until_done(client, f"/metrics/jobs/{job.id}")
+    assert seen[-1] == "failed"
+    assert "<strong>Failed</strong>" in body
+    assert "RFC 3339" in re.search(r'<p class="job-error">([^<]+)</p>', body).group(1)
+    assert headers["HX-Trigger"] == "metrics-updated"
+
+
+def test_recent_metrics_are_shown_up_to_the_window_still_open(client, runner):
+    now = datetime.now(UTC)
+    store(client, 5, now - timedelta(hours=9))
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get("/metrics").get_data(as_text=True)
+    assert ": still open, counted once it closes" in html
+    assert len(window_rows(html)) == 1
