@@ -60,8 +60,9 @@ def test_post_metrics_validates_its_optional_range(client, body, field):
     assert response.get_json()["error"]["field"] == field
 
 
-def test_unknown_job_is_404(client):
-    response = client.get("/api/metrics/jobs/nope")
+@pytest.mark.parametrize("job_id", ["nope", "%3B", "a" * 129, "..%2F..%2Fetc"])
+def test_unknown_job_is_404(client, job_id):
+    response = client.get(f"/api/metrics/jobs/{job_id}")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
 

@@ -42,7 +42,7 @@ def trigger_metrics() -> tuple[Response, int]:
 
 @bp.get("/metrics/jobs/<job_id>")
 def get_metrics_job(job_id: str) -> Response:
-    job = get_job(job_id) if len(job_id) <= 128 else None
+    job = get_job(job_id)
     if job is None:
         raise NotFoundError("no such job (unknown, or its result has expired)", field="job_id")
     return jsonify(job=_job_json(job))

@@ -7,6 +7,7 @@ same job instead of piling up work.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from ..queue import metrics_queue, namespaced, namespaced_id, redis_connection
 from ..timeutil import format_rfc3339
 
 CALCULATE_FUNC = "app.tasks.calculate_metrics_job"
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
 
 _DELETE_IF_EQUAL = """
@@ -89,7 +91,9 @@ def _info(job: Job) -> JobInfo:
 
 
 def get_job(job_id: str) -> JobInfo | None:
-    """The job's status, or None when Redis has no such job (unknown or expired)."""
+    """The job's status, or None when Redis has no such job (unknown, expired, or not a job id at all)."""
+    if not JOB_ID.fullmatch(job_id):
+        return None
     try:
         return _info(Job.fetch(job_id, connection=redis_connection()))
     except NoSuchJobError:
