@@ -59,6 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints."),
     Setting("RATE_LIMIT_INGEST", "1000 per second", str, "Budget per client for recording events (empty: no limit)."),
     Setting("RATE_LIMIT_RECALCULATE", "10 per minute", str, "Budget per client for triggering calculations (empty: no limit)."),
+    Setting("RATE_LIMIT_LOGIN", "10 per minute", str, "Budget per address for dashboard sign-in attempts (empty: no limit)."),
     Setting("ACCESS_CONTROL", "auto", str, "`on`, `off`, or `auto`: on in production or once any token or admin password is set."),
     Setting("API_TOKENS_INGEST", "", str, "Comma-separated bearer tokens that may only record events."),
     Setting("API_TOKENS_FULL", "", str, "Comma-separated bearer tokens that may use the whole API."),
@@ -119,6 +120,10 @@ def finalize_config(config: dict[str, Any]) -> None:
         },
     )
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("SESSION_COOKIE_SECURE", config["APP_ENV"] == "production")
+    config.setdefault("PERMANENT_SESSION_LIFETIME", 12 * 3600)
 
 
 def sqlalchemy_url(url: str) -> str:

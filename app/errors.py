@@ -91,6 +91,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError) -> Response:
+        if not _wants_json():  # a dashboard page: say it in words (rate limits on the login form)
+            response = Response(exc.message, status=exc.status, mimetype="text/plain", headers=exc.headers)
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.details, exc.headers,
                               exc.retry_after)
 

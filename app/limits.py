@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 # Which setting budgets which endpoints; endpoints sharing a setting share one budget.
 BUDGETS = {
     "RATE_LIMIT_INGEST": ("api.create_event", "api.create_events_batch"),
-    "RATE_LIMIT_RECALCULATE": ("api.trigger_metrics",),
+    "RATE_LIMIT_RECALCULATE": ("api.trigger_metrics", "web.recalculate"),
+    "RATE_LIMIT_LOGIN": ("web.login",),
 }
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RateLimits:
@@ -43,7 +45,7 @@ class RateLimits:
 
     def check(self) -> None:
         budget = self.items.get(request.endpoint or "")
-        if budget is None:
+        if budget is None or request.method in SAFE_METHODS:
             return
         scope, item = budget
         client = api_client_key()

@@ -103,3 +103,9 @@ def poll(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.0
     while not check():
         assert time.monotonic() < deadline, "condition not reached before the deadline"
         time.sleep(interval)
+
+
+def csrf_token_of(client: Any) -> str:
+    """The dashboard session's CSRF token, as the page hands it to htmx."""
+    page = client.get("/events").get_data(as_text=True)
+    return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]

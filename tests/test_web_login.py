@@ -1,7 +1,7 @@
-"""The dashboard's login: HTTP Basic with the admin's name and password whenever access control is on."""
+"""The dashboard login (a session cookie) and CSRF tokens on every state-changing request."""
 from __future__ import annotations
 
-import base64
+import re
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -10,54 +10,106 @@ from tests.helpers import separate_app
 
 FULL = "full-token-for-tests"
 PASSWORD = "correct horse battery staple"
-
-
-def basic(username: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
-def guarded(app, app_config):
-    """A client of an app with access control on and an admin password (a cheap hash, for speed)."""
-    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": FULL,
-              "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000")}
-    with separate_app(config) as guarded_app:
-        yield guarded_app.test_client()
+def guarded_app(app, app_config):
+    """An app with access control on and an admin password (a cheap hash, for speed)."""
+    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": FULL, "ADMIN_USERNAME": "ops",
+              "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"),
+              "RATE_LIMIT_LOGIN": "5 per minute"}
+    with separate_app(config) as guarded:
+        yield guarded
+
+
+@pytest.fixture
+def guarded(guarded_app):
+    return guarded_app.test_client()
+
+
+def token_of(page: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
+
+
+def sign_in(client, username="ops", password=PASSWORD, next_url="/metrics"):
+    page = client.get(f"/login?next={next_url}").get_data(as_text=True)
+    return client.post("/login", data={"username": username, "password": password, "next": next_url,
+                                       "csrf_token": token_of(page)})
 
 
 @pytest.mark.parametrize("path", ["/events", "/events/export", "/events/live", "/metrics", "/metrics/jobs/x"])
-def test_every_dashboard_page_asks_for_the_admin_login(guarded, path):
+def test_every_dashboard_page_sends_visitors_to_the_login(guarded, path):
     response = guarded.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_htmx_requests_without_a_session_are_told_to_sign_in(guarded):
+    response = guarded.get("/events?user_id=1", headers=HTMX)
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith('Basic realm="Activity tracker dashboard"')
-    assert guarded.post("/metrics/recalculate").status_code == 401
+    assert response.headers["HX-Redirect"].startswith("/login?next=")
+
+
+def test_signing_in_opens_the_dashboard_with_a_safe_session_cookie(guarded):
+    response = sign_in(guarded)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/metrics"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    page = guarded.get("/metrics")
+    assert page.status_code == 200
+    assert "Sign out" in page.get_data(as_text=True)
+
+
+def test_the_cookie_is_secure_in_production(app_config, app):
+    config = {**app_config, "APP_ENV": "production", "SECRET_KEY": "a-real-secret", "API_TOKENS_FULL": FULL,
+              "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000")}
+    with separate_app(config) as production:
+        response = sign_in(production.test_client())
+    assert "Secure" in response.headers["Set-Cookie"]
 
 
 @pytest.mark.parametrize(("username", "password"), [("ops", "wrong"), ("admin", PASSWORD), ("", "")])
 def test_a_wrong_name_or_password_is_refused(guarded, username, password):
-    assert guarded.get("/events", headers=basic(username, password)).status_code == 401
+    response = sign_in(guarded, username, password)
+    assert response.status_code == 401
+    assert "do not match" in response.get_data(as_text=True)
+    assert guarded.get("/events").status_code == 302
 
 
-def test_the_admin_gets_pages_fragments_and_the_export(guarded):
-    login = basic("ops", PASSWORD)
-    stored = guarded.post("/api/event", json={"user_id": 3, "action": "login"},
-                          headers={"Authorization": f"Bearer {FULL}"})
-    assert stored.status_code == 201
-    for _ in range(2):  # the second time from the remembered digest
-        assert guarded.get("/events", headers=login).status_code == 200
-    assert guarded.get("/events?user_id=3", headers={**login, "HX-Request": "true"}).status_code == 200
-    assert guarded.get("/metrics", headers=login).status_code == 200
-    export = guarded.get("/events/export", headers=login)
-    assert export.status_code == 200 and export.mimetype == "text/csv"
-    assert ",3,login," in export.get_data(as_text=True)
-    assert guarded.get("/api/events/export", headers=login).status_code == 401, "the API still wants its token"
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "javascript:alert(1)"])
+def test_the_login_never_redirects_off_site(guarded, target):
+    response = sign_in(guarded, next_url=target)
+    assert response.headers["Location"] == "/events"
 
 
-def test_static_files_and_the_root_redirect_need_no_login(guarded):
-    with guarded.get("/static/htmx.min.js") as static:
-        assert static.status_code == 200
-    assert guarded.get("/").status_code == 302
+def test_logout_needs_the_csrf_token_and_ends_the_session(guarded):
+    sign_in(guarded)
+    page = guarded.get("/events").get_data(as_text=True)
+    assert guarded.post("/logout").status_code == 400
+    response = guarded.post("/logout", data={"csrf_token": token_of(page)})
+    assert response.status_code == 303
+    assert guarded.get("/events").status_code == 302
 
 
-def test_the_dashboard_is_open_when_access_control_is_off(client):
-    assert client.get("/events").status_code == 200
+def test_recalculate_refuses_a_request_without_the_csrf_token(client):
+    page = client.get("/metrics").get_data(as_text=True)
+    refused = client.post("/metrics/recalculate", headers=HTMX)
+    assert refused.status_code == 400
+    assert "reload the page" in refused.get_data(as_text=True)
+    forged = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": "forged"})
+    assert forged.status_code == 400
+    accepted = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": token_of(page)})
+    assert accepted.status_code == 200
+
+
+def test_sign_in_attempts_are_rate_limited(guarded):
+    statuses = [sign_in(guarded, password="wrong").status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+
+
+def test_the_api_keeps_using_tokens_not_the_session(guarded):
+    sign_in(guarded)
+    assert guarded.get("/api/events").status_code == 401
+    assert guarded.get("/api/events", headers={"Authorization": f"Bearer {FULL}"}).status_code == 200

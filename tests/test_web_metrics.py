@@ -10,7 +10,7 @@ import pytest
 from app.queue import metrics_queue
 from app.schedule import make_scheduler, sync_periodic_jobs
 from app.services.jobs import CALCULATE_FUNC
-from tests.helpers import post_event, separate_app
+from tests.helpers import csrf_token_of, post_event, separate_app
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -136,7 +136,7 @@ def check_pages_without_redis(client):
     page = client.get("/metrics")
     assert page.status_code == 200
     assert "unknown <span class=\"muted\">(the job queue is unavailable)</span>" in page.get_data(as_text=True)
-    pressed = client.post("/metrics/recalculate", headers=HTMX)
+    pressed = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)})
     assert pressed.status_code == 503
     body = pressed.get_data(as_text=True)
     assert "The job queue is unavailable right now, so nothing was queued" in body
@@ -147,20 +147,20 @@ def check_pages_without_redis(client):
 
 
 def test_pressing_recalculate_twice_follows_the_same_job(app, client):
-    first = client.post("/metrics/recalculate", headers=HTMX)
+    first = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)})
     assert first.status_code == 200
     html = first.get_data(as_text=True)
     assert "<html" not in html and "Queued, waiting for a worker" in html
     url = job_poll_url(html)
     assert url and url.startswith("/metrics/jobs/")
-    second = client.post("/metrics/recalculate", headers=HTMX)
+    second = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)})
     assert job_poll_url(second.get_data(as_text=True)) == url
     with app.app_context():
         assert len(metrics_queue()) == 1
 
 
 def test_recalculate_without_javascript_redirects_to_the_job_page(client):
-    response = client.post("/metrics/recalculate")
+    response = client.post("/metrics/recalculate", data={"csrf_token": csrf_token_of(client)})
     assert response.status_code == 303
     page = client.get(response.headers["Location"])
     html = page.get_data(as_text=True)
@@ -195,7 +195,7 @@ def test_recalculate_runs_on_the_real_worker_and_the_numbers_appear(client, work
     seed(client)
     before = client.get(f"/metrics?{DAY0_RANGE}", headers=HTMX).get_data(as_text=True)
     assert window_rows(before) == []
-    pressed = client.post("/metrics/recalculate", headers=HTMX).get_data(as_text=True)
+    pressed = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)}).get_data(as_text=True)
     body, seen, headers = poll_until_done(client, job_poll_url(pressed))
     assert seen[-1] == "finished", seen
     assert headers["HX-Trigger"] == "metrics-updated"

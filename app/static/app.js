@@ -11,6 +11,12 @@
     region.replaceChildren(notice);
   }
 
+  // Every htmx request carries the session's CSRF token from the page's meta tag.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) event.detail.headers["X-CSRF-Token"] = meta.content;
+  });
+
   // Answers htmx is configured not to swap (a 500, say) and lost connections get a visible notice.
   document.addEventListener("htmx:responseError", function (event) {
     notify("The server could not answer (" + event.detail.xhr.status + "). Try again, or reload the page.");

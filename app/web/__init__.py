@@ -15,7 +15,7 @@ bp = Blueprint("web", __name__)
 
 log = logging.getLogger(__name__)
 
-from . import events, login, metrics  # noqa: E402,F401  (routes and the login check register on import)
+from . import csrf, events, login, metrics  # noqa: E402,F401  (routes and request checks register on import)
 from .rendering import message_response  # noqa: E402
 
 

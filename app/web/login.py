@@ -1,55 +1,71 @@
-"""The dashboard's login: HTTP Basic with ADMIN_USERNAME and ADMIN_PASSWORD_HASH.
+"""The dashboard's login: the admin's name and password, then a session cookie.
 
-It applies whenever API access control is on (see app/auth.py), so a
-deployment that guards its API with tokens does not leave the same data
-open in the dashboard. Basic auth needs no form, session or CSRF token, and
-the browser repeats it on every htmx request. A password verified once is
-remembered by digest in the process, so the deliberately slow hash is not
-recomputed on every poll.
+Whenever API access control is on (see app/auth.py) every dashboard page
+needs a signed-in session, so a deployment that guards its API with tokens
+does not leave the same data open here. The session cookie is HttpOnly,
+SameSite=Lax, and Secure in production; signing in starts a fresh session.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
+from urllib.parse import urlsplit
 
-from flask import Response, current_app, request
+from flask import Response, current_app, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..auth import access_control_enabled
 from . import bp
 
-REALM = 'Basic realm="Activity tracker dashboard", charset="UTF-8"'
-
-_verified: set[bytes] = set()
-
-
-def _digest(stored_hash: str, username: str, password: str) -> bytes:
-    return hashlib.sha256("\0".join((stored_hash, username, password)).encode()).digest()
+OPEN_ENDPOINTS = frozenset({"web.login"})
 
 
 def credentials_valid(username: str, password: str) -> bool:
-    """Whether these are the configured admin's name and password; compared in constant time."""
+    """Whether these are the configured admin's name and password; the name is compared in constant time."""
     config = current_app.config
     stored_hash = config["ADMIN_PASSWORD_HASH"]
-    if not stored_hash:
-        return False
-    digest = _digest(stored_hash, username, password)
-    if any(hmac.compare_digest(digest, known) for known in _verified):
-        return True
     name_ok = hmac.compare_digest(username.encode(), config["ADMIN_USERNAME"].encode())
-    if check_password_hash(stored_hash, password) and name_ok:
-        _verified.add(digest)
-        return True
-    return False
+    password_ok = bool(stored_hash) and check_password_hash(stored_hash, password)
+    return name_ok and password_ok
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an absolute or protocol-relative URL (no open redirect)."""
+    parts = urlsplit(target or "")
+    if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("web.events")
+    return target
 
 
 @bp.before_request
-def require_login() -> Response | None:
-    """Ask for the admin's name and password when access control is on."""
-    if not access_control_enabled(current_app.config):
+def require_login() -> BaseResponse | None:
+    """Send visitors without a session to the login page (htmx requests are told to go there)."""
+    if not access_control_enabled(current_app.config) or request.endpoint in OPEN_ENDPOINTS:
         return None
-    auth = request.authorization
-    if auth is not None and auth.type == "basic" and credentials_valid(auth.username or "", auth.password or ""):
+    if session.get("user"):
         return None
-    return Response("Sign in with the dashboard's admin name and password.\n", status=401,
-                    mimetype="text/plain", headers={"WWW-Authenticate": REALM})
+    login_url = url_for("web.login", next=request.full_path.rstrip("?"))
+    if request.headers.get("HX-Request") == "true":
+        return Response("Sign in again.", status=401, headers={"HX-Redirect": login_url})
+    return redirect(login_url)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> BaseResponse | str | tuple[str, int]:
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("login.html", next=target, error=None, username="", active=None)
+    username = request.form.get("username", "")
+    if not credentials_valid(username, request.form.get("password", "")):
+        return render_template("login.html", next=target, username=username, active=None,
+                               error="That name and password do not match."), 401
+    session.clear()
+    session.permanent = True
+    session["user"] = username
+    return redirect(target, code=303)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    session.clear()
+    return redirect(url_for("web.login"), code=303)
