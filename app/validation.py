@@ -70,20 +70,28 @@ def decode_json_body(raw: bytes) -> Any:
         raise ApiError(f"request body is not valid JSON: {exc}", code="malformed_json") from None
 
 
-def _check_no_nul(value: Any, field: str, depth: int = 0) -> None:
+def check_text(value: str, field: str | None, what: str = "") -> None:
+    """Text PostgreSQL can store: no NUL, and no lone UTF-16 surrogates (JSON's `\\ud800` escapes)."""
+    if "\x00" in value:
+        raise ValidationError(f"{what}must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what}must not contain lone surrogate escapes such as \\ud800", field=field) from None
+
+
+def _check_values(value: Any, field: str, depth: int = 0) -> None:
     if depth > MAX_METADATA_DEPTH:
         raise ValidationError(f"is nested deeper than {MAX_METADATA_DEPTH} levels", field=field)
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError("must not contain NUL characters", field=field)
+        check_text(value, field)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise ValidationError("keys must not contain NUL characters", field=field)
-            _check_no_nul(item, field, depth + 1)
+            check_text(key, field, "keys ")
+            _check_values(item, field, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_no_nul(item, field, depth + 1)
+            _check_values(item, field, depth + 1)
 
 
 def parse_user_id(value: Any, field: str = "user_id") -> int:
@@ -102,8 +110,7 @@ def parse_action(value: Any, field: str = "action") -> str:
         raise ValidationError("must not be empty", field=field)
     if len(value) > MAX_ACTION_LENGTH:
         raise ValidationError(f"must be at most {MAX_ACTION_LENGTH} characters", field=field)
-    if "\x00" in value:
-        raise ValidationError("must not contain NUL characters", field=field)
+    check_text(value, field)
     return value
 
 
@@ -137,7 +144,7 @@ def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
     metadata = payload.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ValidationError("must be a JSON object", field="metadata")
-    _check_no_nul(metadata, "metadata")
+    _check_values(metadata, "metadata")
     metadata_json = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
     if len(metadata_json.encode("utf-8")) > limits.metadata_max_bytes:
         raise ValidationError(f"must be at most {limits.metadata_max_bytes} bytes when encoded", field="metadata")
@@ -176,8 +183,7 @@ def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tu
             raise ValidationError("must not be empty; leave the parameter out instead", field=key)
         if len(value) > max_length:
             raise ValidationError(f"must be at most {max_length} characters", field=key)
-        if "\x00" in value:
-            raise ValidationError("must not contain NUL characters", field=key)
+        check_text(value, key)
         params[key] = value
     return params
 
