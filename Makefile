@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install clean-data screenshots
+.PHONY: run test soak install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## Screenshots of /events and /metrics at 1280 and 375 px wide, into screenshots/ (needs Chromium).
 screenshots: $(STAMP)
 	$(PY) -m pytest -q -rs tests/test_browser.py -k screenshots $(PYTEST_ARGS)
+
+## A minute of mixed traffic against gunicorn and a worker: no 5xx, flat memory, bounded connections.
+soak: $(STAMP)
+	$(PY) -m soak $(SOAK_ARGS)
 
 ## Forget the embedded servers' data (events, metrics) kept by `make run`.
 clean-data:
