@@ -50,13 +50,14 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def backlog(app) -> int:
-    """A few thousand events spread over a year, so a catch-up run has many windows to compute."""
+    """A few thousand events spread over a year and ending a day ago (all in closed windows), so a
+    catch-up run has many windows to compute."""
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text("""
                 INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
                 SELECT gen_random_uuid(), 1 + n % 50, 'page_view', '{}',
-                       now() - make_interval(days => :days) + n * interval '2 hours', now()
+                       now() - make_interval(days => :days + 1) + n * interval '2 hours', now()
                 FROM generate_series(0, :days * 12 - 1) AS n
             """), {"days": CATCH_UP_DAYS})
             return conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
