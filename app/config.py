@@ -82,7 +82,10 @@ def finalize_config(config: dict[str, Any]) -> None:
         "SQLALCHEMY_ENGINE_OPTIONS",
         {
             "pool_size": config["DATABASE_POOL_SIZE"],
-            "pool_pre_ping": True,
+            # No ping on every checkout: it is one more round trip per request. Each
+            # pooled connection the server dropped fails one request with a 503
+            # (Retry-After) and is replaced; pool_recycle retires idle ones first.
+            "pool_pre_ping": False,
             "pool_recycle": 1800,
             # every session computes in UTC, whatever the server's default time zone
             "connect_args": {"options": "-c timezone=UTC"},
