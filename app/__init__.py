@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from . import cli, errors, queue
 from .config import finalize_config, load_config
 from .extensions import db, migrate
+from .json_provider import OrjsonProvider
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -22,7 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config.update(test_config or {})
     finalize_config(config)
     app.config.from_mapping(config)
-    app.json.sort_keys = False  # keep fields in the documented order
+    app.json = OrjsonProvider(app)
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from .errors import ApiError, ValidationError
 from .timeutil import TimeFormatError, parse_rfc3339
 
@@ -119,6 +121,19 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise ValidationError(str(exc), field=field) from None
 
 
+def encode_metadata(metadata: dict[str, Any]) -> str:
+    """Compact JSON of a metadata object, as stored.
+
+    orjson does it about five times faster, which shows on 1,000-event
+    batches; the standard library takes what orjson refuses (integers beyond
+    64 bits, which JSON and PostgreSQL allow).
+    """
+    try:
+        return orjson.dumps(metadata).decode()
+    except TypeError:
+        return _METADATA_ENCODER.encode(metadata)
+
+
 def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
     """Validate one event object as sent to `POST /api/event`.
 
@@ -141,7 +156,7 @@ def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
     if not isinstance(metadata, dict):
         raise ValidationError("must be a JSON object", field="metadata")
     _check_no_nul(metadata, "metadata")
-    metadata_json = _METADATA_ENCODER.encode(metadata)
+    metadata_json = encode_metadata(metadata)
     if len(metadata_json.encode("utf-8")) > limits.metadata_max_bytes:
         raise ValidationError(f"must be at most {limits.metadata_max_bytes} bytes when encoded", field="metadata")
 
