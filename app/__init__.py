@@ -12,6 +12,7 @@ from . import cli, errors, queue
 from .config import finalize_config, load_config
 from .extensions import db, migrate
 from .json_provider import OrjsonProvider
+from .sessions import PagesOnlySessionInterface
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -24,6 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     finalize_config(config)
     app.config.from_mapping(config)
     app.json = OrjsonProvider(app)
+    app.session_interface = PagesOnlySessionInterface()
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import sqlalchemy as sa
+from flask import session
 
 from app.database import write_connection
 from app.extensions import db
@@ -60,3 +61,11 @@ def test_a_connection_the_server_dropped_costs_at_most_a_503_then_is_replaced(cl
         assert response.headers["Retry-After"]
         assert response.get_json()["error"]["code"] == "database_unavailable"
     assert post_event(client).status_code == 201
+
+
+def test_api_requests_open_no_cookie_session_but_pages_do(app):
+    with app.test_request_context("/api/events"):
+        assert app.session_interface.is_null_session(session)
+    with app.test_request_context("/"):
+        assert not app.session_interface.is_null_session(session)
+        session["seen"] = True
