@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +42,9 @@ SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || 
 FROM generate_series(1, %(events)s) AS g,
      LATERAL (SELECT %(start)s::timestamptz + (g - 1) * %(step)s::interval AS t) AS times
 """
+
+PLAIN_WINDOW_COUNT = ("INSERT INTO bench_window_counts (user_id, event_count) SELECT user_id, count(*) FROM events "
+                      "WHERE occurred_at >= %s AND occurred_at < %s GROUP BY user_id")
 
 _PGBENCH_SCRIPT = """\\set uid random(1, 10000)
 INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
@@ -147,10 +150,13 @@ class BenchDatabase:
             conn.execute("CREATE TABLE IF NOT EXISTS bench_window_counts (user_id bigint, event_count bigint)")
             conn.execute("TRUNCATE bench_window_counts")
             began = time.perf_counter()
-            conn.execute("INSERT INTO bench_window_counts (user_id, event_count) "
-                         "SELECT user_id, count(*) FROM events WHERE occurred_at >= %s AND occurred_at < %s "
-                         "GROUP BY user_id", (start, end))
+            conn.execute(PLAIN_WINDOW_COUNT, (start, end))
             return time.perf_counter() - began
+
+    def explain(self, sql: str, params: Sequence[Any]) -> str:
+        """`EXPLAIN (ANALYZE, BUFFERS)` of a statement, rolled back afterwards."""
+        with self.connect() as conn, conn.transaction(force_rollback=True):
+            return "\n".join(row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params))
 
     def row_at(self, *, user_id: int, start: datetime, end: datetime, offset: int) -> tuple[datetime, uuid.UUID]:
         """(occurred_at, id) of one user's event at `offset` in list order: a deep keyset position."""
@@ -178,9 +184,14 @@ def captured_statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def explain(engine: Engine, statement: str, parameters: Any) -> str:
-    """`EXPLAIN (ANALYZE, BUFFERS)` of a captured statement, run with its own parameters."""
+def explain(engine: Engine, statement: str, parameters: Any, prelude: Sequence[str] = ()) -> str:
+    """`EXPLAIN (ANALYZE, BUFFERS)` of a captured statement, run with its own parameters and rolled back.
+
+    `prelude` replays statements the service ran first in the same transaction (such as SET LOCAL).
+    """
     with engine.connect() as conn:
+        for sql in prelude:
+            conn.exec_driver_sql(sql)
         rows = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).scalars().all()
         conn.rollback()
     return "\n".join(rows)

@@ -51,7 +51,7 @@ from app.timeutil import format_rfc3339, utcnow
 from app.windows import window_of
 
 from . import load, profile
-from .database import HOT_EVERY, BenchDatabase, captured_statements, explain
+from .database import HOT_EVERY, PLAIN_WINDOW_COUNT, BenchDatabase, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, machine_description, text_table
 from .servers import REPO_ROOT, Gunicorn, ServerSettings, rss_mib
@@ -75,8 +75,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     parser.add_argument("--events", type=int, default=1_000_000, help="events seeded into the window")
     parser.add_argument("--users", type=int, default=10_000, help="users besides the hot one")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each paired measurement")
-    parser.add_argument("--seconds", type=float, default=10, help="length of one HTTP measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of each paired measurement")
+    parser.add_argument("--seconds", type=float, default=6, help="length of one HTTP measurement")
     parser.add_argument("--warmup", type=float, default=2, help="unrecorded load before each series")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
     parser.add_argument("--latency-connections", type=int,
@@ -162,6 +162,7 @@ class Bench:
         cpu_before = server.workers_cpu_seconds()
         result = self.loadgen.run(server.base_url, requests, connections=connections or self.args.connections,
                                   seconds=seconds or self.args.seconds)
+        server.wait_idle()
         cpu = server.workers_cpu_seconds() - cpu_before
         if result.errors > result.requests * 0.001:
             raise RuntimeError(f"{result.errors} of {result.requests} requests to {server.name} "
@@ -172,6 +173,7 @@ class Bench:
         if self.args.warmup > 0:
             self.loadgen.run(server.base_url, requests, connections=self.args.connections,
                              seconds=self.args.warmup)
+            server.wait_idle()
 
     def rounds(self, runs: dict[str, Callable[[], Any]]) -> dict[str, list[Any]]:
         """Run each measurement once per round, reversing the order every other round."""
@@ -368,11 +370,27 @@ class Bench:
         self.results.details.append(
             "Metrics per round: service " + ", ".join(f"{t * 1000:.0f}" for t in measured["service"])
             + " ms; plain " + ", ".join(f"{t * 1000:.0f}" for t in measured["plain"]) + " ms.")
+        self.calculation_plans(settings)
+        self.database.execute("ANALYZE user_activity_metrics")  # as autovacuum would after the first run
         self.plan(f"Metrics list, one user (user {HOT_USER}, a day either side of the window)",
                   lambda: list_metrics(MetricFilter(user_id=HOT_USER, start=self.window.start - timedelta(days=1),
                                                     end=self.window.end + timedelta(days=1)), limit=LIST_LIMIT))
         self.plan("Metrics list, every user of the window, first page",
                   lambda: list_metrics(MetricFilter(start=self.window.start, end=self.window.end), limit=LIST_LIMIT))
+
+    def calculation_plans(self, settings: CalculationSettings) -> None:
+        """The plans of the calculation's per-window statement and of the plain statement, as evidence."""
+        self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
+        with self.app.app_context():
+            with captured_statements(db.engine) as seen:
+                calculate_metrics(settings, start=self.window.start, end=self.window.end, trigger="bench")
+            statement, parameters = next((sql, params) for sql, params in seen if "per_action" in sql)
+            # explained as the first computation of the window, in a transaction rolled back after
+            prelude = ["TRUNCATE user_activity_metrics", *(sql for sql, _ in seen if sql.startswith("SET LOCAL"))]
+            self.results.plans.append(("Metrics calculation, the service's statement for the window",
+                                       explain(db.engine, statement, parameters, prelude)))
+        self.results.plans.append(("Metrics calculation, the plain INSERT ... SELECT for the same window",
+                                   self.database.explain(PLAIN_WINDOW_COUNT, (self.window.start, self.window.end))))
 
     # 5. memory -----------------------------------------------------------------------------------
 

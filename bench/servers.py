@@ -97,6 +97,18 @@ class Gunicorn:
         """User plus system CPU time the workers have used so far."""
         return sum(cpu_seconds(pid) for pid in self.worker_pids())
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until the workers stop using CPU: requests still in flight when the load generator
+        stopped have finished, so their rows cannot land in the next measurement's empty table."""
+        deadline = time.monotonic() + timeout
+        used = self.workers_cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now_used = self.workers_cpu_seconds()
+            if now_used - used < 0.01:
+                return
+            used = now_used
+
     def stop(self) -> None:
         """SIGTERM the master, then SIGKILL its whole session if it lingers."""
         if self.process is None:
