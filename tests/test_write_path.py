@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -10,7 +11,7 @@ from flask import session
 
 from app.database import write_connection
 from app.extensions import db
-from app.services.events import record_event
+from app.services.events import new_event_id, new_event_ids, record_event
 from app.validation import Limits, parse_event
 from tests.helpers import count_rows, post_event
 
@@ -69,3 +70,12 @@ def test_api_requests_open_no_cookie_session_but_pages_do(app):
     with app.test_request_context("/"):
         assert not app.session_interface.is_null_session(session)
         session["seen"] = True
+
+
+def test_event_ids_are_unique_time_ordered_uuid7s():
+    first = new_event_ids(1000)
+    time.sleep(0.002)
+    later = new_event_id()
+    assert len(set(first)) == 1000
+    assert all(event_id.version == 7 and event_id.variant == uuid.RFC_4122 for event_id in [*first, later])
+    assert max(first) < later
