@@ -23,6 +23,8 @@ import psycopg
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
+from .servers import cpu_seconds
+
 EVENT_COLUMNS = "id, user_id, action, metadata, occurred_at, received_at"
 HOT_EVERY = 50  # one seeded event in HOT_EVERY belongs to the hot user
 ACTIONS = ("page_view", "page_view", "page_view", "page_view", "click", "click", "scroll", "search",
@@ -50,6 +52,12 @@ _PGBENCH_SCRIPT = """\\set uid random(1, 10000)
 INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
 VALUES (gen_random_uuid(), :uid, 'page_view', '{"page": "/home"}', now(), now());
 """
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    rate: float
+    database_cpu_us: float | None  # PostgreSQL's CPU per row, when it runs on this machine
 
 
 @dataclass(frozen=True)
@@ -104,15 +112,35 @@ class BenchDatabase:
             conn.execute("VACUUM ANALYZE events")
         return time.perf_counter() - began
 
-    def copy_rate(self, rows: list[tuple[Any, ...]]) -> float:
+    def url_for(self, application_name: str) -> str:
+        """The database URL with an application_name, so its backends can be told apart."""
+        return make_url(self.url).update_query_dict({"application_name": application_name}).render_as_string(
+            hide_password=False)
+
+    def backends_cpu_seconds(self, application_name: str) -> float | None:
+        """CPU time of the backends serving `application_name`, or None when the server is not local."""
+        with self.connect() as conn:
+            pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = "
+                                                   "current_database() AND application_name = %s",
+                                                   (application_name,))]
+        if not pids or not all(Path(f"/proc/{pid}").exists() for pid in pids):
+            return None
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    def copy_rate(self, rows: list[tuple[Any, ...]]) -> CopyResult:
         """Rows per second of `COPY events FROM STDIN` through psycopg, one connection."""
         with self.connect() as conn:
+            backend = conn.info.backend_pid
+            local = Path(f"/proc/{backend}").exists()
+            cpu_before = cpu_seconds(backend)
             began = time.perf_counter()
             with conn.transaction(), conn.cursor() as cursor:
                 with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
-            return len(rows) / (time.perf_counter() - began)
+            elapsed = time.perf_counter() - began
+            database_cpu = (cpu_seconds(backend) - cpu_before) / len(rows) * 1e6 if local else None
+        return CopyResult(len(rows) / elapsed, database_cpu)
 
     def single_insert_rate(self, *, seconds: float, clients: int, scratch: Path) -> SingleInsertResult:
         """Single-row INSERTs per second straight into PostgreSQL: pgbench, or a Python loop without it."""

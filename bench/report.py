@@ -87,7 +87,7 @@ class Results:
     details: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     plans: list[tuple[str, str]] = field(default_factory=list)
-    profile: str = ""
+    profiles: list[tuple[str, str]] = field(default_factory=list)
 
     def markdown(self, command: str, duration_s: float) -> str:
         parts = [
@@ -113,8 +113,10 @@ class Results:
         ]
         if self.misses:
             parts += ["", "## Missed targets", "", *self.misses]
-        if self.profile:
-            parts += ["", "## Profile of POST /api/event", "", self.profile]
+        if self.profiles:
+            parts += ["", "## Profiles of the write endpoints", ""]
+            for title, text in self.profiles:
+                parts += [f"### {title}", "", text, ""]
         if self.plans:
             parts += ["", "## Query plans at the seeded size", ""]
             for title, plan in self.plans:

@@ -51,7 +51,7 @@ from app.timeutil import format_rfc3339, utcnow
 from app.windows import window_of
 
 from . import load, profile
-from .database import HOT_EVERY, PLAIN_WINDOW_COUNT, BenchDatabase, captured_statements, explain
+from .database import HOT_EVERY, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, machine_description, text_table
 from .servers import REPO_ROOT, Gunicorn, ServerSettings, rss_mib
@@ -95,10 +95,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class HttpSample:
-    """One load run against one server, with the CPU its workers spent on it."""
+    """One load run against one server, with the CPU its workers and its database backends spent per request."""
 
     result: LoadResult
     worker_cpu_us: float
+    database_cpu_us: float | None
 
     @property
     def rate(self) -> float:
@@ -114,6 +115,14 @@ def describe_http(samples: Sequence[HttpSample], unit: str = "req/s", scale: flo
     p50 = median([s.result.p50_ms for s in samples])
     p99 = median([s.result.p99_ms for s in samples])
     return f"{rate:,.0f} {unit} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
+
+
+def cpu_split(samples: Sequence[HttpSample], per: int = 1, digits: int = 0) -> str:
+    """`worker / database` CPU microseconds per request (or per `per` events), medians of the rounds."""
+    worker = median([s.worker_cpu_us for s in samples]) / per
+    known = [s.database_cpu_us for s in samples if s.database_cpu_us is not None]
+    database = f"{median(known) / per:.{digits}f} us" if known else "n/a (remote server)"
+    return f"{worker:.{digits}f} us / {database}"
 
 
 def single_event_bodies(count: int = 200) -> list[bytes]:
@@ -160,14 +169,19 @@ class Bench:
              connections: int | None = None) -> HttpSample:
         """One closed-loop load run; fails the benchmark when requests fail."""
         cpu_before = server.workers_cpu_seconds()
+        database_before = self.database.backends_cpu_seconds(server.application_name)
         result = self.loadgen.run(server.base_url, requests, connections=connections or self.args.connections,
                                   seconds=seconds or self.args.seconds)
         server.wait_idle()
         cpu = server.workers_cpu_seconds() - cpu_before
+        database_after = self.database.backends_cpu_seconds(server.application_name)
         if result.errors > result.requests * 0.001:
             raise RuntimeError(f"{result.errors} of {result.requests} requests to {server.name} "
                                f"({requests[0].method} {requests[0].path}) failed; see {server.log_path}")
-        return HttpSample(result, cpu / max(result.requests, 1) * 1e6)
+        per_request = 1e6 / max(result.requests, 1)
+        database = (database_after - database_before) * per_request \
+            if database_before is not None and database_after is not None else None
+        return HttpSample(result, cpu * per_request, database)
 
     def warm(self, server: Gunicorn, requests: Sequence[Request]) -> None:
         if self.args.warmup > 0:
@@ -230,10 +244,9 @@ class Bench:
         self.results.details += [
             "Single events: " + ", ".join(f"{name} {', '.join(f'{s.rate:,.0f}' for s in samples)} req/s"
                                           for name, samples in measured.items()) + " per round.",
-            "Worker CPU per request (median of rounds): "
-            f"POST /api/event {median([s.worker_cpu_us for s in measured['single']]):.0f} us, "
-            f"thin INSERT {median([s.worker_cpu_us for s in measured['thin']]):.0f} us, "
-            f"bare Flask {median([s.worker_cpu_us for s in measured['bare']]):.0f} us.",
+            "CPU per request, web workers / PostgreSQL backends (median of rounds): "
+            f"POST /api/event {cpu_split(measured['single'])}, thin INSERT {cpu_split(measured['thin'])}, "
+            f"bare Flask {cpu_split(measured['bare'])}.",
             f"PostgreSQL single-row INSERTs measured with {pgbench.method}.",
         ]
         self.single = measured
@@ -246,7 +259,7 @@ class Bench:
                  utcnow(), utcnow()) for i in range(self.args.copy_rows)]
         self.warm(self.service, requests)
 
-        def copy() -> float:
+        def copy() -> CopyResult:
             self.database.truncate_events()
             return self.database.copy_rate(rows)
 
@@ -257,13 +270,16 @@ class Bench:
         self.log(f"write path: {self.args.rounds} rounds of COPY and POST /api/events/batch ({size} events)")
         measured = self.rounds({"copy": copy, "batch": batch})
         event_rates = [s.rate * size for s in measured["batch"]]
+        copy_rates = [c.rate for c in measured["copy"]]
         self.row(f"POST /api/events/batch ({size:,} events each)", describe_http(measured["batch"], "events/s", size),
-                 "COPY events FROM STDIN (psycopg, 1 connection)", f"{median(measured['copy']):,.0f} rows/s",
-                 self.ratio(event_rates, measured["copy"]), BATCH_TARGET)
+                 "COPY events FROM STDIN (psycopg, 1 connection)", f"{median(copy_rates):,.0f} rows/s",
+                 self.ratio(event_rates, copy_rates), BATCH_TARGET)
+        copy_database = [c.database_cpu_us for c in measured["copy"] if c.database_cpu_us is not None]
         self.results.details += [
             f"Batches: {', '.join(f'{r:,.0f}' for r in event_rates)} events/s; COPY: "
-            f"{', '.join(f'{r:,.0f}' for r in measured['copy'])} rows/s ({self.args.copy_rows:,} rows) per round.",
-            f"Worker CPU per batched event: {median([s.worker_cpu_us for s in measured['batch']]) / size:.1f} us.",
+            f"{', '.join(f'{r:,.0f}' for r in copy_rates)} rows/s ({self.args.copy_rows:,} rows) per round.",
+            f"CPU per batched event, web workers / PostgreSQL backends: {cpu_split(measured['batch'], size, 1)}"
+            + (f"; PostgreSQL per COPY row: {median(copy_database):.1f} us." if copy_database else "."),
         ]
         self.batch = measured
 
@@ -418,24 +434,32 @@ class Bench:
     # 6. profile ----------------------------------------------------------------------------------
 
     def profile(self) -> None:
+        """py-spy one worker under each write endpoint: where the CPU per request goes."""
         seconds = self.args.profile_seconds
         executable = profile.py_spy()
         if seconds <= 0 or executable is None:
             self.results.details.append("No py-spy profile in this run (" +
                                         ("--profile-seconds 0" if seconds <= 0 else "py-spy not installed") + ").")
             return
-        requests = [Request("POST", "/api/event", body) for body in single_event_bodies()]
-        output = self.service.scratch / "profile.txt"
-        self.log(f"profile: py-spy on one worker for {seconds:.0f} s of POST /api/event")
-        recorder = profile.start(executable, self.service.worker_pids()[0], seconds, output)
-        self.loadgen.run(self.service.base_url, requests, connections=self.args.connections, seconds=seconds + 1)
-        _, errors = recorder.communicate(timeout=seconds + 30)
-        if recorder.returncode != 0 or not output.exists():
-            self.results.details.append(f"py-spy failed: {errors.decode(errors='replace')[-500:]}")
-            return
-        self.results.profile = ("py-spy, 200 samples/s of the threads holding the GIL in one web worker, "
-                                f"{seconds:.0f} s of POST /api/event under the same load:\n\n```\n"
-                                + profile.summarize(output) + "\n```")
+        endpoints = {
+            "POST /api/event": [Request("POST", "/api/event", body) for body in single_event_bodies()],
+            "POST /api/events/batch": [Request("POST", "/api/events/batch", body)
+                                       for body in batch_bodies(self.args.batch_size)],
+        }
+        for index, (title, requests) in enumerate(endpoints.items()):
+            output = self.service.scratch / f"profile-{index}.txt"
+            self.log(f"profile: py-spy on one worker for {seconds:.0f} s of {title}")
+            recorder = profile.start(executable, self.service.worker_pids()[0], seconds, output)
+            self.loadgen.run(self.service.base_url, requests, connections=self.args.connections,
+                             seconds=seconds + 1)
+            _, errors = recorder.communicate(timeout=seconds + 30)
+            self.service.wait_idle()
+            if recorder.returncode != 0 or not output.exists():
+                self.results.details.append(f"py-spy failed: {errors.decode(errors='replace')[-500:]}")
+                return
+            self.results.profiles.append((title, f"py-spy, 200 samples/s of the threads holding the GIL in one "
+                                                 f"web worker, {seconds:.0f} s under the same load:\n\n```\n"
+                                                 + profile.summarize(output) + "\n```"))
 
     # verdicts ------------------------------------------------------------------------------------
 
@@ -449,16 +473,17 @@ class Bench:
 
     def why(self, row: Row) -> str:
         if row.figure.startswith("POST /api/event "):
-            single, thin = self.single["single"], self.single["thin"]
-            return (f"Its workers spent {median([s.worker_cpu_us for s in single]):.0f} us of CPU per request "
-                    f"against {median([s.worker_cpu_us for s in thin]):.0f} us for the thin endpoint; the extra "
-                    "is the service's own work (strict validation, the UUIDv7 id, the late-window check, the "
-                    "stored event in the answer). See the profile below.")
+            return (f"CPU per request, web workers / PostgreSQL: {cpu_split(self.single['single'])} against "
+                    f"{cpu_split(self.single['thin'])} for the thin endpoint; the extra is the service's own "
+                    "work (strict validation, the UUIDv7 id, the late-window check, the stored event in the "
+                    "answer). See the profile below.")
         if row.figure.startswith("POST /api/events/batch"):
-            per_event = median([s.worker_cpu_us for s in self.batch["batch"]]) / self.args.batch_size
-            return (f"Each batched event cost its worker {per_event:.1f} us of CPU (JSON decoding and strict "
-                    "validation of every event in Python) on a machine whose two cores also run PostgreSQL, "
-                    "while COPY's rows are pre-built and parsed by PostgreSQL alone.")
+            per_event = cpu_split(self.batch["batch"], self.args.batch_size, 1)
+            return (f"CPU per batched event, web workers / PostgreSQL: {per_event}. The two cores run both: "
+                    "the Python side decodes, validates "
+                    "(types, ranges, NUL characters, nesting, size, clock skew), gives an id to and answers for "
+                    "every event, and PostgreSQL checks each id against the primary key (ON CONFLICT), while "
+                    "COPY's rows come pre-built into one backend. See the batch profile below.")
         if row.figure.startswith("GET /api/events"):
             return ("The plans below show the query itself served from ix_events_user_time within a "
                     "millisecond, so the rest of the latency is the worker's CPU (building and encoding 100 "
@@ -524,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "BENCH_POOL_SIZE": str(args.threads)}
         service = Gunicorn("service", "wsgi:app", env, settings, scratch)
         references = Gunicorn("references", "bench.reference_app:app", env, settings, scratch)
+        for server in (service, references):
+            server.env["DATABASE_URL"] = database.url_for(server.application_name)
         for server in (service, references):
             stack.callback(server.stop)
             server.start()

@@ -47,6 +47,7 @@ class Gunicorn:
 
     def __init__(self, name: str, app: str, env: dict[str, str], settings: ServerSettings, scratch: Path) -> None:
         self.name = name
+        self.application_name = f"bench-{name}"
         self.app = app
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
