@@ -478,12 +478,24 @@ class Bench:
                     "work (strict validation, the UUIDv7 id, the late-window check, the stored event in the "
                     "answer). See the profile below.")
         if row.figure.startswith("POST /api/events/batch"):
-            per_event = cpu_split(self.batch["batch"], self.args.batch_size, 1)
-            return (f"CPU per batched event, web workers / PostgreSQL: {per_event}. The two cores run both: "
-                    "the Python side decodes, validates "
-                    "(types, ranges, NUL characters, nesting, size, clock skew), gives an id to and answers for "
-                    "every event, and PostgreSQL checks each id against the primary key (ON CONFLICT), while "
-                    "COPY's rows come pre-built into one backend. See the batch profile below.")
+            samples, size = self.batch["batch"], self.args.batch_size
+            copy_cpu = [c.database_cpu_us for c in self.batch["copy"] if c.database_cpu_us is not None]
+            text = (f"CPU per batched event, web workers / PostgreSQL: {cpu_split(samples, size, 1)}"
+                    + (f"; COPY costs PostgreSQL {median(copy_cpu):.1f} us per row" if copy_cpu else "")
+                    + ", its rows pre-built by the client. The Python side "
+                    "decodes, validates (types, ranges, NUL characters, nesting, size, clock skew), gives an id "
+                    "to and answers for every event; PostgreSQL unnests the arrays, checks each id against the "
+                    "primary key (ON CONFLICT) and maintains three indexes, with several batches inserting at "
+                    "the same right edge of the time-ordered indexes at once.")
+            known = [s.database_cpu_us for s in samples if s.database_cpu_us is not None]
+            if known:
+                per_event = (median([s.worker_cpu_us for s in samples]) + median(known)) / size
+                ceiling = (os.cpu_count() or 1) * 1e6 / per_event
+                copy_rate = median([c.rate for c in self.batch["copy"]])
+                text += (f" At {per_event:.1f} us of CPU per event the machine's {os.cpu_count()} cores cannot "
+                         f"take more than {ceiling:,.0f} events/s, {ceiling / copy_rate:.2f} of COPY's rate, "
+                         "whatever the scheduling.")
+            return text + " See the batch profile below."
         if row.figure.startswith("GET /api/events"):
             return ("The plans below show the query itself served from ix_events_user_time within a "
                     "millisecond, so the rest of the latency is the worker's CPU (building and encoding 100 "
