@@ -79,3 +79,11 @@ def test_event_ids_are_unique_time_ordered_uuid7s():
     assert len(set(first)) == 1000
     assert all(event_id.version == 7 and event_id.variant == uuid.RFC_4122 for event_id in [*first, later])
     assert max(first) < later
+
+
+def test_metadata_beyond_what_orjson_encodes_is_stored_and_answered_exactly(client):
+    metadata = {"order": 2**70, "name": "café ☕"}
+    response = post_event(client, metadata=metadata)
+    assert response.status_code == 201
+    assert response.get_json()["metadata"] == metadata
+    assert client.get("/api/events?user_id=1").get_json()["events"][0]["metadata"] == metadata

@@ -63,6 +63,7 @@ def new_event_ids(count: int) -> list[uuid.UUID]:
 
 
 def new_event_id() -> uuid.UUID:
+    """One UUIDv7, for an event whose client chose no id."""
     return new_event_ids(1)[0]
 
 
