@@ -1,10 +1,12 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
+# `make bench` measures the service beside its references (see bench/README.md).
 PYTHON3 ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
 
-.PHONY: run test soak install clean-data screenshots
+.PHONY: run test soak bench install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -13,6 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
 
 ## Serve on http://127.0.0.1:$${PORT:-8080} with a worker and the scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set).
 run: $(STAMP)
@@ -29,6 +35,13 @@ screenshots: $(STAMP)
 ## A minute of mixed traffic against gunicorn and a worker: no 5xx, flat memory, bounded connections.
 soak: $(STAMP)
 	$(PY) -m soak $(SOAK_ARGS)
+
+## Benchmark the service beside its references on real PostgreSQL and Redis (about 6 minutes):
+## prints the table and writes bench/RESULTS.md. Installs wrk when it can (else an asyncio client).
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
+		|| echo "bench: could not install wrk; the asyncio load generator will be used"
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## Forget the embedded servers' data (events, metrics) kept by `make run`.
 clean-data:

@@ -10,6 +10,8 @@ from werkzeug.wrappers import Response
 from . import auth, cli, errors, headers, health, limits, log, openapi, queue, telemetry
 from .config import finalize_config, load_config
 from .extensions import db, migrate
+from .json_provider import OrjsonProvider
+from .sessions import PagesOnlySessionInterface
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,7 +23,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config.update(test_config or {})
     finalize_config(config)
     app.config.from_mapping(config)
-    app.json.sort_keys = False  # keep fields in the documented order
+    app.json = OrjsonProvider(app)
+    app.session_interface = PagesOnlySessionInterface()
     log.init_app(app)
     telemetry.init_app(app)
 

@@ -111,7 +111,10 @@ def finalize_config(config: dict[str, Any]) -> None:
         "SQLALCHEMY_ENGINE_OPTIONS",
         {
             "pool_size": config["DATABASE_POOL_SIZE"],
-            "pool_pre_ping": True,
+            # No ping on every checkout: it is one more round trip per request. Each
+            # pooled connection the server dropped fails one request with a 503
+            # (Retry-After) and is replaced; pool_recycle retires idle ones first.
+            "pool_pre_ping": False,
             "pool_recycle": 1800,
             # statement parameters carry request data (event metadata); keep them out of errors and logs
             "hide_parameters": True,

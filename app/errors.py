@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, jsonify, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -113,8 +114,10 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.errorhandler(OperationalError)
-    def handle_database_down(exc: DBAPIError) -> Response:
-        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+    @app.errorhandler(psycopg.OperationalError)  # the event write path talks to the driver directly
+    def handle_database_down(exc: Exception) -> Response:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        log.warning("database unavailable: %s", cause.__class__.__name__)
         return error_response(503, "database_unavailable", "the database is unavailable, retry later")
 
     @app.errorhandler(RedisConnectionError)

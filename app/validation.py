@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from .errors import ApiError, ValidationError
 from .timeutil import TimeFormatError, parse_rfc3339
 
@@ -21,6 +23,9 @@ MAX_BIGINT = 2**63 - 1
 MAX_ACTION_LENGTH = 255
 MAX_METADATA_DEPTH = 32
 EVENT_FIELDS = frozenset({"id", "user_id", "action", "metadata", "occurred_at"})
+# Built once: json.dumps() with options builds a new encoder on every call, which
+# costs more than encoding a small metadata object.
+_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,19 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise ValidationError(str(exc), field=field) from None
 
 
+def encode_metadata(metadata: dict[str, Any]) -> str:
+    """Compact JSON of a metadata object, as stored.
+
+    orjson does it about five times faster, which shows on 1,000-event
+    batches; the standard library takes what orjson refuses (integers beyond
+    64 bits, which JSON and PostgreSQL allow).
+    """
+    try:
+        return orjson.dumps(metadata).decode()
+    except TypeError:
+        return _METADATA_ENCODER.encode(metadata)
+
+
 def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
     """Validate one event object as sent to `POST /api/event`.
 
@@ -145,7 +163,7 @@ def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
     if not isinstance(metadata, dict):
         raise ValidationError("must be a JSON object", field="metadata")
     _check_values(metadata, "metadata")
-    metadata_json = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+    metadata_json = encode_metadata(metadata)
     if len(metadata_json.encode("utf-8")) > limits.metadata_max_bytes:
         raise ValidationError(f"must be at most {limits.metadata_max_bytes} bytes when encoded", field="metadata")
 

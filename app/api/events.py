@@ -55,7 +55,8 @@ def create_events_batch() -> Response:
     return jsonify(
         created=created,
         duplicates=len(results) - created,
-        events=[{"id": str(event.id), "status": "created" if was_created else "duplicate"}
+        # UUIDs as they are: the JSON provider writes them as strings without a str() each
+        events=[{"id": event.id, "status": "created" if was_created else "duplicate"}
                 for event, was_created in results],
     )
 

@@ -1,0 +1,1 @@
+"""The benchmark suite: the service beside its references, measured in one run (`make bench`)."""
