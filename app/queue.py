@@ -49,6 +49,22 @@ def namespaced(name: str) -> str:
     return f"{current_app.config['REDIS_NAMESPACE']}:{name}"
 
 
+def delete_namespace(client: Redis, namespace: str) -> int:
+    """Remove every key of one namespace (queues, jobs, schedule, rate limits) and nothing else.
+
+    For throwaway deployments such as a test run or a soak; returns how many keys went.
+    """
+    keys = [*client.scan_iter(match=f"{namespace}*", count=1000),
+            *client.scan_iter(match=f"rq:*{namespace}*", count=1000)]
+    if keys:
+        client.delete(*keys)
+    for registry in ("rq:queues", "rq:workers"):
+        members = [member for member in client.smembers(registry) if namespace.encode() in member]
+        if members:
+            client.srem(registry, *members)
+    return len(keys)
+
+
 def namespaced_id(name: str) -> str:
     """A job id under the namespace (RQ allows only letters, digits, `_` and `-`)."""
     return f"{current_app.config['REDIS_NAMESPACE']}-{name}"

@@ -32,6 +32,8 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from app.queue import delete_namespace
+
 ROOT = Path(__file__).resolve().parent.parent
 WEB_WORKERS = 2
 POOL_SIZE = 5
@@ -168,13 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         client = redis.Redis.from_url(redis_url)
-        keys = [*client.scan_iter(match=f"{namespace}*"), *client.scan_iter(match=f"rq:*{namespace}*")]
-        if keys:
-            client.delete(*keys)
-        for registry in ("rq:queues", "rq:workers"):
-            members = [m for m in client.smembers(registry) if namespace.encode() in m]
-            if members:
-                client.srem(registry, *members)
+        delete_namespace(client, namespace)
         client.close()
 
 

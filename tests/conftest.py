@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, queue
 from app.extensions import db
+from app.queue import delete_namespace
 from tests.helpers import WORKER, spawn, stop
 from tests.openapi_check import ValidatingClient
 
@@ -87,14 +88,7 @@ def redis_namespace(servers: Servers) -> Iterator[str]:
 
 def _delete_namespace(redis_url: str, namespace: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-    keys += list(client.scan_iter(match=f"rq:*{namespace}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    for registry in ("rq:queues", "rq:workers"):
-        members = [m for m in client.smembers(registry) if namespace.encode() in m]
-        if members:
-            client.srem(registry, *members)
+    delete_namespace(client, namespace)
     client.close()
 
 

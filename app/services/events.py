@@ -24,7 +24,7 @@ from ..telemetry import count_events
 from ..timeutil import format_rfc3339
 from ..validation import NewEvent
 from ..windows import EPOCH, floor_window
-from .cursors import decode_cursor, encode_cursor
+from .cursors import decode_cursor, encode_cursor, keyset_page
 
 
 @dataclass(frozen=True)
@@ -279,23 +279,10 @@ def list_events(flt: EventFilter, *, limit: int, after: Cursor | None = None,
     shows the latest activity on top; its cursor then points at older events.
     """
     table = Event.__table__
-    key = sa.tuple_(table.c.occurred_at, table.c.id)
-    statement = _filtered(_select_events(), flt)
-    if after is not None:
-        position = (after.occurred_at, after.id)
-        statement = statement.where(key < position if newest_first else key > position)
-    if newest_first:
-        statement = statement.order_by(table.c.occurred_at.desc(), table.c.id.desc())
-    else:
-        statement = statement.order_by(table.c.occurred_at, table.c.id)
-    statement = statement.limit(limit + 1)
-    with read_connection() as connection:
-        rows = connection.execute(statement).all()
-    events = [StoredEvent(*row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = events[-1]
-        next_cursor = Cursor(last.occurred_at, last.id)
+    rows, last = keyset_page(_filtered(_select_events(), flt), (table.c.occurred_at, table.c.id),
+                             (after.occurred_at, after.id) if after else None, limit, descending=newest_first)
+    events = [StoredEvent(*row) for row in rows]
+    next_cursor = Cursor(last.occurred_at, last.id) if last else None
     return EventPage(events, next_cursor)
 
 

@@ -24,7 +24,7 @@ from ..log import log_fields
 from ..models import UserActivityMetric
 from ..timeutil import format_rfc3339, utcnow
 from ..windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
-from .cursors import decode_cursor, encode_cursor
+from .cursors import decode_cursor, encode_cursor, keyset_page
 
 log = logging.getLogger(__name__)
 
@@ -317,16 +317,10 @@ def list_metrics(flt: MetricFilter, *, limit: int, after: MetricCursor | None = 
         statement = statement.where(c.window_start >= flt.start)
     if flt.end is not None:
         statement = statement.where(c.window_start < flt.end)
-    if after is not None:
-        statement = statement.where(sa.tuple_(c.window_start, c.user_id) > (after.window_start, after.user_id))
-    statement = statement.order_by(c.window_start, c.user_id).limit(limit + 1)
-    with read_connection() as connection:
-        rows = connection.execute(statement).all()
-    metrics = [Metric(*row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = metrics[-1]
-        next_cursor = MetricCursor(last.window_start, last.user_id)
+    rows, last = keyset_page(statement, (c.window_start, c.user_id),
+                             (after.window_start, after.user_id) if after else None, limit)
+    metrics = [Metric(*row) for row in rows]
+    next_cursor = MetricCursor(last.window_start, last.user_id) if last else None
     return MetricPage(metrics, next_cursor)
 
 
