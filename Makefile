@@ -1,5 +1,5 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
-# `make bench` measures the service beside its references (see bench/README.md).
+# `make bench` measures the service beside its references (see the Benchmarks section of README.md).
 PYTHON3 ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
