@@ -483,8 +483,10 @@ class Bench:
         if row.figure.startswith("POST /api/event "):
             return (f"CPU per request, web workers / PostgreSQL: {cpu_split(self.single['single'])} against "
                     f"{cpu_split(self.single['thin'])} for the thin endpoint; the extra is the service's own "
-                    "work (strict validation, the UUIDv7 id, the late-window check, the stored event in the "
-                    "answer). See the profile below.")
+                    "per-request work the thin endpoint skips: the per-client rate limit (a Redis round trip), "
+                    "token check, request id, structured log line, Prometheus counters, security headers, "
+                    "strict validation and the stored event in the answer. See the profile below for their "
+                    "shares.")
         if row.figure.startswith("POST /api/events/batch"):
             samples, size = self.batch["batch"], self.args.batch_size
             copy_cpu = [c.database_cpu_us for c in self.batch["copy"] if c.database_cpu_us is not None]
