@@ -54,17 +54,32 @@ def events() -> Response:
                   headers=history_headers(canonical), **context)
 
 
-@bp.get("/events/more")
-def more_events() -> BaseResponse:
-    """The next (older) page's rows, appended by htmx, and the "Load more" control that follows them."""
+def _fragment_request(cursor_parameter: str) -> tuple[FilterForm, Cursor | None] | BaseResponse:
+    """The filters and position of a Load more or Live request, or the answer for a bad one.
+
+    Both are htmx-only fragments: a plain request goes to the page, and a
+    filter or position that does not parse is a link we never made.
+    """
     if not wants_fragment():
         return redirect(url_for("web.events", **request.args))
     form = parse_event_form(request.args)
     try:
-        after = _cursor(request.args.get("cursor"))
+        after = _cursor(request.args.get(cursor_parameter))
     except ValidationError:
         return message_response(BROKEN_LINK, 400)
-    if not form.valid or after is None:
+    if not form.valid:
+        return message_response(BROKEN_LINK, 400)
+    return form, after
+
+
+@bp.get("/events/more")
+def more_events() -> BaseResponse:
+    """The next (older) page's rows, appended by htmx, and the "Load more" control that follows them."""
+    parsed = _fragment_request("cursor")
+    if isinstance(parsed, BaseResponse):
+        return parsed
+    form, after = parsed
+    if after is None:
         return message_response(BROKEN_LINK, 400)
     page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
     context = _context(form, events=page.events, controls_oob=True,
@@ -79,15 +94,10 @@ def live_events() -> BaseResponse:
     They are read oldest first from that position, a page at a time, so a
     burst larger than a page arrives over several polls without a gap.
     """
-    if not wants_fragment():
-        return redirect(url_for("web.events", **request.args))
-    form = parse_event_form(request.args)
-    try:
-        after = _cursor(request.args.get("after"))
-    except ValidationError:
-        return message_response(BROKEN_LINK, 400)
-    if not form.valid:
-        return message_response(BROKEN_LINK, 400)
+    parsed = _fragment_request("after")
+    if isinstance(parsed, BaseResponse):
+        return parsed
+    form, after = parsed
     page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after)
     if not page.events:
         return Response(status=204)
