@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from app.timeutil import format_rfc3339
 from tests.helpers import count_rows, post_event

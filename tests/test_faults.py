@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import psutil
 import pytest

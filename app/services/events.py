@@ -114,17 +114,10 @@ def _same_event(stored: StoredEvent, new: NewEvent) -> bool:
     return new.occurred_at is None or new.occurred_at == stored.occurred_at
 
 
-def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent],
-                      window_size: timedelta) -> tuple[str, dict[str, Any]]:
-    """The insert for these events and its parameters.
-
-    An event is late when its window has already ended (it started before the
-    current one); the common case, none late, is a plain insert.
-    """
-    now = events[0].received_at
-    current_window = floor_window(now, window_size)
-    late = any(event.occurred_at < current_window for event in events)
-    params: dict[str, Any] = {"received_at": now, "size": window_size, "origin": EPOCH}
+def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent], window_size: timedelta,
+                      late: bool) -> tuple[str, dict[str, Any]]:
+    """The insert for these events and its parameters; the common case, none late, is a plain insert."""
+    params: dict[str, Any] = {"received_at": events[0].received_at, "size": window_size, "origin": EPOCH}
     if len(events) == 1:
         event, new = events[0], news[0]
         return _INSERTS[False, late], {**params, "id": event.id, "user_id": event.user_id, "action": event.action,
@@ -158,7 +151,10 @@ def record_events(news: Sequence[NewEvent], *, now: datetime,
         StoredEvent(new.id or next(fresh_ids), new.user_id, new.action, new.metadata, new.occurred_at or now, now)
         for new in news
     ]
-    statement, params = _insert_statement(events, news, window_size)
+    # An event is late when its window has already ended (it started before the current one).
+    current_window = floor_window(now, window_size)
+    late = [event.occurred_at < current_window for event in events]
+    statement, params = _insert_statement(events, news, window_size, any(late))
     with write_connection() as connection, connection.transaction() if len(events) > 1 else nullcontext():
         inserted = connection.execute(statement, params).fetchall()
         if len(inserted) == len(events):
@@ -168,9 +164,8 @@ def record_events(news: Sequence[NewEvent], *, now: datetime,
             retried = [event.id for event in events if event.id not in created]
             stored = {row[0]: StoredEvent(*row) for row in connection.execute(_SELECT_EVENTS, {"ids": retried})}
             results = _resolve_retries(events, news, created, stored)
-    current_window = floor_window(now, window_size)
     count_events(created=len(inserted), duplicates=len(results) - len(inserted),
-                 late=sum(1 for event, was_created in results if was_created and event.occurred_at < current_window))
+                 late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
     return results
 
 
