@@ -6,7 +6,6 @@ boundaries can be tested without a database or a clock.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -47,14 +46,6 @@ def ceil_window(moment: datetime, size: timedelta) -> datetime:
     """The first window boundary at or after `moment`."""
     start = floor_window(moment, size)
     return start if start == moment else start + size
-
-
-def windows_between(start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:
-    """Windows that overlap `[start, end)`, in order."""
-    current = floor_window(start, size)
-    while current < end:
-        yield Window(current, current + size)
-        current += size
 
 
 def last_closed_boundary(now: datetime, size: timedelta, settle: timedelta = timedelta(0)) -> datetime:

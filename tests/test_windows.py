@@ -5,8 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.windows import (Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size,
-                         windows_between)
+from app.windows import Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size
 
 UTC = timezone.utc
 FOUR = timedelta(hours=4)
@@ -61,12 +60,6 @@ def test_window_sizes_that_do_not_divide_a_day_are_refused(hours):
 def test_ceil_window():
     assert ceil_window(at(2025, 10, 23, 4), FOUR) == at(2025, 10, 23, 4)
     assert ceil_window(at(2025, 10, 23, 4, 0, 0, 1), FOUR) == at(2025, 10, 23, 8)
-
-
-def test_windows_between_covers_every_overlapping_window():
-    windows = list(windows_between(at(2025, 10, 23, 3), at(2025, 10, 23, 9), FOUR))
-    assert [w.start.hour for w in windows] == [0, 4, 8]
-    assert list(windows_between(at(2025, 10, 23, 4), at(2025, 10, 23, 4), FOUR)) == []
 
 
 def test_last_closed_boundary_waits_for_the_settle_time():
