@@ -22,7 +22,7 @@ $(BENCH_STAMP): $(STAMP)
 
 ## Serve on http://127.0.0.1:$${PORT:-8080} with a worker and the scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set).
 run: $(STAMP)
-	$(PY) -m app.devserver
+	$(PY) -m app.dev.server
 
 ## Run the whole test suite against real PostgreSQL and Redis.
 test: $(STAMP)

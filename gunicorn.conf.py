@@ -1,6 +1,6 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (compose's web service).
 
-Values come from the app's SETTINGS (app/config.py) like every other setting,
+Values come from the app's SETTINGS (app/core/settings.py) like every other setting,
 so the README's table documents them and compose passes them by name.
 
 On SIGTERM gunicorn stops accepting connections and gives requests in flight
@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from app.config import load_config
+from app.core.settings import load_config
 
 _settings = load_config()
 
@@ -23,11 +23,11 @@ threads = _settings["GUNICORN_THREADS"]
 graceful_timeout = _settings["GUNICORN_GRACEFUL_TIMEOUT"]
 loglevel = _settings["LOG_LEVEL"].lower()
 # gunicorn's own lines (boot, worker exits, timeouts) in the app's format; no access log,
-# since the app writes one structured line per request (app/log.py).
+# since the app writes one structured line per request (app/http/request_log.py).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"structured": {"()": "app.log.StructuredFormatter", "output": _settings["LOG_FORMAT"]}},
+    "formatters": {"structured": {"()": "app.core.logs.StructuredFormatter", "output": _settings["LOG_FORMAT"]}},
     "handlers": {
         "error_console": {"class": "logging.StreamHandler", "formatter": "structured", "stream": "ext://sys.stderr"},
         "nowhere": {"class": "logging.NullHandler"},

@@ -1,10 +1,13 @@
-"""Start an RQ worker for the app's queues: `python worker.py` (what compose and make run use)."""
+"""Start an RQ worker for the app's queues: `python worker.py [--burst]` (what compose and make run use)."""
 import sys
 
 from app import create_app
-from app.queue import run_worker
+from app.extensions import redis_client, settings
+from app.jobs.queue import run_worker
 
 if __name__ == "__main__":
     app = create_app()
     with app.app_context():
-        run_worker(burst="--burst" in sys.argv[1:])
+        config = settings()
+        run_worker(redis_client(), config.redis_namespace, log_level=config.log_level,
+                   burst="--burst" in sys.argv[1:])

@@ -1,4 +1,11 @@
-"""The tracking service: an application factory and nothing that runs at import."""
+"""The tracking service: an application factory and nothing that runs at import.
+
+The packages, from the bottom up: `core` (settings, database, tables, time,
+input rules), `services` (commands and queries), `jobs` (RQ, scheduler, CLI),
+`http` (request plumbing shared by the blueprints), `ops` (probes, Prometheus),
+`api` (JSON) and `web` (HTMX dashboard); `dev` is tooling for `make run` and
+the tests, never imported here. `tests/test_layers.py` keeps those arrows.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,37 +14,68 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
-from . import auth, cli, errors, headers, health, limits, log, openapi, queue, telemetry
-from .config import finalize_config, load_config
-from .extensions import db, migrate
-from .json_provider import OrjsonProvider
-from .sessions import PagesOnlySessionInterface
+from . import extensions
+from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
+from .extensions import migrate
+from .http import auth, errors, headers, rate_limits, request_log
+from .http.json_provider import OrjsonProvider
+from .http.sessions import PagesOnlySessionInterface
+from .jobs import cli
+from .ops import health, prometheus
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+def flask_config(settings: Settings) -> dict[str, Any]:
+    """What Flask and its extensions read from `app.config`, derived from the settings."""
+    assert settings.database_url is not None  # Settings.check() refuses to start without it
+    binds = {"read": sqlalchemy_url(settings.database_read_url)} if settings.database_read_url else {}
+    return {
+        "SECRET_KEY": settings.secret_key,
+        "SQLALCHEMY_DATABASE_URI": sqlalchemy_url(settings.database_url),
+        "SQLALCHEMY_BINDS": binds,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_size": settings.database_pool_size,
+            # No ping on every checkout: it is one more round trip per request. Each
+            # pooled connection the server dropped fails one request with a 503
+            # (Retry-After) and is replaced; pool_recycle retires idle ones first.
+            "pool_pre_ping": False,
+            "pool_recycle": 1800,
+            # statement parameters carry request data (event metadata); keep them out of errors and logs
+            "hide_parameters": True,
+            # every session computes in UTC, whatever the server's default time zone
+            "connect_args": {"options": "-c timezone=UTC"},
+        },
+        "MAX_CONTENT_LENGTH": settings.max_body_bytes,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": settings.production,
+        "PERMANENT_SESSION_LIFETIME": settings.session_lifetime_seconds,
+    }
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, with `test_config` overriding it."""
+    """Build the app from the environment, with `test_config` (keyed by variable name) overriding it."""
     app = Flask(__name__)
-    config = load_config()
-    config.update(test_config or {})
-    finalize_config(config)
-    app.config.from_mapping(config)
+    config = {**load_config(), **(test_config or {})}
+    settings = Settings.from_mapping(config)
+    # Flask's own keys (TESTING, or an engine option a test needs) may come in test_config too.
+    names = {setting.key for setting in SETTINGS}
+    app.config.from_mapping({**flask_config(settings),
+                             **{key: value for key, value in config.items() if key not in names}})
     app.json = OrjsonProvider(app)
     app.session_interface = PagesOnlySessionInterface()
-    log.init_app(app)
-    telemetry.init_app(app)
+    request_log.init_app(app, settings)
+    prometheus.init_app(app, settings)
 
-    db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
-    errors.init_app(app)
-    headers.init_app(app)
-    auth.init_app(app)
-    limits.init_app(app)
-    queue.init_app(app)
+    extensions.init_app(app, settings)
+    migrate.init_app(app, extensions.db, directory=str(MIGRATIONS_DIR))
+    errors.init_app(app, settings.max_body_bytes)
+    headers.init_app(app, settings)
+    auth.init_app(app, settings)
+    rate_limits.init_app(app, settings)
     cli.init_app(app)
     health.init_app(app)
-    openapi.init_app(app)
 
     from .api import bp as api_bp
     app.register_blueprint(api_bp)
@@ -49,4 +87,3 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return redirect(url_for("web.events"))
 
     return app
-

@@ -1,7 +1,7 @@
 """The benchmark's own database and the database-side measurements.
 
-`BenchDatabase` creates `tracking_bench_<random>` on the server DATABASE_URL
-names and drops it (only it) at the end. The seed, the COPY and pgbench-style
+`BenchDatabase` works in `tracking_bench_<random>`, a throwaway database on the
+server DATABASE_URL names (`app.dev.fixtures`), dropped (only it) at the end. The seed, the COPY and pgbench-style
 references and the plain `INSERT ... SELECT` all run here, against the same
 `events` table the service writes.
 """
@@ -69,19 +69,9 @@ class SingleInsertResult:
 class BenchDatabase:
     """A database of the benchmark's own on the server of `server_url`."""
 
-    def __init__(self, server_url: str) -> None:
-        base = make_url(server_url)
-        self.name = f"tracking_bench_{uuid.uuid4().hex[:12]}"
-        self.admin_url = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-        self.url = base.set(drivername="postgresql", database=self.name).render_as_string(hide_password=False)
-
-    def create(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = make_url(url).database
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[Any]]:

@@ -44,12 +44,13 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from app import create_app
-from app.extensions import db
-from app.queue import delete_namespace
-from app.services.events import Cursor, EventFilter, list_events, new_event_id
-from app.services.metrics import CalculationSettings, MetricFilter, calculate_metrics, list_metrics
-from app.timeutil import format_rfc3339, utcnow
-from app.windows import window_of
+from app.core.times import format_rfc3339, utcnow
+from app.core.windows import window_of
+from app.dev.fixtures import drop_namespace, throwaway_database
+from app.extensions import database, db, settings
+from app.services.calculation import CalculationSettings, calculate_metrics
+from app.services.events import Cursor, EventFilter, list_events, new_event_ids
+from app.services.metrics import MetricFilter, list_metrics
 
 from . import load, profile
 from .database import HOT_EVERY, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
@@ -156,7 +157,8 @@ class Bench:
         self.service = service
         self.references = references
         self.results = results
-        self.window_size = timedelta(hours=app.config["METRICS_WINDOW_HOURS"])
+        with app.app_context():
+            self.window_size = settings().window_size
         self.window = window_of(utcnow() - timedelta(days=2), self.window_size)
         self.hot_events = args.events // HOT_EVERY
         self.single: dict[str, list[HttpSample]] = {}
@@ -259,8 +261,8 @@ class Bench:
         """1,000-event batches against COPY of pre-built rows into the same table."""
         size = self.args.batch_size
         requests = [Request("POST", "/api/events/batch", body) for body in batch_bodies(size)]
-        rows = [(new_event_id(), 2 + i * 7919 % 10_000, "page_view", '{"page": "/p/1", "ref": "direct"}',
-                 utcnow(), utcnow()) for i in range(self.args.copy_rows)]
+        rows = [(event_id, 2 + i * 7919 % 10_000, "page_view", '{"page": "/p/1", "ref": "direct"}',
+                 utcnow(), utcnow()) for i, event_id in enumerate(new_event_ids(self.args.copy_rows))]
         self.warm(self.service, requests)
 
         def copy() -> CopyResult:
@@ -350,9 +352,9 @@ class Bench:
             "queueing (and GIL hand-offs between a worker's threads) to each request's latency.",
         ]
         flt = EventFilter(user_id=HOT_USER, start=self.window.start, end=self.window.end)
-        self.plan(f"Events list, first page (user {HOT_USER}, one window)", lambda: list_events(flt, limit=LIST_LIMIT))
+        self.plan(f"Events list, first page (user {HOT_USER}, one window)", lambda: list_events(database(), flt, limit=LIST_LIMIT))
         self.plan(f"Events list, deep keyset page (after event {deep_offset:,} of user {HOT_USER})",
-                  lambda: list_events(flt, limit=LIST_LIMIT, after=deep_cursor))
+                  lambda: list_events(database(), flt, limit=LIST_LIMIT, after=deep_cursor))
         self.first_list_requests = first_requests
 
     def plan(self, title: str, query: Callable[[], Any]) -> None:
@@ -376,7 +378,8 @@ class Bench:
             self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
             with self.app.app_context():
                 began = time.perf_counter()
-                summary = calculate_metrics(settings, start=self.window.start, end=self.window.end, trigger="bench")
+                summary = calculate_metrics(database(), settings, start=self.window.start, end=self.window.end,
+                                            trigger="bench")
                 elapsed = time.perf_counter() - began
             if summary.events != self.args.events:
                 raise RuntimeError(f"calculate_metrics counted {summary.events} events, not {self.args.events}")
@@ -396,17 +399,17 @@ class Bench:
         self.calculation_plans(settings)
         self.database.execute("ANALYZE user_activity_metrics")  # as autovacuum would after the first run
         self.plan(f"Metrics list, one user (user {HOT_USER}, a day either side of the window)",
-                  lambda: list_metrics(MetricFilter(user_id=HOT_USER, start=self.window.start - timedelta(days=1),
+                  lambda: list_metrics(database(), MetricFilter(user_id=HOT_USER, start=self.window.start - timedelta(days=1),
                                                     end=self.window.end + timedelta(days=1)), limit=LIST_LIMIT))
         self.plan("Metrics list, every user of the window, first page",
-                  lambda: list_metrics(MetricFilter(start=self.window.start, end=self.window.end), limit=LIST_LIMIT))
+                  lambda: list_metrics(database(), MetricFilter(start=self.window.start, end=self.window.end), limit=LIST_LIMIT))
 
     def calculation_plans(self, settings: CalculationSettings) -> None:
         """The plans of the calculation's per-window statement and of the plain statement, as evidence."""
         self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
         with self.app.app_context():
             with captured_statements(db.engine) as seen:
-                calculate_metrics(settings, start=self.window.start, end=self.window.end, trigger="bench")
+                calculate_metrics(database(), settings, start=self.window.start, end=self.window.end, trigger="bench")
             statement, parameters = next((sql, params) for sql, params in seen if "per_action" in sql)
             # explained as the first computation of the window, in a transaction rolled back after
             prelude = ["TRUNCATE user_activity_metrics", *(sql for sql, _ in seen if sql.startswith("SET LOCAL"))]
@@ -529,22 +532,10 @@ def redis_version(url: str) -> str:
         client.close()
 
 
-def forget_namespace(url: str, namespace: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        delete_namespace(client, namespace)
-    finally:
-        client.close()
-
-
 @contextmanager
 def bench_database(server_url: str) -> Iterator[BenchDatabase]:
-    database = BenchDatabase(server_url)
-    database.create()
-    try:
-        yield database
-    finally:
-        database.drop()
+    with throwaway_database(server_url, "tracking_bench") as url:
+        yield BenchDatabase(url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         database = stack.enter_context(bench_database(args.database_url))
-        stack.callback(forget_namespace, args.redis_url, namespace)
+        stack.callback(drop_namespace, args.redis_url, namespace)
         print(f"bench: database {database.name}, {loadgen.describe(args.connections)}", flush=True)
         # The ingest budget stays on (its Redis round trip is part of the write path measured), but
         # high enough that one load generator on one address is never throttled.

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.dev.fixtures import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -29,12 +31,6 @@ class ServerSettings:
     def describe(self) -> str:
         return (f"gunicorn gthread, {self.workers} workers x {self.threads} threads, no access log, "
                 "same command line for the service and the references")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _gunicorn_has(option: str) -> bool:

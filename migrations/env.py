@@ -6,7 +6,7 @@ from alembic import context
 from flask import current_app
 
 config = context.config
-# create_app() has set up structured logging (app/log.py); alembic.ini's logging would replace it.
+# create_app() has set up structured logging (app/core/logs.py); alembic.ini's logging would replace it.
 if not logging.getLogger().handlers:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,10 +28,8 @@ from pathlib import Path
 
 import psutil
 import psycopg
-import redis
-from sqlalchemy.engine import make_url
 
-from app.queue import delete_namespace
+from app.dev.fixtures import drop_namespace, free_port, throwaway_database, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_WORKERS = 2
@@ -56,12 +53,6 @@ class Tally:
     def fail(self, message: str) -> None:
         with self.lock:
             self.failures.append(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _event(rng: random.Random) -> dict[str, object]:
@@ -109,18 +100,13 @@ def _client(port: int, deadline: float, seed: int, tally: Tally) -> None:
     connection.close()
 
 
-def _wait_ready(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("soak: the service did not become ready")
+def _ready(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
 
 
 def _web_workers(master: psutil.Process) -> list[psutil.Process]:
@@ -133,20 +119,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=6, help="concurrent client connections (default 6)")
     args = parser.parse_args(argv)
 
-    server = make_url(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    suffix = uuid.uuid4().hex[:10]
-    database, namespace = f"tracking_soak_{suffix}", f"tracking-soak-{suffix}"
-    admin_url = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    database_url = server.set(drivername="postgresql", database=database).render_as_string(hide_password=False)
-    port = _free_port()
+    namespace = f"tracking-soak-{uuid.uuid4().hex[:10]}"
+    with throwaway_database(server_url, "tracking_soak") as database_url:
+        try:
+            return _run(args, database_url, redis_url, namespace)
+        finally:
+            drop_namespace(redis_url, namespace)
+
+
+def _run(args: argparse.Namespace, database_url: str, redis_url: str, namespace: str) -> int:
+    """Start the service on the soak's database and namespace, drive it, and stop it."""
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace,
            "PORT": str(port), "GUNICORN_WORKERS": str(WEB_WORKERS), "DATABASE_POOL_SIZE": str(POOL_SIZE),
            "LOG_LEVEL": "WARNING", "ACCESS_CONTROL": "off", "PYTHONUNBUFFERED": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
     processes: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
@@ -156,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, process_group=0,
                                   stdout=subprocess.DEVNULL)
         processes += [web, worker]
-        _wait_ready(port)
-        return _soak(args, port, database, admin_url, psutil.Process(web.pid))
+        wait_until(lambda: _ready(port), timeout=30, interval=0.2, what="the service becoming ready")
+        return _soak(args, port, database_url, psutil.Process(web.pid))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -167,14 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        client = redis.Redis.from_url(redis_url)
-        delete_namespace(client, namespace)
-        client.close()
 
 
-def _soak(args: argparse.Namespace, port: int, database: str, admin_url: str, master: psutil.Process) -> int:
+def _soak(args: argparse.Namespace, port: int, database_url: str, master: psutil.Process) -> int:
     tally = Tally()
     started = time.monotonic()
     deadline = started + args.seconds
@@ -185,10 +170,11 @@ def _soak(args: argparse.Namespace, port: int, database: str, admin_url: str, ma
     rss_after_warm_up: dict[int, int] = {}
     rss_at_end: dict[int, int] = {}
     most_connections = 0
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    with psycopg.connect(database_url, autocommit=True) as observer:
         while any(thread.is_alive() for thread in clients):
-            connections = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                                        (database,)).fetchone()[0]
+            # the observer's own connection is not the service's
+            connections = observer.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND pid <> pg_backend_pid()").fetchone()[0]
             most_connections = max(most_connections, connections)
             workers = {process.pid: process.memory_info().rss for process in _web_workers(master)}
             if time.monotonic() >= warm_up and not rss_after_warm_up:

@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
-from sqlalchemy.engine import make_url
 
-from app import create_app, queue
+from app import create_app, extensions
+from app.dev.fixtures import drop_namespace, throwaway_database
 from app.extensions import db
-from app.queue import delete_namespace
 from tests.helpers import WORKER, spawn, stop
 from tests.openapi_check import ValidatingClient
 
@@ -43,12 +40,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     redis_url = os.environ.get("REDIS_URL")
     started = []
     if not postgres_url:
-        from app.embedded import start_postgres
+        from app.dev.embedded import start_postgres
         server = start_postgres(tmp_path_factory.mktemp("postgres"))
         started.append(server)
         postgres_url = server.url
     if not redis_url:
-        from app.embedded import start_redis
+        from app.dev.embedded import start_redis
         server = start_redis(tmp_path_factory.mktemp("redis"))
         started.append(server)
         redis_url = server.url
@@ -57,39 +54,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         server.stop()
 
 
-def _libpq_url(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_url(servers: Servers) -> Iterator[str]:
     """A database of our own, migrated to head once per session, dropped at the end."""
-    server_url = make_url(servers.postgres_url)
-    name = f"tracking_test_{uuid.uuid4().hex[:12]}"
-    admin_url = _libpq_url(server_url.set(database="postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _libpq_url(server_url.set(database=name))
-    app = create_app({"DATABASE_URL": url})
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(servers.postgres_url, "tracking_test") as url:
+        app = create_app({"DATABASE_URL": url})
+        with app.app_context():
+            upgrade()
+        extensions.close(app)
+        yield url
 
 
 @pytest.fixture(scope="session")
 def redis_namespace(servers: Servers) -> Iterator[str]:
     namespace = f"tracking-test-{uuid.uuid4().hex[:12]}"
     yield namespace
-    _delete_namespace(servers.redis_url, namespace)
-
-
-def _delete_namespace(redis_url: str, namespace: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    delete_namespace(client, namespace)
-    client.close()
+    drop_namespace(servers.redis_url, namespace)
 
 
 @pytest.fixture
@@ -111,13 +91,9 @@ def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-    _delete_namespace(servers.redis_url, redis_namespace)
+    drop_namespace(servers.redis_url, redis_namespace)
     yield app
-    with app.app_context():
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
-    queue.close(app)
+    extensions.close(app)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from app import create_app, queue
+from app import create_app, extensions
+from app.dev.fixtures import free_port, wait_until
 from app.extensions import db
+
+__all__ = ["free_port", "wait_until"]  # shared with bench/ and soak/ through app.dev.fixtures
 
 # The document whose configuration table and compose section tests keep in step with the code.
 README_PATH = Path(__file__).resolve().parent.parent / "README.md"
@@ -61,17 +62,6 @@ def stop(process: subprocess.Popen, log_path: Path | None = None) -> None:
         print(log_path.read_text())
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 WORKER = [sys.executable, "worker.py"]
 SCHEDULER = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "--interval", "1"]
 
@@ -83,26 +73,7 @@ def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        with app.app_context():
-            db.session.remove()
-            for engine in db.engines.values():
-                engine.dispose()
-        queue.close(app)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def poll(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> None:
-    """Wait until `check()` is true, failing after `timeout` seconds instead of sleeping a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(interval)
+        extensions.close(app)
 
 
 def csrf_token_of(client: Any) -> str:

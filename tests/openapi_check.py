@@ -20,7 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 from werkzeug.test import TestResponse
 
-from app.openapi import document
+from app.api.openapi import document
 
 DOCUMENT_URI = "urn:tracking:openapi"
 CHECKER_KEY = "tests.openapi_checker"

@@ -7,7 +7,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from app import create_app
-from app.config import ConfigError
+from app.core.settings import ConfigError
 from tests.helpers import count_rows, separate_app
 
 INGEST, FULL = "ingest-secret-1", "full-secret-2"

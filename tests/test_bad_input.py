@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.timeutil import format_rfc3339
+from app.core.times import format_rfc3339
 from tests.helpers import count_rows
 
 GOOD = {"user_id": 1, "action": "page_view", "metadata": {"page": "/home"}}

@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium, against the app served on 127.0.0.1 with a real worker.
 
 The app sends its strict Content-Security-Policy (`script-src 'self'`,
-`style-src 'self'`, see app/headers.py), so an inline script or style shows
+`style-src 'self'`, see app/http/headers.py), so an inline script or style shows
 up here as a console error and fails the test. Skipped, with the reason, only
 where Chromium or chromedriver is not installed (.ci/run installs them).
 """

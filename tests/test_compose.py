@@ -22,7 +22,7 @@ import dockerfile
 import pytest
 import yaml
 
-from app.config import SETTINGS, load_config
+from app.core.settings import SETTINGS, load_config
 from tests.helpers import README_PATH
 
 ROOT = Path(__file__).resolve().parent.parent

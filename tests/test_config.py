@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from app.config import SETTINGS, ConfigError, load_config, settings_table
+from app.extensions import settings
+from app.core.settings import SETTINGS, ConfigError, load_config, settings_table
 from tests.helpers import README_PATH
 
 
@@ -14,7 +15,7 @@ def test_the_readme_table_lists_every_setting_with_its_default():
     missing = [s.key for s in SETTINGS if f"| `{s.key}` |" not in text]
     assert not missing, f"{README_PATH.name} lacks settings {missing}"
     assert table in text, (f"the table in {README_PATH.name} differs from SETTINGS; replace it with the output of "
-                           "`python -c 'from app.config import settings_table; print(settings_table())'`:\n"
+                           "`python -c 'from app.core.settings import settings_table; print(settings_table())'`:\n"
                            + table)
 
 
@@ -43,7 +44,8 @@ def test_production_starts_with_a_secret_key_and_credentials(monkeypatch, databa
     monkeypatch.setenv("SECRET_KEY", "a-long-random-value")
     monkeypatch.setenv("API_TOKENS_FULL", "a-token")
     monkeypatch.setenv("ADMIN_PASSWORD_HASH", "scrypt:hash")
-    assert create_app().config["APP_ENV"] == "production"
+    with create_app().app_context():
+        assert settings().production
 
 
 @pytest.mark.parametrize(("key", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])

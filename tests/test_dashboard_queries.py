@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from app.schedule import make_scheduler, next_scheduled_run, sync_periodic_jobs
+from app.jobs.schedule import make_scheduler, next_scheduled_run, sync_periodic_jobs
 from app.services.events import EventFilter, list_events
+from app.extensions import database, redis_client, settings
 from app.services.metrics import last_computed_at, latest_metric_window, recent_runs, window_totals
 from tests.helpers import post_event
 
@@ -24,10 +25,10 @@ def test_newest_first_pages_walk_backwards_without_gaps(app, client):
     store(client, 2, DAY0)
     seen = []
     with app.app_context():
-        page = list_events(EventFilter(user_id=1), limit=3, newest_first=True)
+        page = list_events(database(), EventFilter(user_id=1), limit=3, newest_first=True)
         seen += [str(event.id) for event in page.events]
         while page.next_cursor is not None:
-            page = list_events(EventFilter(user_id=1), limit=3, after=page.next_cursor, newest_first=True)
+            page = list_events(database(), EventFilter(user_id=1), limit=3, after=page.next_cursor, newest_first=True)
             seen += [str(event.id) for event in page.events]
     assert seen == list(reversed(ids))
 
@@ -43,8 +44,8 @@ def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, 
                                "--till", "2025-10-20T12:00:00Z"]).exit_code == 0
     closed = DAY0 + 5 * FOUR_HOURS
     with app.app_context():
-        totals = window_totals(DAY0 - FOUR_HOURS, DAY0 + 6 * FOUR_HOURS, FOUR_HOURS, closed)
-        one_user = window_totals(DAY0, DAY0 + 4 * FOUR_HOURS, FOUR_HOURS, closed, user_id=2)
+        totals = window_totals(database(), DAY0 - FOUR_HOURS, DAY0 + 6 * FOUR_HOURS, FOUR_HOURS, closed)
+        one_user = window_totals(database(), DAY0, DAY0 + 4 * FOUR_HOURS, FOUR_HOURS, closed, user_id=2)
     assert [(t.window_start.hour, t.users, t.events, t.state) for t in totals] == [
         (20, 0, 0, "counted"),  # no events: nothing to count
         (0, 2, 3, "counted"), (4, 0, 0, "counted"), (8, 1, 1, "counted"),
@@ -58,20 +59,20 @@ def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, 
 
 def test_latest_window_last_computed_and_recent_runs(app, client, runner):
     with app.app_context():
-        assert latest_metric_window() is None
-        assert last_computed_at() is None
-        assert recent_runs() == []
+        assert latest_metric_window(database()) is None
+        assert last_computed_at(database()) is None
+        assert recent_runs(database()) == []
     store(client, 1, DAY0 + timedelta(hours=1))
     store(client, 2, DAY0 + timedelta(hours=5))
     for _ in range(3):
         assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
     with app.app_context():
-        assert latest_metric_window() == DAY0 + FOUR_HOURS
-        assert latest_metric_window(user_id=1) == DAY0
-        assert latest_metric_window(user_id=1, since=DAY0 + timedelta(hours=1)) is None
-        assert last_computed_at() is not None
-        newest_two = recent_runs(limit=2)
-        every_run = recent_runs()
+        assert latest_metric_window(database()) == DAY0 + FOUR_HOURS
+        assert latest_metric_window(database(), user_id=1) == DAY0
+        assert latest_metric_window(database(), user_id=1, since=DAY0 + timedelta(hours=1)) is None
+        assert last_computed_at(database()) is not None
+        newest_two = recent_runs(database(), limit=2)
+        every_run = recent_runs(database())
     assert [run.id for run in newest_two] == [run.id for run in every_run[:2]]
     assert [run.id for run in every_run] == sorted((run.id for run in every_run), reverse=True)
     assert all(run.status == "finished" and run.trigger == "cli" for run in every_run)
@@ -83,11 +84,11 @@ def test_latest_window_last_computed_and_recent_runs(app, client, runner):
 
 def test_next_scheduled_run_reads_the_registered_job(app):
     with app.app_context():
-        assert next_scheduled_run() is None
-        scheduler = make_scheduler()
+        assert next_scheduled_run(redis_client(), settings()) is None
+        scheduler = make_scheduler(redis_client(), settings())
         before = datetime.now(UTC)
-        sync_periodic_jobs(scheduler)
-        due = next_scheduled_run()
+        sync_periodic_jobs(scheduler, settings())
+        due = next_scheduled_run(redis_client(), settings())
     assert due is not None and due.tzinfo is not None
     assert before < due <= before + FOUR_HOURS + timedelta(minutes=1)
     assert due.minute == 1 and due.hour % 4 == 0

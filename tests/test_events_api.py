@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 
-from app.timeutil import format_rfc3339
+from app.core.times import format_rfc3339
 from tests.helpers import count_rows, post_event
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.extensions import database
 from app.services.events import EventFilter, iter_events
 from tests.helpers import post_event
 
@@ -107,6 +108,6 @@ def test_a_large_export_streams_through_a_server_side_cursor(app, client):
 def test_iter_events_yields_in_time_order_in_batches(app):
     insert_events(app, 25)
     with app.app_context():
-        events = list(iter_events(EventFilter(user_id=7, action="page_view"), batch_size=4))
+        events = list(iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4))
     assert len(events) == 13
     assert [event.occurred_at for event in events] == sorted(event.occurred_at for event in events)

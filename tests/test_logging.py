@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from app.extensions import db
-from app.log import StructuredFormatter, redact
+from app.core.logs import StructuredFormatter, redact
 from tests.helpers import post_event
 
 

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.queue import metrics_queue
-from app.services.jobs import CALCULATE_FUNC
+from app.extensions import redis_client, settings
+from app.jobs.queue import calculation_queue
+from app.jobs.calculations import CALCULATE_FUNC
 from tests.helpers import post_event
 
 UTC = timezone.utc
@@ -42,7 +43,7 @@ def test_post_metrics_queues_a_job_and_a_second_press_returns_the_same_job(app, 
     assert second.status_code == 202
     assert second.get_json()["job"]["id"] == job["id"]
     with app.app_context():
-        assert len(metrics_queue()) == 1
+        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 1
     ranged = client.post("/api/metrics", json={"from": "2025-10-20T00:00:00Z", "till": "2025-10-21T00:00:00Z"})
     assert ranged.get_json()["job"]["id"] != job["id"]
 
@@ -93,8 +94,8 @@ def test_real_worker_runs_the_calculation_and_metrics_appear(client, worker):
 
 def test_a_failing_job_reports_failed_with_its_error(app, client, worker):
     with app.app_context():
-        job = metrics_queue().enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
-                                           job_id=f"{app.config['REDIS_NAMESPACE']}-failing")
+        job = calculation_queue(redis_client(), settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+                                           job_id=f"{settings().redis_namespace}-failing")
     done, _ = wait_for_job(client, f"/api/metrics/jobs/{job.id}")
     assert done["status"] == "failed"
     assert "RFC 3339" in done["error"]

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from app.extensions import db
-from app.services.events import record_event
-from app.services.metrics import CalculationSettings, calculate_metrics
-from app.validation import Limits, parse_event
-from app.windows import floor_window
+from app.core.validation import InputBounds, parse_event
+from app.core.windows import floor_window
+from app.extensions import database, db
+from app.services.calculation import CalculationSettings, calculate_metrics
+from app.services.events import record_events
 
 UTC = timezone.utc
 FOUR = timedelta(hours=4)
@@ -24,8 +24,8 @@ def store(app, user_id: int, when: datetime, action: str = "page_view", now: dat
     now = now or datetime.now(UTC)
     with app.app_context():
         new = parse_event({"user_id": user_id, "action": action, "occurred_at": when.isoformat()},
-                          now=now, limits=Limits())
-        record_event(new, now=now, window_size=FOUR)
+                          now=now, bounds=InputBounds())
+        record_events(database(), [new], now=now, window_size=FOUR)
 
 
 def stored_metrics(app) -> dict[tuple[int, datetime], tuple[int, dict[str, int], datetime]]:
@@ -52,7 +52,7 @@ def counts_only(metrics: dict) -> dict:
 
 def calculate(app, now: datetime, **kwargs):
     with app.app_context():
-        return calculate_metrics(SETTINGS, now=now, **kwargs)
+        return calculate_metrics(database(), SETTINGS, now=now, **kwargs)
 
 
 def test_boundary_events_are_counted_once_in_the_right_window(app):

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from app import create_app
-from app.openapi import build_document
+from app.api.openapi import build_document
 from tests.openapi_check import documented_rule, openapi_path
 
 # Documented for routes that other branches add; they need no Flask route here.
@@ -22,13 +22,13 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
 def test_the_document_is_valid_openapi_3_1(app):
-    document = build_document(app.config)
+    document = build_document(app.extensions["tracking.settings"])
     assert document["openapi"].startswith("3.1.")
     validate(document)
 
 
 def test_the_validator_would_notice_a_broken_document(app):
-    document = build_document(app.config)
+    document = build_document(app.extensions["tracking.settings"])
     document["paths"]["/api/events"]["get"]["parameters"][1]["in"] = "body"  # OpenAPI 2 style, gone in 3.x
     with pytest.raises(OpenAPIValidationError):
         validate(document)
@@ -37,11 +37,11 @@ def test_the_validator_would_notice_a_broken_document(app):
 def test_it_is_served_as_json(client, app):
     response = client.get("/api/openapi.json")
     assert response.status_code == 200
-    assert response.get_json() == build_document(app.config)
+    assert response.get_json() == build_document(app.extensions["tracking.settings"])
 
 
 def test_every_route_and_method_is_described(app):
-    paths = build_document(app.config)["paths"]
+    paths = build_document(app.extensions["tracking.settings"])["paths"]
     missing = []
     for rule in app.url_map.iter_rules():
         if not documented_rule(rule.rule):
@@ -56,14 +56,14 @@ def test_every_route_and_method_is_described(app):
 def test_every_described_operation_is_served(app):
     served = {(openapi_path(rule.rule), method.lower())
               for rule in app.url_map.iter_rules() for method in rule.methods or ()}
-    stale = [f"{method.upper()} {path}" for path, item in build_document(app.config)["paths"].items()
+    stale = [f"{method.upper()} {path}" for path, item in build_document(app.extensions["tracking.settings"])["paths"].items()
              for method in item if (path, method) not in served and path not in PENDING_ROUTES]
     assert not stale, f"the document describes operations nobody serves: {stale}"
 
 
 def test_the_limits_in_the_document_are_the_running_ones(app_config):
     app = create_app({**app_config, "LIST_MAX_LIMIT": 50})
-    parameters = build_document(app.config)["paths"]["/api/events"]["get"]["parameters"]
+    parameters = build_document(app.extensions["tracking.settings"])["paths"]["/api/events"]["get"]["parameters"]
     (limit,) = [p for p in parameters if p.get("name") == "limit"]
     assert limit["schema"]["maximum"] == 50
 

@@ -6,7 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.schedule import make_scheduler, next_run, sync_periodic_jobs
+from dataclasses import replace
+
+from app.extensions import redis_client, settings
+from app.jobs.schedule import make_scheduler, next_run, sync_periodic_jobs
 
 UTC = timezone.utc
 
@@ -23,10 +26,10 @@ def local_zone(monkeypatch):
 
 def test_registering_ten_times_leaves_one_job_due_at_the_next_utc_run(app, local_zone):
     with app.app_context():
-        scheduler = make_scheduler()
+        scheduler = make_scheduler(redis_client(), settings())
         before = datetime.now(UTC)
         for _ in range(10):
-            sync_periodic_jobs(scheduler)
+            sync_periodic_jobs(scheduler, settings())
         jobs = list(scheduler.get_jobs(with_times=True))
     assert len(jobs) == 1
     job, due = jobs[0]
@@ -38,10 +41,9 @@ def test_registering_ten_times_leaves_one_job_due_at_the_next_utc_run(app, local
 
 def test_a_changed_schedule_replaces_the_old_job(app):
     with app.app_context():
-        scheduler = make_scheduler()
-        old_ids = sync_periodic_jobs(scheduler)
-        app.config["METRICS_SCHEDULE"] = "5 * * * *"
-        new_ids = sync_periodic_jobs(scheduler)
+        scheduler = make_scheduler(redis_client(), settings())
+        old_ids = sync_periodic_jobs(scheduler, settings())
+        new_ids = sync_periodic_jobs(scheduler, replace(settings(), metrics_schedule="5 * * * *"))
         jobs = list(scheduler.get_jobs())
     assert old_ids != new_ids
     assert [job.id for job in jobs] == new_ids

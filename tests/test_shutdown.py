@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.extensions import db
-from tests.helpers import free_port, poll
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -71,7 +71,7 @@ def test_sigterm_lets_the_worker_finish_its_job_and_exit_0(app, app_config, clie
                                   stderr=subprocess.STDOUT)
     try:
         job = client.post("/api/metrics").get_json()["job"]
-        poll(lambda: client.get(job["url"]).get_json()["job"]["status"] != "queued", timeout=30)
+        wait_until(lambda: client.get(job["url"]).get_json()["job"]["status"] != "queued", timeout=30)
         assert client.get(job["url"]).get_json()["job"]["status"] == "started"
         worker.send_signal(signal.SIGTERM)
         with app.app_context():
@@ -112,7 +112,7 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[tuple[subprocess.Popen, int,
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        poll(lambda: _get(port, "/healthz") == 200, timeout=30)
+        wait_until(lambda: _get(port, "/healthz") == 200, timeout=30)
         yield process, port, log_path
     finally:
         stop(process)
@@ -137,7 +137,7 @@ def test_gunicorn_finishes_a_request_in_flight_after_sigterm(gunicorn):
         # gunicorn answers 100 Continue once a worker has parsed the headers: the request is in flight.
         assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue")
         process.send_signal(signal.SIGTERM)
-        poll(lambda: "Handling signal: term" in log_path.read_text(), timeout=30)
+        wait_until(lambda: "Handling signal: term" in log_path.read_text(), timeout=30)
         conn.sendall(body)
         response = b""
         while chunk := conn.recv(65536):

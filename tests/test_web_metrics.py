@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.queue import metrics_queue
-from app.schedule import make_scheduler, sync_periodic_jobs
-from app.services.jobs import CALCULATE_FUNC
+from app.extensions import redis_client, settings
+from app.jobs.queue import calculation_queue
+from app.jobs.schedule import make_scheduler, sync_periodic_jobs
+from app.jobs.calculations import CALCULATE_FUNC
 from tests.helpers import csrf_token_of, post_event, separate_app
 
 UTC = timezone.utc
@@ -121,7 +122,7 @@ def test_a_long_range_is_cut_to_the_latest_windows(client, runner):
 def test_next_scheduled_run_is_shown_or_explained(app, client):
     assert "not scheduled" in client.get("/metrics").get_data(as_text=True)
     with app.app_context():
-        sync_periodic_jobs(make_scheduler())
+        sync_periodic_jobs(make_scheduler(redis_client(), settings()), settings())
     html = client.get("/metrics").get_data(as_text=True)
     due = re.search(r"<dt>Next scheduled run</dt>\s*<dd><time datetime=\"([^\"]+)\">", html)
     assert due and due.group(1)[14:16] == "01"
@@ -156,7 +157,7 @@ def test_pressing_recalculate_twice_follows_the_same_job(app, client):
     second = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)})
     assert job_poll_url(second.get_data(as_text=True)) == url
     with app.app_context():
-        assert len(metrics_queue()) == 1
+        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 1
 
 
 def test_recalculate_without_javascript_redirects_to_the_job_page(client):
@@ -207,8 +208,8 @@ def test_recalculate_runs_on_the_real_worker_and_the_numbers_appear(client, work
 
 def test_a_failed_job_shows_its_error_and_stops(app, client, worker):
     with app.app_context():
-        job = metrics_queue().enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
-                                           job_id=f"{app.config['REDIS_NAMESPACE']}-failing")
+        job = calculation_queue(redis_client(), settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+                                           job_id=f"{settings().redis_namespace}-failing")
     body, seen, headers = poll_until_done(client, f"/metrics/jobs/{job.id}")
     assert seen[-1] == "failed"
     assert "<strong>Failed</strong>" in body

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.errors import ValidationError
+from app.core.errors import ValidationError
 from app.services.metrics import WindowTotal
 from app.web.chart import CHART_VARIANTS, bar_chart, nice_scale
 from app.web.forms import parse_event_form, parse_local_time, parse_metadata_pair

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.windows import Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size
+from app.core.windows import Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size
 
 UTC = timezone.utc
 FOUR = timedelta(hours=4)

@@ -9,10 +9,9 @@ import psycopg
 import sqlalchemy as sa
 from flask import session
 
-from app.database import write_connection
-from app.extensions import db
-from app.services.events import new_event_id, new_event_ids, record_event
-from app.validation import Limits, parse_event
+from app.core.validation import InputBounds, parse_event
+from app.extensions import database, db
+from app.services.events import new_event_ids, record_events
 from tests.helpers import count_rows, post_event
 
 FOUR = timedelta(hours=4)
@@ -21,8 +20,9 @@ DAY0 = datetime(2025, 10, 20, tzinfo=timezone.utc)
 
 def store(app, when: datetime, now: datetime) -> None:
     with app.app_context():
-        new = parse_event({"user_id": 1, "action": "a", "occurred_at": when.isoformat()}, now=now, limits=Limits())
-        record_event(new, now=now, window_size=FOUR)
+        new = parse_event({"user_id": 1, "action": "a", "occurred_at": when.isoformat()}, now=now,
+                          bounds=InputBounds())
+        record_events(database(), [new], now=now, window_size=FOUR)
 
 
 def stale_windows(app) -> list[datetime]:
@@ -42,7 +42,7 @@ def test_an_event_is_late_exactly_when_its_window_has_ended(app):
 def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
     for _ in range(6):  # psycopg prepares a statement on its fifth run on a connection
         assert post_event(client).status_code == 201
-    with app.app_context(), write_connection() as connection:
+    with app.app_context(), database().write() as connection:
         prepared = [row[0] for row in connection.execute("SELECT statement FROM pg_prepared_statements")]
     assert any("INSERT INTO events" in statement for statement in prepared)
 
@@ -75,7 +75,7 @@ def test_api_requests_open_no_cookie_session_but_pages_do(app):
 def test_event_ids_are_unique_time_ordered_uuid7s():
     first = new_event_ids(1000)
     time.sleep(0.002)
-    later = new_event_id()
+    (later,) = new_event_ids(1)
     assert len(set(first)) == 1000
     assert all(event_id.version == 7 and event_id.variant == uuid.RFC_4122 for event_id in [*first, later])
     assert max(first) < later

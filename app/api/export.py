@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from ..csv_export import csv_download
-from ..errors import ValidationError
+from ..core.errors import ValidationError
+from ..extensions import database
+from ..http.csv_download import csv_download
 from . import bp
 from .events import event_filter_from_query
 
@@ -21,4 +22,4 @@ def export_events() -> Response:
             raise ValidationError(f"unknown query parameter {name!r}: the export holds every matching event",
                                   field=name, code="unknown_parameter")
     flt, _limit, _cursor = event_filter_from_query()
-    return csv_download(flt)
+    return csv_download(database(), flt)

@@ -1,4 +1,6 @@
-"""The service layer: commands and queries that know nothing of HTTP.
+"""Services: the commands and queries on events and metrics.
 
-The JSON API, the HTML pages, RQ tasks and CLI commands all call these.
+They take a `core.database.Database` and plain values, return dataclasses and
+counts, and raise `core.errors`. They may import `app.core` only: no Flask, no
+HTTP status, no Redis, no logging of requests; the adapters (api, web, jobs) do that.
 """

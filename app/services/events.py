@@ -17,14 +17,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..database import read_connection, write_connection
-from ..errors import ConflictError, ValidationError
-from ..models import Event
-from ..telemetry import count_events
-from ..timeutil import format_rfc3339
-from ..validation import NewEvent
-from ..windows import EPOCH, floor_window
-from .cursors import decode_cursor, encode_cursor, keyset_page
+from ..core.database import Database
+from ..core.errors import ConflictError, ValidationError
+from ..core.tables import events as events_table
+from ..core.validation import NewEvent
+from ..core.windows import EPOCH, floor_window
+from .pagination import decode_cursor, encode_cursor, keyset_page
 
 
 @dataclass(frozen=True)
@@ -36,15 +34,21 @@ class StoredEvent:
     occurred_at: datetime
     received_at: datetime
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "user_id": self.user_id,
-            "action": self.action,
-            "metadata": self.metadata,
-            "occurred_at": format_rfc3339(self.occurred_at),
-            "received_at": format_rfc3339(self.received_at),
-        }
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one call to `record_events` did: each event as stored and whether this call created it."""
+
+    results: list[tuple[StoredEvent, bool]]
+    late: int  # events created in a window that had already closed
+
+    @property
+    def created(self) -> int:
+        return sum(1 for _, was_created in self.results if was_created)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.results) - self.created
 
 
 _V7_MARKERS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
@@ -61,11 +65,6 @@ def new_event_ids(count: int) -> list[uuid.UUID]:
     noise = os.urandom(10 * count)
     return [uuid.UUID(int=prefix | int.from_bytes(noise[i:i + 10], "big") & _RANDOM_BITS)
             for i in range(0, 10 * count, 10)]
-
-
-def new_event_id() -> uuid.UUID:
-    """One UUIDv7, for an event whose client chose no id."""
-    return new_event_ids(1)[0]
 
 
 _ONE_ROW = "VALUES (%(id)s, %(user_id)s, %(action)s, %(metadata)s::jsonb, %(occurred_at)s, %(received_at)s)"
@@ -89,6 +88,8 @@ WITH inserted AS ({insert}, date_bin(%(size)s, occurred_at, %(origin)s) AS windo
     INSERT INTO metrics_windows (window_start, window_end, stale)
     SELECT DISTINCT window_start, window_start + %(size)s, true FROM inserted
     WHERE window_start + %(size)s <= %(received_at)s
+    -- every writer locks ledger rows in window order, so two batches never deadlock
+    ORDER BY window_start
     ON CONFLICT (window_start) DO UPDATE SET stale = true WHERE NOT metrics_windows.stale
 )
 SELECT id FROM inserted"""
@@ -132,8 +133,8 @@ def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent], windo
     }
 
 
-def record_events(news: Sequence[NewEvent], *, now: datetime,
-                  window_size: timedelta) -> list[tuple[StoredEvent, bool]]:
+def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime,
+                  window_size: timedelta) -> Recorded:
     """Store events once each, in one statement, all or none.
 
     Returns each event as stored and whether this call created it. A client id
@@ -155,7 +156,7 @@ def record_events(news: Sequence[NewEvent], *, now: datetime,
     current_window = floor_window(now, window_size)
     late = [event.occurred_at < current_window for event in events]
     statement, params = _insert_statement(events, news, window_size, any(late))
-    with write_connection() as connection, connection.transaction() if len(events) > 1 else nullcontext():
+    with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
         inserted = connection.execute(statement, params).fetchall()
         if len(inserted) == len(events):
             results = [(event, True) for event in events]
@@ -164,9 +165,7 @@ def record_events(news: Sequence[NewEvent], *, now: datetime,
             retried = [event.id for event in events if event.id not in created]
             stored = {row[0]: StoredEvent(*row) for row in connection.execute(_SELECT_EVENTS, {"ids": retried})}
             results = _resolve_retries(events, news, created, stored)
-    count_events(created=len(inserted), duplicates=len(results) - len(inserted),
-                 late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
-    return results
+    return Recorded(results, late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
 
 
 def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], created: set[uuid.UUID],
@@ -189,11 +188,6 @@ def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], create
                             f"{len(conflicts)} events reuse an id with different content",
                             field="id", code="id_conflict", details=conflicts if len(events) > 1 else None)
     return results
-
-
-def record_event(new: NewEvent, *, now: datetime, window_size: timedelta) -> tuple[StoredEvent, bool]:
-    """Store one event once; return it as stored and whether this call created it."""
-    return record_events([new], now=now, window_size=window_size)[0]
 
 
 @dataclass(frozen=True)
@@ -234,7 +228,7 @@ class EventPage:
 
 def _metadata_condition(key: str, value: str) -> sa.ColumnElement[bool]:
     """`key = value` as JSONB containment; `5` or `true` also match the JSON number or boolean."""
-    column = Event.__table__.c.metadata
+    column = events_table.c.metadata
     candidates: list[Any] = [value]
     try:
         parsed = json.loads(value)
@@ -246,7 +240,7 @@ def _metadata_condition(key: str, value: str) -> sa.ColumnElement[bool]:
 
 
 def _filtered(statement: sa.Select[Any], flt: EventFilter) -> sa.Select[Any]:
-    table = Event.__table__
+    table = events_table
     if flt.user_id is not None:
         statement = statement.where(table.c.user_id == flt.user_id)
     if flt.action is not None:
@@ -261,36 +255,36 @@ def _filtered(statement: sa.Select[Any], flt: EventFilter) -> sa.Select[Any]:
 
 
 def _select_events() -> sa.Select[Any]:
-    table = Event.__table__
+    table = events_table
     return sa.select(table.c.id, table.c.user_id, table.c.action, table.c.metadata,
                      table.c.occurred_at, table.c.received_at)
 
 
-def list_events(flt: EventFilter, *, limit: int, after: Cursor | None = None,
+def list_events(database: Database, flt: EventFilter, *, limit: int, after: Cursor | None = None,
                 newest_first: bool = False) -> EventPage:
     """One page of events in time order, and the cursor of the next page if there is one.
 
     `newest_first` walks the same indexes backwards, for the dashboard, which
     shows the latest activity on top; its cursor then points at older events.
     """
-    table = Event.__table__
-    rows, last = keyset_page(_filtered(_select_events(), flt), (table.c.occurred_at, table.c.id),
+    table = events_table
+    rows, last = keyset_page(database, _filtered(_select_events(), flt), (table.c.occurred_at, table.c.id),
                              (after.occurred_at, after.id) if after else None, limit, descending=newest_first)
     events = [StoredEvent(*row) for row in rows]
     next_cursor = Cursor(last.occurred_at, last.id) if last else None
     return EventPage(events, next_cursor)
 
 
-def iter_events(flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:
+def iter_events(database: Database, flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:
     """Every matching event in time order, fetched `batch_size` rows at a time.
 
     A server-side cursor keeps memory flat however many rows match, so an
     export of millions of events streams instead of loading at once. The
     connection stays checked out until the iterator is exhausted or closed.
     """
-    table = Event.__table__
+    table = events_table
     statement = _filtered(_select_events(), flt).order_by(table.c.occurred_at, table.c.id)
-    with read_connection() as connection:
+    with database.read() as connection:
         result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
         for row in result:
             yield StoredEvent(*row)

@@ -1,7 +1,8 @@
 """The HTML dashboard: `/events` and `/metrics`, rendered on the server and enhanced with htmx.
 
 Page handlers call the service layer directly, never the JSON API over HTTP,
-and work without JavaScript; htmx only swaps parts of them in place.
+and work without JavaScript; htmx only swaps parts of them in place. May import
+`core`, `services`, `jobs` and `http`; never `app.api`.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import logging
 from flask import Blueprint, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+
+from ..http.errors import unavailable_dependency
 
 bp = Blueprint("web", __name__)
 
@@ -24,5 +27,5 @@ from .rendering import message_response  # noqa: E402
 def unavailable(exc: Exception) -> Response:
     """A 503 with a message instead of a 500 when the database or Redis is down."""
     log.warning("dashboard dependency unavailable: %s", exc.__class__.__name__)
-    what = "job queue" if isinstance(exc, RedisError) else "database"
-    return message_response(f"The {what} is unavailable right now; try again in a moment.", 503)
+    return message_response(f"The {unavailable_dependency(exc)} is unavailable right now; try again in a moment.",
+                            503)

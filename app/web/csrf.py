@@ -13,10 +13,10 @@ import secrets
 
 from flask import Response, request, session
 
+from ..http import SAFE_METHODS
 from . import bp
 from .rendering import message_response
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_KEY = "csrf_token"
 
 

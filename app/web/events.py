@@ -6,8 +6,9 @@ from typing import Any
 from flask import Response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..csv_export import csv_download
-from ..errors import ValidationError
+from ..core.errors import ValidationError
+from ..extensions import database
+from ..http.csv_download import csv_download
 from ..services.events import Cursor, list_events
 from . import bp
 from .forms import FilterForm, parse_event_form
@@ -43,7 +44,7 @@ def events() -> Response:
         after = None
     context = _context(form, events=[], next_cursor=None, newest=None, older=after is not None)
     if form.valid:
-        page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
+        page = list_events(database(), form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
         context.update(events=page.events,
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
                        newest=Cursor(page.events[0].occurred_at, page.events[0].id).encode()
@@ -81,7 +82,7 @@ def more_events() -> BaseResponse:
     form, after = parsed
     if after is None:
         return message_response(BROKEN_LINK, 400)
-    page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
+    page = list_events(database(), form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
     context = _context(form, events=page.events, controls_oob=True,
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None)
     return render(TEMPLATE, ("rows", "load_more"), **context)
@@ -98,7 +99,7 @@ def live_events() -> BaseResponse:
     if isinstance(parsed, BaseResponse):
         return parsed
     form, after = parsed
-    page = list_events(form.event_filter(), limit=PAGE_SIZE, after=after)
+    page = list_events(database(), form.event_filter(), limit=PAGE_SIZE, after=after)
     if not page.events:
         return Response(status=204)
     newest = page.events[-1]
@@ -118,4 +119,4 @@ def export_events() -> BaseResponse:
     if not form.valid:
         problems = "; ".join(f"{name}: {message}" for name, message in form.errors.items())
         return message_response(f"Cannot export these filters ({problems}).", 400)
-    return csv_download(form.event_filter())
+    return csv_download(database(), form.event_filter())

@@ -1,6 +1,6 @@
 """Reading the dashboard's filter forms: lenient about shape, strict about values.
 
-The pages reuse the validators of `app.validation`, with two differences from
+The pages reuse the validators of `app.core.validation`, with two differences from
 the JSON API that suit people filling in a form: an empty field means "not
 given", and `from`/`till` come from `<input type="datetime-local">`, which has
 no offset, so they are read as UTC. Every field is checked, not just the first
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from ..errors import ValidationError
+from ..core.errors import ValidationError
+from ..core.validation import MAX_QUERY_VALUE_LENGTH, check_range, parse_action, parse_query_int, parse_query_time
 from ..services.events import EventFilter
-from ..validation import check_range, parse_action, parse_query_int, parse_query_time
 
-MAX_FIELD_LENGTH = 512
+MAX_FIELD_LENGTH = MAX_QUERY_VALUE_LENGTH
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
 _WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 _TIME_HINT = "must be a date and time such as 2025-10-23T13:07 (UTC)"

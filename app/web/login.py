@@ -1,6 +1,6 @@
 """The dashboard's login: the admin's name and password, then a session cookie.
 
-Whenever API access control is on (see app/auth.py) every dashboard page
+Whenever API access control is on (see app/http/auth.py) every dashboard page
 needs a signed-in session, so a deployment that guards its API with tokens
 does not leave the same data open here. The session cookie is HttpOnly,
 SameSite=Lax, and Secure in production; signing in starts a fresh session.
@@ -10,21 +10,22 @@ from __future__ import annotations
 import hmac
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, redirect, render_template, request, session, url_for
+from flask import Response, redirect, render_template, request, session, url_for
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..auth import access_control_enabled
+from ..extensions import settings
 from . import bp
+from .rendering import wants_fragment
 
 OPEN_ENDPOINTS = frozenset({"web.login"})
 
 
 def credentials_valid(username: str, password: str) -> bool:
     """Whether these are the configured admin's name and password; the name is compared in constant time."""
-    config = current_app.config
-    stored_hash = config["ADMIN_PASSWORD_HASH"]
-    name_ok = hmac.compare_digest(username.encode(), config["ADMIN_USERNAME"].encode())
+    config = settings()
+    stored_hash = config.admin_password_hash
+    name_ok = hmac.compare_digest(username.encode(), config.admin_username.encode())
     password_ok = bool(stored_hash) and check_password_hash(stored_hash, password)
     return name_ok and password_ok
 
@@ -40,12 +41,12 @@ def _safe_next(target: str | None) -> str:
 @bp.before_request
 def require_login() -> BaseResponse | None:
     """Send visitors without a session to the login page (htmx requests are told to go there)."""
-    if not access_control_enabled(current_app.config) or request.endpoint in OPEN_ENDPOINTS:
+    if not settings().access_control_enabled or request.endpoint in OPEN_ENDPOINTS:
         return None
     if session.get("user"):
         return None
     login_url = url_for("web.login", next=request.full_path.rstrip("?"))
-    if request.headers.get("HX-Request") == "true":
+    if wants_fragment():
         return Response("Sign in again.", status=401, headers={"HX-Redirect": login_url})
     return redirect(login_url)
 

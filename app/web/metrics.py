@@ -6,15 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Response, current_app, redirect, request, url_for
+from flask import Response, redirect, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..schedule import next_scheduled_run
-from ..services.jobs import JobInfo, enqueue_calculation, get_job
+from ..core.times import utcnow
+from ..core.windows import ceil_window, floor_window, last_closed_boundary
+from ..extensions import database, redis_client, settings
+from ..jobs.calculations import JobInfo, enqueue_calculation, get_job
+from ..jobs.schedule import next_scheduled_run
 from ..services.metrics import last_computed_at, latest_metric_window, recent_runs, window_totals
-from ..timeutil import utcnow
-from ..windows import ceil_window, floor_window, last_closed_boundary
 from . import bp
 from .chart import CHART_VARIANTS, bar_chart
 from .forms import FilterForm, parse_metric_form
@@ -43,10 +44,6 @@ class WindowRange:
         return max(0, (self.last - self.first) // self.size)
 
 
-def _window_size() -> timedelta:
-    return timedelta(hours=current_app.config["METRICS_WINDOW_HOURS"])
-
-
 def window_range(form: FilterForm, size: timedelta, now: datetime) -> WindowRange:
     """At most DISPLAY_WINDOWS windows, ending at `till`, or else at the current window.
 
@@ -58,7 +55,7 @@ def window_range(form: FilterForm, size: timedelta, now: datetime) -> WindowRang
         last = ceil_window(form.end, size)
     else:
         last = floor_window(now, size) + size
-        latest = latest_metric_window(form.user_id, since=form.start)
+        latest = latest_metric_window(database(), form.user_id, since=form.start)
         if latest is not None and latest + size <= last - DISPLAY_WINDOWS * size:
             last = latest + size
     first = last - DISPLAY_WINDOWS * size
@@ -78,7 +75,7 @@ class NextRun:
 
 def _next_run() -> NextRun:
     try:
-        return NextRun(next_scheduled_run(), True)
+        return NextRun(next_scheduled_run(redis_client(), settings()), True)
     except RedisError as exc:
         log.warning("cannot read the schedule: %s", exc.__class__.__name__)
         return NextRun(None, False)
@@ -89,15 +86,17 @@ def metrics() -> Response:
     """The whole page, or (for htmx) the results: after a filter change, or when a calculation finishes."""
     form = parse_metric_form(request.args)
     now = utcnow()
+    db = database()
+    config = settings()
     context: dict[str, Any] = {
-        "form": form, "active": "metrics", "now": now, "runs": recent_runs(RECENT_RUNS),
-        "last_computed": last_computed_at(), "next_run": _next_run(),
+        "form": form, "active": "metrics", "now": now, "runs": recent_runs(db, RECENT_RUNS),
+        "last_computed": last_computed_at(db), "next_run": _next_run(),
     }
     if form.valid:
-        size = _window_size()
+        size = config.window_size
         shown = window_range(form, size, now)
-        closed = last_closed_boundary(now, size, timedelta(seconds=current_app.config["METRICS_SETTLE_SECONDS"]))
-        totals = window_totals(shown.first, shown.last, size, closed, form.user_id)
+        closed = last_closed_boundary(now, size, config.settle)
+        totals = window_totals(db, shown.first, shown.last, size, closed, form.user_id)
         context.update(shown=shown, charts=[bar_chart(totals, size, variant) for variant in CHART_VARIANTS],
                        windows=[total for total in reversed(totals) if total.events])
     canonical = url_for("web.metrics", **form.query())
@@ -125,7 +124,7 @@ def _job_response(job: JobInfo | None, *, status: int = 200, message: str | None
 def recalculate() -> BaseResponse:
     """Queue the calculation of every pending window, or get the job already doing it."""
     try:
-        job, _created = enqueue_calculation()
+        job, _created = enqueue_calculation(redis_client(), settings())
     except RedisError as exc:
         log.warning("cannot queue a calculation: %s", exc.__class__.__name__)
         return _job_response(None, status=503, message=QUEUE_DOWN)
@@ -138,7 +137,7 @@ def recalculate() -> BaseResponse:
 def metrics_job(job_id: str) -> Response:
     """One job's progress; htmx polls it until the job ends."""
     try:
-        job = get_job(job_id)
+        job = get_job(redis_client(), job_id)
     except RedisError as exc:
         log.warning("cannot read job %s: %s", job_id, exc.__class__.__name__)
         return _job_response(None, status=503, poll_id=job_id,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import Response, current_app, render_template, request
 
-from ..timeutil import format_rfc3339
+from ..core.times import format_rfc3339
 from . import bp
 
 

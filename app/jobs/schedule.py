@@ -16,16 +16,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import crontab
-from flask import current_app
+from redis import Redis
 from rq_scheduler import Scheduler
 
-from .queue import keep_running, namespaced, namespaced_id, redis_connection
-from .services.jobs import CALCULATE_FUNC
-from .timeutil import utcnow
+from ..core.settings import Settings
+from ..core.times import utcnow
+from .calculations import CALCULATE_FUNC
+from .queue import CALCULATION_QUEUE, keep_running, namespaced, namespaced_id
 
 
 @dataclass(frozen=True)
 class PeriodicJob:
+    namespace: str
     name: str
     func: str
     cron: str
@@ -34,12 +36,13 @@ class PeriodicJob:
     @property
     def id(self) -> str:
         definition = json.dumps([self.func, self.cron, self.kwargs], sort_keys=True)
-        return namespaced_id(f"periodic-{self.name}-{hashlib.sha1(definition.encode()).hexdigest()[:10]}")
+        return namespaced_id(self.namespace,
+                             f"periodic-{self.name}-{hashlib.sha1(definition.encode()).hexdigest()[:10]}")
 
 
-def periodic_jobs() -> list[PeriodicJob]:
+def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     return [
-        PeriodicJob("calculate-metrics", CALCULATE_FUNC, current_app.config["METRICS_SCHEDULE"],
+        PeriodicJob(settings.redis_namespace, "calculate-metrics", CALCULATE_FUNC, settings.metrics_schedule,
                     {"trigger": "schedule"}),
     ]
 
@@ -51,35 +54,36 @@ def next_run(cron: str, now: datetime) -> datetime:
 
 
 class AppScheduler(Scheduler):
-    """rq-scheduler with its keys under the app's namespace."""
+    """rq-scheduler with its keys under the deployment's namespace."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.scheduler_key = namespaced("rq:scheduler")
-        self.scheduler_lock_key = namespaced("rq:scheduler_lock")
-        self.scheduled_jobs_key = namespaced("rq:scheduler:scheduled_jobs")
-        self.redis_scheduler_namespace_prefix = namespaced("rq:scheduler_instance:")
-
-
-def make_scheduler(interval: int = 30) -> AppScheduler:
-    return AppScheduler(queue_name=namespaced("metrics"), connection=redis_connection(), interval=interval)
+    def __init__(self, namespace: str, **kwargs: Any) -> None:
+        super().__init__(queue_name=namespaced(namespace, CALCULATION_QUEUE), **kwargs)
+        self.namespace = namespace
+        self.scheduler_key = namespaced(namespace, "rq:scheduler")
+        self.scheduler_lock_key = namespaced(namespace, "rq:scheduler_lock")
+        self.scheduled_jobs_key = namespaced(namespace, "rq:scheduler:scheduled_jobs")
+        self.redis_scheduler_namespace_prefix = namespaced(namespace, "rq:scheduler_instance:")
 
 
-def sync_periodic_jobs(scheduler: AppScheduler, now: datetime | None = None) -> list[str]:
+def make_scheduler(redis: Redis, settings: Settings, interval: int = 30) -> AppScheduler:
+    return AppScheduler(settings.redis_namespace, connection=redis, interval=interval)
+
+
+def sync_periodic_jobs(scheduler: AppScheduler, settings: Settings, now: datetime | None = None) -> list[str]:
     """Make the scheduled periodic jobs match `periodic_jobs()`; returns their ids."""
     now = now or utcnow()
-    wanted = {job.id: job for job in periodic_jobs()}
-    prefix = namespaced_id("periodic-")
+    wanted = {job.id: job for job in periodic_jobs(settings)}
+    prefix = namespaced_id(settings.redis_namespace, "periodic-")
     for existing in scheduler.get_jobs():
         if existing.id.startswith(prefix) and existing.id not in wanted:
             scheduler.cancel(existing)
             existing.delete()
-    config = current_app.config
     for job_id, job in wanted.items():
         if job_id in scheduler:
             continue
-        scheduler.cron(job.cron, func=job.func, kwargs=job.kwargs, id=job_id, queue_name=namespaced("metrics"),
-                       timeout=config["METRICS_JOB_TIMEOUT"], result_ttl=24 * 3600,
+        scheduler.cron(job.cron, func=job.func, kwargs=job.kwargs, id=job_id,
+                       queue_name=namespaced(settings.redis_namespace, CALCULATION_QUEUE),
+                       timeout=settings.metrics_job_timeout, result_ttl=settings.metrics_job_result_ttl,
                        description=f"periodic {job.name}")
         # rq-scheduler computes the first run in local time; set it from UTC explicitly.
         scheduler.connection.zadd(scheduler.scheduled_jobs_key, {job_id: next_run(job.cron, now).timestamp()})
@@ -92,7 +96,7 @@ def pin_process_to_utc() -> None:
     time.tzset()
 
 
-def run_scheduler(interval: int = 30) -> None:
+def run_scheduler(redis: Redis, settings: Settings, interval: int = 30) -> None:
     """Register the periodic jobs and fire them when due, until told to stop.
 
     After a Redis outage the jobs are registered again, in case Redis came
@@ -102,21 +106,21 @@ def run_scheduler(interval: int = 30) -> None:
     warnings.filterwarnings("ignore", message="Version 0.22.0", category=FutureWarning)
 
     def schedule() -> None:
-        scheduler = make_scheduler(interval)
-        sync_periodic_jobs(scheduler)
+        scheduler = make_scheduler(redis, settings, interval)
+        sync_periodic_jobs(scheduler, settings)
         scheduler.run()
 
     keep_running(schedule, "scheduler")
 
 
-def next_scheduled_run() -> datetime | None:
+def next_scheduled_run(redis: Redis, settings: Settings) -> datetime | None:
     """When rq-scheduler is due to fire the periodic calculation next; None when it is not registered.
 
     Reads the scheduler's sorted set directly, so the dashboard shows what
     the running scheduler will do, not what the cron expression says it
     should. Redis errors propagate: the caller decides how to show them.
     """
-    scheduler = make_scheduler()
-    scores = [scheduler.connection.zscore(scheduler.scheduled_jobs_key, job.id) for job in periodic_jobs()]
+    scheduler = make_scheduler(redis, settings)
+    scores = [scheduler.connection.zscore(scheduler.scheduled_jobs_key, job.id) for job in periodic_jobs(settings)]
     due = [score for score in scores if score is not None]
     return datetime.fromtimestamp(min(due), tz=timezone.utc) if due else None

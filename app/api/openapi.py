@@ -14,32 +14,25 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template
+from flask import current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
-from .api import bp
+from ..core.settings import Settings
+from ..core.validation import MAX_ACTION_LENGTH, MAX_BATCH, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
+from ..extensions import settings as app_settings
+from ..http.request_log import REQUEST_ID_PATTERN
+from . import bp
 
 EXTENSION_KEY = "tracking.openapi"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=@-]{1,128}$"
-# Swagger UI renders under a policy without any inline script or style.
-DOCS_CSP = "; ".join([
-    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
-    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
-])
 
 Schema = dict[str, Any]
-
-
-def init_app(app: Flask) -> None:
-    """The routes live on the api blueprint (registered by the factory); this keeps the document's cache."""
-    app.extensions[EXTENSION_KEY] = None
 
 
 def document() -> Schema:
     """The current app's OpenAPI document, built once per app."""
     doc = current_app.extensions.get(EXTENSION_KEY)
     if doc is None:
-        doc = build_document(current_app.config)
+        doc = build_document(app_settings())
         current_app.extensions[EXTENSION_KEY] = doc
     return doc
 
@@ -52,10 +45,9 @@ def openapi_document() -> Response:
 
 @bp.get("/docs")
 def docs() -> Response:
-    """Swagger UI over /api/openapi.json; its scripts are files under /static, no inline code."""
-    response = current_app.make_response(render_template("openapi/docs.html"))
-    response.headers["Content-Security-Policy"] = DOCS_CSP
-    return response
+    """Swagger UI over /api/openapi.json; its scripts are files under /static, no inline code,
+    so it renders under the site's Content-Security-Policy as it is."""
+    return current_app.make_response(render_template("openapi/docs.html"))
 
 
 def _ref(name: str) -> Schema:
@@ -126,7 +118,7 @@ def _operation(summary: str, tag: str, responses: dict[str, Schema], *, descript
     return operation
 
 
-def _list_parameters(config: dict[str, Any], *, extra: list[Schema]) -> list[Schema]:
+def _list_parameters(settings: Settings, *, extra: list[Schema]) -> list[Schema]:
     return [
         {"name": "user_id", "in": "query", "description": "Only this user's rows.",
          "schema": {"type": "integer", "minimum": 1}},
@@ -136,17 +128,17 @@ def _list_parameters(config: dict[str, Any], *, extra: list[Schema]) -> list[Sch
         {"name": "till", "in": "query", "description": "End of the range, exclusive; not before `from`.",
          "schema": _TIMESTAMP},
         {"name": "limit", "in": "query", "description": "Page size.",
-         "schema": {"type": "integer", "minimum": 1, "maximum": config["LIST_MAX_LIMIT"],
-                    "default": config["LIST_DEFAULT_LIMIT"]}},
+         "schema": {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit,
+                    "default": settings.list_default_limit}},
         {"name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page.",
-         "schema": {"type": "string", "maxLength": 512}},
+         "schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_LENGTH}},
     ]
 
 
-def _event_parameters(config: dict[str, Any]) -> list[Schema]:
-    return _list_parameters(config, extra=[
+def _event_parameters(settings: Settings) -> list[Schema]:
+    return _list_parameters(settings, extra=[
         {"name": "action", "in": "query", "description": "Only events with this action.",
-         "schema": {"type": "string", "maxLength": 255}},
+         "schema": {"type": "string", "maxLength": MAX_ACTION_LENGTH}},
     ])
 
 
@@ -155,7 +147,7 @@ _META_FILTER = ("Besides the parameters listed, `meta.KEY=VALUE` keeps events wh
                 "Unknown, repeated or empty parameters are a 400 naming the parameter.")
 
 
-def _schemas(config: dict[str, Any]) -> dict[str, Schema]:
+def _schemas(settings: Settings) -> dict[str, Schema]:
     window = {"type": "string", "format": "date-time"}
     return {
         "Error": {
@@ -192,13 +184,13 @@ def _schemas(config: dict[str, Any]) -> dict[str, Schema]:
             "properties": {
                 "user_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
                             "description": "A JSON integer; strings, floats and booleans are refused."},
-                "action": {"type": "string", "minLength": 1, "maxLength": 255, "description": "Not blank."},
+                "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH, "description": "Not blank."},
                 "metadata": {"type": "object", "default": {},
-                             "description": f"Any JSON object of at most {config['METADATA_MAX_BYTES']} bytes "
-                                            "encoded, nested at most 32 levels; no NUL characters."},
+                             "description": f"Any JSON object of at most {settings.metadata_max_bytes} bytes "
+                                            f"encoded, nested at most {MAX_METADATA_DEPTH} levels; no NUL characters."},
                 "occurred_at": {**_nullable(_TIMESTAMP),
                                 "description": "When it happened (default: now); at most "
-                                               f"{config['EVENT_FUTURE_TOLERANCE_SECONDS']} s in the future."},
+                                               f"{settings.event_future_tolerance_seconds} s in the future."},
                 "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
                        "description": "Your id for the event: a retry with the same id is stored once."},
             },
@@ -229,7 +221,7 @@ def _schemas(config: dict[str, Any]) -> dict[str, Schema]:
             "type": "object",
             "required": ["events"],
             "additionalProperties": False,
-            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("NewEvent")}},
+            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewEvent")}},
         },
         "BatchResult": {
             "type": "object",
@@ -347,7 +339,7 @@ def _error_response(description: str, headers: dict[str, Any] | None = None) -> 
     return _json(description, _ref("Error"), headers)
 
 
-def build_document(config: dict[str, Any]) -> Schema:
+def build_document(settings: Settings) -> Schema:
     """The OpenAPI 3.1 document, with the limits of this configuration."""
     try:
         api_version = version("tracking-service")
@@ -387,13 +379,13 @@ def build_document(config: dict[str, Any]) -> Schema:
                 responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
                            **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
-                "List events", "events", operation_id="listEvents", parameters=_event_parameters(config),
+                "List events", "events", operation_id="listEvents", parameters=_event_parameters(settings),
                 description="Events in time order, one keyset page at a time. " + _META_FILTER,
                 responses={"200": _json("One page of events.", _ref("EventPage")),
                            **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/events/export": {"get": _operation(
                 "Export events as CSV", "events", operation_id="exportEvents",
-                parameters=[p for p in _event_parameters(config) if p["name"] not in ("limit", "cursor")],
+                parameters=[p for p in _event_parameters(settings) if p["name"] not in ("limit", "cursor")],
                 description="Every event `GET /api/events` would list, with the same filters, as one CSV file "
                             "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
                             "streamed; there are no pages, so `limit` and `cursor` are refused. " + _META_FILTER,
@@ -402,7 +394,7 @@ def build_document(config: dict[str, Any]) -> Schema:
             "/api/metrics": {
                 "get": _operation(
                     "List metrics", "metrics", operation_id="listMetrics",
-                    parameters=_list_parameters(config, extra=[]),
+                    parameters=_list_parameters(settings, extra=[]),
                     description="Metrics of the windows whose start lies in `[from, till)`, ordered by window, "
                                 "then user.",
                     responses={"200": _json("One page of metrics.", _ref("MetricPage")),
@@ -448,7 +440,7 @@ def build_document(config: dict[str, Any]) -> Schema:
                                 "application/openmetrics-text": {"schema": {"type": "string"}}}}})},
         },
         "components": {
-            "schemas": _schemas(config),
+            "schemas": _schemas(settings),
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "An API token, needed once access control is on (in production, or whenever a "
@@ -458,10 +450,10 @@ def build_document(config: dict[str, Any]) -> Schema:
                 "name": "X-Request-ID", "in": "header", "required": False,
                 "description": "Your id for this request, echoed in the response and written in the logs; "
                                "one is generated when absent or not 1-128 safe characters.",
-                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+                "schema": {"type": "string", "pattern": f"^{REQUEST_ID_PATTERN}$"}}},
             "headers": {
                 "RequestId": {"description": "The request's id, as sent or generated.",
-                              "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}},
+                              "schema": {"type": "string", "pattern": f"^{REQUEST_ID_PATTERN}$"}},
                 "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
                 "WwwAuthenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}},
             },
@@ -475,7 +467,7 @@ def build_document(config: dict[str, Any]) -> Schema:
                                                    {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
                 "NotFound": _error_response("No such resource."),
                 "Conflict": _error_response("A client id was reused for different content."),
-                "PayloadTooLarge": _error_response(f"Body larger than {config['MAX_BODY_BYTES']} bytes."),
+                "PayloadTooLarge": _error_response(f"Body larger than {settings.max_body_bytes} bytes."),
                 "UnsupportedMediaType": _error_response("The body is not `application/json`."),
                 "Unavailable": _error_response("PostgreSQL or Redis is unreachable; retry later.",
                                                {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),

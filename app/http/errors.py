@@ -1,7 +1,10 @@
-"""The error envelope of the JSON API and the exceptions that map onto it.
+"""Failures as HTTP answers, in one place: the JSON envelope under `/api/`, words on the pages.
 
 Every failure under `/api/` answers `{"error": {"code", "message", "field"}}`
-with a 4xx or 503 status; nothing leaks a stack trace.
+with a 4xx or 503 status; nothing leaks a stack trace. The domain errors of
+`app.core.errors` get their status here, and so does a dependency that is down
+(PostgreSQL or Redis: 503 with `Retry-After`). `ApiError` is for what only HTTP
+knows of: authentication, rate limits, content types.
 """
 from __future__ import annotations
 
@@ -11,49 +14,35 @@ from typing import Any
 import psycopg
 from flask import Flask, Response, jsonify, request
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from ..core.errors import ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError
+from . import API_PREFIX
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 
+STATUS_OF: dict[type[DomainError], int] = {
+    ValidationError: 400,
+    ConflictError: 409,
+    NotFoundError: 404,
+    UnavailableError: 503,
+}
 
-class ApiError(Exception):
-    """A client-visible error with its HTTP status and machine-readable code."""
 
-    status = 400
-    code = "bad_request"
+class ApiError(DomainError):
+    """A client-visible error that only HTTP has: its status travels with it."""
 
-    def __init__(self, message: str, *, field: str | None = None, status: int | None = None,
-                 code: str | None = None, details: Any = None, headers: dict[str, str] | None = None,
+    def __init__(self, message: str, *, status: int, code: str, headers: dict[str, str] | None = None,
                  retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.details = details
+        super().__init__(message, code=code)
+        self.status = status
         self.headers = headers
         self.retry_after = retry_after
-        if status is not None:
-            self.status = status
-        if code is not None:
-            self.code = code
-
-
-class ValidationError(ApiError):
-    status = 400
-    code = "invalid_field"
-
-
-class ConflictError(ApiError):
-    status = 409
-    code = "conflict"
-
-
-class NotFoundError(ApiError):
-    status = 404
-    code = "not_found"
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
@@ -83,38 +72,45 @@ _HTTP_CODES = {
 }
 
 
-def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/api"
+def is_api_request() -> bool:
+    return request.path.startswith(API_PREFIX) or request.path == "/api"
 
 
-def init_app(app: Flask) -> None:
-    """Answer API errors with the envelope; leave the HTML pages' errors to Flask."""
+def unavailable_dependency(exc: Exception) -> str:
+    """Which dependency an exception says is down: `database` or `job queue`."""
+    return "job queue" if isinstance(exc, RedisError) else "database"
 
-    @app.errorhandler(ApiError)
-    def handle_api_error(exc: ApiError) -> Response:
-        if not _wants_json():  # a dashboard page: say it in words (rate limits on the login form)
-            response = Response(exc.message, status=exc.status, mimetype="text/plain", headers=exc.headers)
-            if exc.retry_after is not None:
-                response.headers["Retry-After"] = str(exc.retry_after)
+
+def init_app(app: Flask, max_body_bytes: int) -> None:
+    """Answer API errors with the envelope; leave the HTML pages' errors to Flask and the web blueprint."""
+
+    @app.errorhandler(DomainError)
+    def handle_domain_error(exc: DomainError) -> Response:
+        status = exc.status if isinstance(exc, ApiError) else STATUS_OF.get(type(exc), 400)
+        headers = exc.headers if isinstance(exc, ApiError) else None
+        retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+        if not is_api_request():  # a dashboard page: say it in words (rate limits on the login form)
+            response = Response(exc.message, status=status, mimetype="text/plain", headers=headers)
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
             return response
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details, exc.headers,
-                              exc.retry_after)
+        return error_response(status, exc.code, exc.message, exc.field, exc.details, headers, retry_after)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> Response | HTTPException:
-        if not _wants_json():
+        if not is_api_request():
             return exc
         status = exc.code or 500
         message = exc.description or exc.name
         if status == 413:
-            message = f"request body is larger than {app.config['MAX_BODY_BYTES']} bytes"
+            message = f"request body is larger than {max_body_bytes} bytes"
         response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
     @app.errorhandler(OperationalError)
-    @app.errorhandler(psycopg.OperationalError)  # the event write path talks to the driver directly
+    @app.errorhandler(psycopg.OperationalError)
     def handle_database_down(exc: Exception) -> Response:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
         log.warning("database unavailable: %s", cause.__class__.__name__)

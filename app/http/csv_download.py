@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from flask import Response, stream_with_context
 
-from .services.events import EventFilter, StoredEvent, iter_events
-from .timeutil import format_rfc3339, utcnow
+from ..core.database import Database
+from ..core.times import format_rfc3339, utcnow
+from ..services.events import EventFilter, StoredEvent, iter_events
 
 COLUMNS = ("id", "user_id", "action", "occurred_at", "received_at", "metadata")
 CHUNK_CHARS = 64 * 1024
@@ -35,7 +36,7 @@ def csv_chunks(events: Iterable[StoredEvent]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def csv_download(flt: EventFilter) -> Response:
+def csv_download(database: Database, flt: EventFilter) -> Response:
     """Every event matching `flt`, oldest first, as a `text/csv` attachment streamed from the database.
 
     Check the filter before calling this: once the first byte is out, an
@@ -43,7 +44,7 @@ def csv_download(flt: EventFilter) -> Response:
     """
     filename = f"events-{utcnow():%Y%m%dT%H%M%SZ}.csv"
     return Response(
-        stream_with_context(csv_chunks(iter_events(flt))),
+        stream_with_context(csv_chunks(iter_events(database, flt))),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -1,4 +1,4 @@
-"""Abuse limits: per-client request budgets for ingestion and recalculation, kept in Redis.
+"""Rate limits: per-client request budgets for ingestion, recalculation and sign-in, kept in Redis.
 
 A client is its API token (or its address when the API is open). Budgets are
 fixed windows counted in Redis (one round trip a request), so every web
@@ -16,6 +16,8 @@ from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from ..core.settings import Settings
+from . import SAFE_METHODS
 from .auth import api_client_key
 from .errors import ApiError
 
@@ -23,24 +25,24 @@ log = logging.getLogger(__name__)
 
 # Which setting budgets which endpoints; endpoints sharing a setting share one budget.
 BUDGETS = {
-    "RATE_LIMIT_INGEST": ("api.create_event", "api.create_events_batch"),
-    "RATE_LIMIT_RECALCULATE": ("api.trigger_metrics", "web.recalculate"),
-    "RATE_LIMIT_LOGIN": ("web.login",),
+    "rate_limit_ingest": ("api.create_event", "api.create_events_batch"),
+    "rate_limit_recalculate": ("api.trigger_metrics", "web.recalculate"),
+    "rate_limit_login": ("web.login",),
 }
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RateLimits:
     """The budgets of one app, checked before its requests."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.items = {
-            endpoint: (setting.lower(), parse(app.config[setting]))
-            for setting, endpoints in BUDGETS.items() if app.config[setting]
+            endpoint: (setting, parse(getattr(settings, setting)))
+            for setting, endpoints in BUDGETS.items() if getattr(settings, setting)
             for endpoint in endpoints
         }
-        storage = RedisStorage(app.config["REDIS_URL"], key_prefix=f"{app.config['REDIS_NAMESPACE']}:ratelimit",
-                               socket_connect_timeout=0.5, socket_timeout=0.5)
+        timeout = settings.rate_limit_redis_timeout_seconds
+        storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_namespace}:ratelimit",
+                               socket_connect_timeout=timeout, socket_timeout=timeout)
         self.limiter = FixedWindowRateLimiter(storage)
 
     def check(self) -> None:
@@ -61,6 +63,5 @@ class RateLimits:
                            retry_after=retry_after)
 
 
-def init_app(app: Flask) -> None:
-    limits = RateLimits(app)
-    app.before_request(limits.check)
+def init_app(app: Flask, settings: Settings) -> None:
+    app.before_request(RateLimits(settings).check)

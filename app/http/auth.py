@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from enum import Enum
-from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, request
 
+from ..core.settings import Settings
 from .errors import ApiError
 
 INGEST_ENDPOINTS = frozenset({"api.create_event", "api.create_events_batch"})
@@ -24,43 +24,16 @@ class Access(Enum):
     FULL = "full"
 
 
-def split_tokens(value: str | None) -> tuple[str, ...]:
-    return tuple(token.strip() for token in (value or "").split(",") if token.strip())
-
-
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def access_control_enabled(config: dict[str, Any]) -> bool:
-    """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
-    mode = config["ACCESS_CONTROL"]
-    if mode in ("on", "off"):
-        return mode == "on"
-    credentials = config["API_TOKENS_INGEST"] or config["API_TOKENS_FULL"] or config["ADMIN_PASSWORD_HASH"]
-    return bool(credentials) or config["APP_ENV"] == "production"
-
-
-def check_config(config: dict[str, Any]) -> list[str]:
-    """What is missing for access control to work; empty when it is off or complete."""
-    if config["ACCESS_CONTROL"] not in ("auto", "on", "off"):
-        return [f"ACCESS_CONTROL={config['ACCESS_CONTROL']!r} must be auto, on or off"]
-    if not access_control_enabled(config):
-        return []
-    problems = []
-    if not split_tokens(config["API_TOKENS_FULL"]):
-        problems.append("API_TOKENS_FULL is not set")
-    if not config["ADMIN_PASSWORD_HASH"]:
-        problems.append("ADMIN_PASSWORD_HASH is not set (flask --app wsgi hash-password makes one)")
-    return problems
-
-
-def _match(token: str, config: dict[str, Any]) -> Access | None:
+def _match(token: str, settings: Settings) -> Access | None:
     """The kind of a presented token; every configured token is compared, so timing tells nothing."""
     presented = _digest(token)
     found: Access | None = None
-    for kind, key in ((Access.FULL, "API_TOKENS_FULL"), (Access.INGEST, "API_TOKENS_INGEST")):
-        for candidate in split_tokens(config[key]):
+    for kind, tokens in ((Access.FULL, settings.full_tokens), (Access.INGEST, settings.ingest_tokens)):
+        for candidate in tokens:
             if hmac.compare_digest(presented, _digest(candidate)) and found is None:
                 found = kind
     return found
@@ -79,18 +52,17 @@ def _bearer_token() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def init_app(app: Flask) -> None:
-    enabled = access_control_enabled(app.config)
+def init_app(app: Flask, settings: Settings) -> None:
+    enabled = settings.access_control_enabled
 
     @app.before_request
     def require_api_token() -> None:
         if not enabled or request.blueprint != "api" or request.endpoint in OPEN_ENDPOINTS:
             return
         token = _bearer_token()
-        access = _match(token, app.config) if token else None
+        access = _match(token, settings) if token else None
         if access is None:
             raise ApiError("send a valid API token as `Authorization: Bearer <token>`", status=401,
                            code="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="api"'})
         if access is Access.INGEST and request.endpoint not in INGEST_ENDPOINTS:
             raise ApiError("this token may only record events", status=403, code="forbidden")
-        g.api_access = access

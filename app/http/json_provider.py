@@ -3,7 +3,7 @@
 A page of 100 events or the answer to a 1,000-event batch spent a measurable
 share of its CPU in json.dumps; orjson encodes the same documents about ten
 times faster. Requests are still decoded by the standard library (see
-app.validation), which keeps integers of any size exact.
+app.core.validation), which keeps integers of any size exact.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ app's pools (a checkout could wait behind busy requests), and all checks run
 on a small thread pool under one deadline, READYZ_TIMEOUT_SECONDS: a dead or
 hanging dependency turns the answer into a 503 within that time rather than
 after a TCP timeout. The same helpers serve the Prometheus collectors.
+`check_readiness` is the whole check; the route only turns it into a response.
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from flask import Blueprint, Flask, current_app, jsonify
 from redis import Redis
 from werkzeug.wrappers import Response
 
-from .log import log_fields
+from ..core.logs import log_fields
+from ..core.settings import Settings
+from ..extensions import settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -107,16 +110,13 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
-@bp.get("/readyz")
-def readyz() -> tuple[Response, int]:
-    """200 when PostgreSQL, the schema and Redis are all usable, else 503 naming what failed."""
-    config = current_app.config
-    timeout = config["READYZ_TIMEOUT_SECONDS"]
-    heads = migration_heads(current_app.extensions["migrate"].directory)
-    executor = _executor()
+def check_readiness(config: Settings, heads: frozenset[str], executor: ThreadPoolExecutor) -> dict[str, dict[str, Any]]:
+    """Each dependency's state (`ok`, `fail` or `skipped`, and why), all checked under one deadline."""
+    assert config.database_url is not None  # Settings.check() refuses to start without it
+    timeout = config.readyz_timeout_seconds
     deadline = time.monotonic() + timeout
-    database = executor.submit(_database_revisions, config["DATABASE_URL"], timeout)
-    redis = executor.submit(_redis_ping, config["REDIS_URL"], timeout)
+    database = executor.submit(_database_revisions, config.database_url, timeout)
+    redis = executor.submit(_redis_ping, config.redis_url, timeout)
 
     checks: dict[str, dict[str, Any]] = {}
     revisions, error = _outcome(database, deadline, timeout)
@@ -131,7 +131,13 @@ def readyz() -> tuple[Response, int]:
         checks["migrations"] = {"status": "ok", "revision": ", ".join(sorted(heads))}
     _, error = _outcome(redis, deadline, timeout)
     checks["redis"] = {"status": "fail", "error": error} if error else {"status": "ok"}
+    return checks
 
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when PostgreSQL, the schema and Redis are all usable, else 503 naming what failed."""
+    checks = check_readiness(settings(), migration_heads(current_app.extensions["migrate"].directory), _executor())
     failed = [name for name, check in checks.items() if check["status"] != "ok"]
     if failed:
         log.warning("not ready", extra=log_fields(failed=",".join(failed),

@@ -1,4 +1,4 @@
-"""Turning untrusted input (JSON bodies, query strings) into typed values.
+"""The input rules: untrusted input (JSON bodies, query strings, CLI options) into typed values.
 
 Pure functions with no Flask or database access, shared by the JSON API, the
 HTML pages and the CLI, so every entry point enforces the same rules. Each
@@ -16,12 +16,15 @@ from typing import Any
 
 import orjson
 
-from .errors import ApiError, ValidationError
-from .timeutil import TimeFormatError, parse_rfc3339
+from .errors import ValidationError
+from .times import TimeFormatError, parse_rfc3339
 
 MAX_BIGINT = 2**63 - 1
 MAX_ACTION_LENGTH = 255
 MAX_METADATA_DEPTH = 32
+MAX_BATCH = 1000
+MAX_QUERY_VALUE_LENGTH = 512
+META_PREFIX = "meta."
 EVENT_FIELDS = frozenset({"id", "user_id", "action", "metadata", "occurred_at"})
 # Built once: json.dumps() with options builds a new encoder on every call, which
 # costs more than encoding a small metadata object.
@@ -29,7 +32,7 @@ _METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
-class Limits:
+class InputBounds:
     """The configurable bounds that validation enforces."""
 
     metadata_max_bytes: int = 16 * 1024
@@ -64,15 +67,15 @@ def decode_json_body(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError("request body is not valid UTF-8", code="malformed_json") from None
+        raise ValidationError("request body is not valid UTF-8", code="malformed_json") from None
     if not text.strip():
-        raise ApiError("request body is empty; a JSON object is expected", code="malformed_json")
+        raise ValidationError("request body is empty; a JSON object is expected", code="malformed_json")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise ApiError("request body is nested too deeply", code="malformed_json") from None
+        raise ValidationError("request body is nested too deeply", code="malformed_json") from None
     except ValueError as exc:
-        raise ApiError(f"request body is not valid JSON: {exc}", code="malformed_json") from None
+        raise ValidationError(f"request body is not valid JSON: {exc}", code="malformed_json") from None
 
 
 def check_text(value: str, field: str | None, what: str = "") -> None:
@@ -141,7 +144,7 @@ def encode_metadata(metadata: dict[str, Any]) -> str:
         return _METADATA_ENCODER.encode(metadata)
 
 
-def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
+def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent:
     """Validate one event object as sent to `POST /api/event`.
 
     Unknown fields are rejected rather than ignored, so a misspelt field
@@ -164,15 +167,15 @@ def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
         raise ValidationError("must be a JSON object", field="metadata")
     _check_values(metadata, "metadata")
     metadata_json = encode_metadata(metadata)
-    if len(metadata_json.encode("utf-8")) > limits.metadata_max_bytes:
-        raise ValidationError(f"must be at most {limits.metadata_max_bytes} bytes when encoded", field="metadata")
+    if len(metadata_json.encode("utf-8")) > bounds.metadata_max_bytes:
+        raise ValidationError(f"must be at most {bounds.metadata_max_bytes} bytes when encoded", field="metadata")
 
     occurred_at = None
     if payload.get("occurred_at") is not None:
         occurred_at = parse_timestamp(payload["occurred_at"], "occurred_at")
-        if occurred_at > now + limits.future_tolerance:
+        if occurred_at > now + bounds.future_tolerance:
             raise ValidationError("must not be more than "
-                                  f"{int(limits.future_tolerance.total_seconds())} seconds in the future",
+                                  f"{int(bounds.future_tolerance.total_seconds())} seconds in the future",
                                   field="occurred_at")
 
     event_id = None
@@ -188,7 +191,7 @@ def parse_event(payload: Any, *, now: datetime, limits: Limits) -> NewEvent:
 
 
 def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tuple[str, ...] = (),
-                  max_length: int = 512) -> dict[str, str]:
+                  max_length: int = MAX_QUERY_VALUE_LENGTH) -> dict[str, str]:
     """Flatten a query string, refusing repeated, empty, overlong or unknown parameters."""
     params: dict[str, str] = {}
     for key, values in args.items():
@@ -225,3 +228,71 @@ def parse_query_time(value: str, field: str) -> datetime:
 def check_range(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and start > end:
         raise ValidationError("must not be before `from`", field="till")
+
+
+def parse_batch(body: Any, *, now: datetime, bounds: InputBounds) -> list[NewEvent]:
+    """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
+
+    Every invalid item is reported (its index, field and message) in one
+    error, so a client can fix the batch and send it again.
+    """
+    if not isinstance(body, dict) or set(body) != {"events"}:
+        raise ValidationError('request body must be an object {"events": [...]}', field="events")
+    items = body["events"]
+    if not isinstance(items, list) or not items:
+        raise ValidationError("must be a non-empty array of events", field="events")
+    if len(items) > MAX_BATCH:
+        raise ValidationError(f"must hold at most {MAX_BATCH} events", field="events", code="batch_too_large")
+    news: list[NewEvent] = []
+    errors = []
+    for index, item in enumerate(items):
+        try:
+            news.append(parse_event(item, now=now, bounds=bounds))
+        except ValidationError as exc:
+            errors.append({"index": index, "field": exc.field, "message": exc.message})
+    if errors:
+        raise ValidationError(f"{len(errors)} of {len(items)} events are invalid; nothing was stored",
+                              field="events", code="invalid_batch", details=errors)
+    return news
+
+
+def parse_calculation_range(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
+    """An explicit `[from, till)` to recompute, or (None, None) for "every pending window".
+
+    Both bounds or neither: a half-given range is refused rather than guessed.
+    """
+    if (start is None) != (end is None):
+        raise ValidationError("give both `from` and `till`, or neither", field="till" if end is None else "from")
+    if start is None:
+        return None, None
+    start_at, end_at = parse_timestamp(start, "from"), parse_timestamp(end, "till")
+    check_range(start_at, end_at)
+    return start_at, end_at
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The parameters every list endpoint shares, validated; `params` holds the rest."""
+
+    params: dict[str, str]
+    user_id: int | None
+    start: datetime | None
+    end: datetime | None
+    limit: int
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The `meta.<key>=<value>` filters, by key."""
+        return {key[len(META_PREFIX):]: value for key, value in self.params.items() if key.startswith(META_PREFIX)}
+
+
+def parse_list_query(args: Mapping[str, list[str]], allowed: set[str], *, default_limit: int, max_limit: int,
+                     prefixes: tuple[str, ...] = ()) -> ListQuery:
+    """Parse `user_id`, `from`, `till` (half-open range) and `limit`, plus the `allowed` rest."""
+    params = single_params(args, allowed | {"user_id", "from", "till", "limit"}, prefixes=prefixes)
+    start = parse_query_time(params["from"], "from") if "from" in params else None
+    end = parse_query_time(params["till"], "till") if "till" in params else None
+    check_range(start, end)
+    limit = parse_query_int(params["limit"], "limit", maximum=max_limit) if "limit" in params else default_limit
+    user_id = parse_query_int(params["user_id"], "user_id") if "user_id" in params else None
+    return ListQuery(params, user_id, start, end, limit)

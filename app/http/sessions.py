@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, Request
 from flask.sessions import NullSession, SecureCookieSession, SecureCookieSessionInterface
 
-API_PREFIX = "/api/"
+from . import API_PREFIX
 
 
 class PagesOnlySessionInterface(SecureCookieSessionInterface):

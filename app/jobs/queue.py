@@ -1,7 +1,8 @@
-"""Redis and the RQ queue of the app, bound to the app's configuration.
+"""The RQ queue and its Redis keys, all under the deployment's `REDIS_NAMESPACE`.
 
-Keys live under `REDIS_NAMESPACE`, so several deployments (or a test run)
-can share one Redis without touching each other's jobs.
+Several deployments (or a test run) can share one Redis without touching each
+other's jobs. Plain functions of a Redis client and a namespace: the web
+process, the worker and the scheduler each pass their own.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -19,34 +19,23 @@ from rq import Queue, Worker
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "tracking.redis"
 MAX_RECONNECT_PAUSE = 30.0
+# The queue's name in Redis ("<namespace>:metrics"); kept as it was so queued jobs survive an upgrade.
+CALCULATION_QUEUE = "metrics"
 
 
-def init_app(app: Flask) -> None:
-    """Create the Redis client lazily, once per process (it holds its own connection pool)."""
-    app.extensions[EXTENSION_KEY] = None
+def namespaced(namespace: str, name: str) -> str:
+    """A Redis key under the namespace."""
+    return f"{namespace}:{name}"
 
 
-def close(app: Flask) -> None:
-    """Close the app's Redis connections (tests build many apps in one process)."""
-    client = app.extensions.get(EXTENSION_KEY)
-    if client is not None:
-        client.close()
-        app.extensions[EXTENSION_KEY] = None
+def namespaced_id(namespace: str, name: str) -> str:
+    """A job id under the namespace (RQ allows only letters, digits, `_` and `-`)."""
+    return f"{namespace}-{name}"
 
 
-def redis_connection() -> Redis:
-    client = current_app.extensions.get(EXTENSION_KEY)
-    if client is None:
-        client = Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5,
-                                health_check_interval=30)
-        current_app.extensions[EXTENSION_KEY] = client
-    return client
-
-
-def namespaced(name: str) -> str:
-    return f"{current_app.config['REDIS_NAMESPACE']}:{name}"
+def calculation_queue(redis: Redis, namespace: str) -> Queue:
+    return Queue(namespaced(namespace, CALCULATION_QUEUE), connection=redis)
 
 
 def delete_namespace(client: Redis, namespace: str) -> int:
@@ -63,15 +52,6 @@ def delete_namespace(client: Redis, namespace: str) -> int:
         if members:
             client.srem(registry, *members)
     return len(keys)
-
-
-def namespaced_id(name: str) -> str:
-    """A job id under the namespace (RQ allows only letters, digits, `_` and `-`)."""
-    return f"{current_app.config['REDIS_NAMESPACE']}-{name}"
-
-
-def metrics_queue() -> Queue:
-    return Queue(namespaced("metrics"), connection=redis_connection())
 
 
 def keep_running(run: Callable[[], None], what: str) -> None:
@@ -95,14 +75,15 @@ def keep_running(run: Callable[[], None], what: str) -> None:
             pause = min(pause * 2, MAX_RECONNECT_PAUSE)
 
 
-def run_worker(burst: bool = False) -> None:
-    """Consume the app's queues inside the current app context until told to stop.
+def run_worker(redis: Redis, namespace: str, *, log_level: str, burst: bool = False) -> None:
+    """Consume the namespace's queues until told to stop (`worker.py` calls this inside an app context).
 
     Jobs run in a forked work horse that inherits the app context; SIGTERM
     lets the current job finish before the worker exits.
     """
     def work() -> None:
-        worker = Worker([metrics_queue()], connection=redis_connection(), name=namespaced_id(uuid.uuid4().hex))
-        worker.work(burst=burst, with_scheduler=True, logging_level=current_app.config["LOG_LEVEL"].upper())
+        worker = Worker([calculation_queue(redis, namespace)], connection=redis,
+                        name=namespaced_id(namespace, uuid.uuid4().hex))
+        worker.work(burst=burst, with_scheduler=True, logging_level=log_level.upper())
 
     keep_running(work, "worker")

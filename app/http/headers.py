@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from ..core.settings import Settings
+
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
@@ -28,8 +30,8 @@ SECURITY_HEADERS = {
 }
 
 
-def init_app(app: Flask) -> None:
-    production = app.config["APP_ENV"] == "production"
+def init_app(app: Flask, settings: Settings) -> None:
+    production = settings.production
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:

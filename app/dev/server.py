@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
-from .auth import access_control_enabled
-from .config import load_config
+from ..core.logs import redact
+from ..core.settings import Settings, load_config
 from .embedded import EmbeddedServer, start_postgres, start_redis
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = REPO_ROOT / ".data"
 DEFAULT_PORT = 8080
 STOP_TIMEOUT_SECONDS = 10.0
@@ -71,8 +70,8 @@ def main() -> int:
             # launcher, which stops each child once, and the servers after them.
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                                               stdin=subprocess.DEVNULL, process_group=0)
-        access = "on (tokens and login required)" if access_control_enabled(load_config(env)) else \
-            "OFF: open to anyone who can reach this port"
+        enabled = Settings.from_mapping(load_config(env)).access_control_enabled
+        access = "on (tokens and login required)" if enabled else "OFF: open to anyone who can reach this port"
         print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
               f" | redis: {redis} | Ctrl-C stops everything", flush=True)
         while not stop:
@@ -107,7 +106,7 @@ def _external_or_embedded(env: dict[str, str], variable: str,
     Returns how the startup line describes it, without passwords.
     """
     if env.get(variable):
-        return f"external {_redact(env[variable])}"
+        return f"external {redact(env[variable])}"
     server = start(data_dir)
     servers.append(server)
     env[variable] = server.url
@@ -130,15 +129,6 @@ def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-
-
-def _redact(url: str) -> str:
-    """The URL with its password replaced, fit for a terminal or a log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"))
 
 
 def _fail(message: str) -> int:

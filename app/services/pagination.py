@@ -8,9 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..database import read_connection
-from ..errors import ValidationError
-from ..timeutil import format_rfc3339, parse_rfc3339
+from ..core.database import Database
+from ..core.errors import ValidationError
+from ..core.times import format_rfc3339, parse_rfc3339
 
 
 def encode_cursor(moment: datetime, key: object) -> str:
@@ -30,7 +30,7 @@ def decode_cursor(token: str) -> tuple[datetime, str]:
         raise ValidationError("is not a cursor returned by this API", field="cursor") from None
 
 
-def keyset_page(statement: sa.Select[Any], key: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]],
+def keyset_page(database: Database, statement: sa.Select[Any], key: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]],
                 after: tuple[Any, Any] | None, limit: int, *,
                 descending: bool = False) -> tuple[list[sa.Row[Any]], sa.Row[Any] | None]:
     """One page of `statement` ordered by `key`, starting after the `after` position.
@@ -42,7 +42,7 @@ def keyset_page(statement: sa.Select[Any], key: tuple[sa.ColumnElement[Any], sa.
     if after is not None:
         statement = statement.where(position < after if descending else position > after)
     order = [column.desc() for column in key] if descending else list(key)
-    with read_connection() as connection:
+    with database.read() as connection:
         rows = connection.execute(statement.order_by(*order).limit(limit + 1)).all()
     page = rows[:limit]
     return page, (page[-1] if len(rows) > limit else None)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -32,15 +32,16 @@ from prometheus_client.registry import Collector
 from rq import Queue
 from werkzeug.wrappers import Response
 
+from ..core.settings import Settings
+from ..extensions import settings
+from ..jobs.queue import CALCULATION_QUEUE, namespaced
 from .health import postgres_probe, redis_probe
-from .queue import namespaced
 
 log = logging.getLogger(__name__)
-bp = Blueprint("telemetry", __name__)
+bp = Blueprint("prometheus", __name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"  # 404s: one label value, however many paths are probed
-SCRAPE_TIMEOUT_SECONDS = 2.0
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 
 
@@ -88,30 +89,30 @@ def process_metrics(multiproc_dir: str | None) -> ProcessMetrics:
 
 
 def _metrics() -> ProcessMetrics:
-    return process_metrics(current_app.config["PROMETHEUS_MULTIPROC_DIR"])
+    return process_metrics(settings().prometheus_multiproc_dir)
 
 
 def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> None:
-    """Record what one ingestion call did; called by the events service after it commits."""
+    """Record what one ingestion call did; called by the API after the events service committed."""
     metrics = _metrics()
     metrics.events_ingested.inc(created)
     metrics.events_duplicates.inc(duplicates)
     metrics.events_late.inc(late)
 
 
-def init_app(app: Flask) -> None:
-    process_metrics(app.config["PROMETHEUS_MULTIPROC_DIR"])
+def init_app(app: Flask, config: Settings) -> None:
+    process_metrics(config.prometheus_multiproc_dir)
     app.before_request(_start_timer)
     app.after_request(_observe_request)
     app.register_blueprint(bp)
 
 
 def _start_timer() -> None:
-    g.telemetry_started = time.perf_counter()
+    g.prometheus_started = time.perf_counter()
 
 
 def _observe_request(response: Response) -> Response:
-    started = g.get("telemetry_started")
+    started = g.get("prometheus_started")
     method = request.method if request.method in METHODS else "other"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
     metrics = _metrics()
@@ -133,14 +134,15 @@ class QueueCollector(_SourceCollector):
 
     name = "queue"
 
-    def __init__(self, redis_url: str, queues: dict[str, str]) -> None:
+    def __init__(self, redis_url: str, queues: dict[str, str], timeout: float) -> None:
         self.redis_url = redis_url
         self.queues = queues  # label -> Redis queue name
+        self.timeout = timeout
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("tracking_queue_jobs", "RQ jobs per queue and state (queued is the queue depth).",
                                  labels=["queue", "state"])
-        client = redis_probe(self.redis_url, SCRAPE_TIMEOUT_SECONDS)
+        client = redis_probe(self.redis_url, self.timeout)
         try:
             for label, name in self.queues.items():
                 queue = Queue(name, connection=client)
@@ -172,12 +174,13 @@ class CalculationCollector(_SourceCollector):
 
     name = "calculations"
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, timeout: float) -> None:
         self.database_url = database_url
+        self.timeout = timeout
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with postgres_probe(self.database_url, SCRAPE_TIMEOUT_SECONDS) as conn:
+            with postgres_probe(self.database_url, self.timeout) as conn:
                 rows = conn.execute(_RUNS).fetchall()
         except Exception as exc:  # the database down must not fail the whole scrape
             log.warning("calculation metrics unavailable: %s", type(exc).__name__)
@@ -242,10 +245,12 @@ def _process_collector(multiproc_dir: str | None) -> Collector:
 @bp.get("/internal/metrics")
 def exposition() -> Response:
     """The Prometheus text exposition; keep it off the public internet (see README)."""
-    config = current_app.config
-    scrape = _Exposition(_process_collector(config["PROMETHEUS_MULTIPROC_DIR"]), [
-        QueueCollector(config["REDIS_URL"], {"metrics": namespaced("metrics")}),
-        CalculationCollector(config["DATABASE_URL"]),
+    config = settings()
+    assert config.database_url is not None  # Settings.check() refuses to start without it
+    timeout = config.prometheus_scrape_timeout_seconds
+    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), [
+        QueueCollector(config.redis_url, {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}, timeout),
+        CalculationCollector(config.database_url, timeout),
     ])
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]

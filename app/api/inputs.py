@@ -1,0 +1,36 @@
+"""Reading API requests: the JSON body and the list parameters, checked by the core input rules."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from ..core.validation import InputBounds, ListQuery, decode_json_body, parse_list_query
+from ..extensions import settings
+from ..http.errors import ApiError
+
+
+def json_body(*, optional: bool = False) -> Any:
+    """The request's JSON document; 415 for another content type, 400 when malformed.
+
+    With `optional`, an empty body without a content type reads as None
+    (`POST /api/metrics` is called with no body by the original's clients).
+    """
+    raw = request.get_data(cache=False)
+    if optional and not raw.strip() and request.mimetype in ("", "application/json"):
+        return None
+    if request.mimetype != "application/json":
+        raise ApiError("send the body as application/json", status=415, code="unsupported_media_type")
+    return decode_json_body(raw)
+
+
+def input_bounds() -> InputBounds:
+    config = settings()
+    return InputBounds(metadata_max_bytes=config.metadata_max_bytes, future_tolerance=config.future_tolerance)
+
+
+def list_query(allowed: set[str], prefixes: tuple[str, ...] = ()) -> ListQuery:
+    """`user_id`, `from`, `till` (half-open range) and `limit` from the query string, plus `allowed`."""
+    config = settings()
+    return parse_list_query(request.args.to_dict(flat=False), allowed, default_limit=config.list_default_limit,
+                            max_limit=config.list_max_limit, prefixes=prefixes)

@@ -1,0 +1,232 @@
+"""Every setting of the service: one typed `Settings` object, read from the environment once.
+
+`load_config()` reads the environment (never at import time, so tests and the
+launcher can set it first) into a mapping keyed by variable name;
+`Settings.from_mapping()` parses and checks it once. The application factory
+builds one `Settings` and every adapter takes its values from it. Each entry
+names its variable, its default and its meaning; the README's configuration
+table is rendered from this list (`settings_table()`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+from .windows import window_size
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the process must not start."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the configuration table: the variable, its default, how to parse it, what it means."""
+
+    key: str
+    default: Any
+    parse: Callable[[str], Any] = str
+    doc: str = ""
+
+
+def _setting(key: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"setting": Setting(key, default, parse, doc)})
+
+
+DEV_SECRET_KEY = "dev-insecure-secret"
+LOG_FORMATS = ("kv", "json")
+ACCESS_CONTROL_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration, typed; attribute names are the variables' names in lower case."""
+
+    app_env: str = _setting("APP_ENV", "development", str, "`production` turns on the start-up safety checks.")
+    secret_key: str = _setting("SECRET_KEY", DEV_SECRET_KEY, str, "Signs session cookies; must be set in production.")
+    database_url: str | None = _setting(
+        "DATABASE_URL", None, str, "PostgreSQL URL for writes (and reads unless DATABASE_READ_URL is set).")
+    database_read_url: str | None = _setting(
+        "DATABASE_READ_URL", None, str, "Optional PostgreSQL replica URL that serves the list queries.")
+    database_pool_size: int = _setting("DATABASE_POOL_SIZE", 5, int, "Connections kept per process.")
+    redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", str,
+                              "Redis URL for the job queue and the scheduler.")
+    redis_namespace: str = _setting(
+        "REDIS_NAMESPACE", "tracking", str,
+        "Prefix of every queue and scheduler key, so several deployments can share one Redis.")
+    redis_connect_timeout_seconds: float = _setting(
+        "REDIS_CONNECT_TIMEOUT_SECONDS", 2.0, float, "How long the job queue's client waits to connect to Redis.")
+    redis_socket_timeout_seconds: float = _setting(
+        "REDIS_SOCKET_TIMEOUT_SECONDS", 5.0, float, "How long the job queue's client waits for a Redis answer.")
+    port: int = _setting("PORT", 8080, int, "Port the web server listens on.")
+    metrics_window_hours: int = _setting("METRICS_WINDOW_HOURS", 4, int,
+                                         "Size of a metrics window in hours; must divide 24.")
+    metrics_schedule: str = _setting("METRICS_SCHEDULE", "1 */4 * * *", str,
+                                     "Cron expression (UTC) of the periodic calculation.")
+    metrics_settle_seconds: int = _setting(
+        "METRICS_SETTLE_SECONDS", 30, int,
+        "A window counts as closed this long after its end, so in-flight writes land first.")
+    metrics_chunk_windows: int = _setting("METRICS_CHUNK_WINDOWS", 42, int,
+                                          "Windows computed per transaction during catch-up.")
+    metrics_job_timeout: int = _setting("METRICS_JOB_TIMEOUT", 1800, int,
+                                        "Seconds a calculation job may run before RQ stops it.")
+    metrics_job_retries: int = _setting("METRICS_JOB_RETRIES", 3, int, "Times a failed calculation job is retried.")
+    metrics_job_result_ttl: int = _setting(
+        "METRICS_JOB_RESULT_TTL", 24 * 3600, int,
+        "Seconds a finished calculation job (and its summary) stays readable at /api/metrics/jobs/<id>.")
+    metrics_job_failure_ttl: int = _setting("METRICS_JOB_FAILURE_TTL", 7 * 24 * 3600, int,
+                                            "Seconds a failed calculation job stays readable.")
+    log_level: str = _setting("LOG_LEVEL", "INFO", str, "Python log level.")
+    log_format: str = _setting("LOG_FORMAT", "kv", str,
+                               "`kv` (key=value) or `json`: one structured line per request and per job.")
+    readyz_timeout_seconds: float = _setting(
+        "READYZ_TIMEOUT_SECONDS", 0.8, float, "Deadline of the `/readyz` checks; a slower dependency counts as down.")
+    prometheus_multiproc_dir: str | None = _setting(
+        "PROMETHEUS_MULTIPROC_DIR", None, str,
+        "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
+        "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1.")
+    prometheus_scrape_timeout_seconds: float = _setting(
+        "PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", 2.0, float,
+        "How long a scrape of `/internal/metrics` waits for PostgreSQL and Redis before reporting them down.")
+    gunicorn_workers: int = _setting("GUNICORN_WORKERS", 2, int, "gunicorn worker processes (`gunicorn.conf.py`).")
+    gunicorn_threads: int = _setting("GUNICORN_THREADS", 4, int, "Threads per gunicorn worker.")
+    gunicorn_graceful_timeout: int = _setting(
+        "GUNICORN_GRACEFUL_TIMEOUT", 25, int, "Seconds gunicorn lets in-flight requests finish after SIGTERM.")
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body.")
+    metadata_max_bytes: int = _setting("METADATA_MAX_BYTES", 16 * 1024, int,
+                                       "Largest accepted event metadata, JSON-encoded.")
+    event_future_tolerance_seconds: int = _setting(
+        "EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie.")
+    list_default_limit: int = _setting("LIST_DEFAULT_LIMIT", 100, int,
+                                       "Page size of list endpoints when `limit` is not given.")
+    list_max_limit: int = _setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints.")
+    rate_limit_ingest: str = _setting("RATE_LIMIT_INGEST", "1000 per second", str,
+                                      "Budget per client for recording events (empty: no limit).")
+    rate_limit_recalculate: str = _setting("RATE_LIMIT_RECALCULATE", "10 per minute", str,
+                                           "Budget per client for triggering calculations (empty: no limit).")
+    rate_limit_login: str = _setting("RATE_LIMIT_LOGIN", "10 per minute", str,
+                                     "Budget per address for dashboard sign-in attempts (empty: no limit).")
+    rate_limit_redis_timeout_seconds: float = _setting(
+        "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.5, float,
+        "How long a rate-limit check waits for Redis before letting the request through.")
+    access_control: str = _setting(
+        "ACCESS_CONTROL", "auto", str,
+        "`on`, `off`, or `auto`: on in production or once any token or admin password is set.")
+    api_tokens_ingest: str = _setting("API_TOKENS_INGEST", "", str,
+                                      "Comma-separated bearer tokens that may only record events.")
+    api_tokens_full: str = _setting("API_TOKENS_FULL", "", str,
+                                    "Comma-separated bearer tokens that may use the whole API.")
+    admin_username: str = _setting("ADMIN_USERNAME", "admin", str, "Dashboard login name.")
+    admin_password_hash: str = _setting("ADMIN_PASSWORD_HASH", "", str,
+                                        "Dashboard password hash (`flask --app wsgi hash-password`).")
+    session_lifetime_seconds: int = _setting("SESSION_LIFETIME_SECONDS", 12 * 3600, int,
+                                             "How long a dashboard sign-in lasts.")
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
+        """The settings named in `config` (by variable), the rest at their defaults; checked once."""
+        values = {f.name: config[f.metadata["setting"].key] for f in fields(cls)
+                  if f.metadata["setting"].key in config}
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    @property
+    def window_size(self) -> timedelta:
+        return timedelta(hours=self.metrics_window_hours)
+
+    @property
+    def settle(self) -> timedelta:
+        return timedelta(seconds=self.metrics_settle_seconds)
+
+    @property
+    def future_tolerance(self) -> timedelta:
+        return timedelta(seconds=self.event_future_tolerance_seconds)
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def ingest_tokens(self) -> tuple[str, ...]:
+        return split_tokens(self.api_tokens_ingest)
+
+    @property
+    def full_tokens(self) -> tuple[str, ...]:
+        return split_tokens(self.api_tokens_full)
+
+    @property
+    def access_control_enabled(self) -> bool:
+        """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
+        if self.access_control in ("on", "off"):
+            return self.access_control == "on"
+        return bool(self.ingest_tokens or self.full_tokens or self.admin_password_hash) or self.production
+
+    def check(self) -> None:
+        """Refuse settings that cannot work together; the message names the variable."""
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (make run sets it for you).")
+        try:
+            window_size(self.metrics_window_hours)
+        except ValueError:
+            raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
+        if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+        if self.production and self.secret_key in ("", DEV_SECRET_KEY):
+            raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
+        if self.access_control not in ACCESS_CONTROL_MODES:
+            raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
+        if self.access_control_enabled:
+            problems = []
+            if not self.full_tokens:
+                problems.append("API_TOKENS_FULL is not set")
+            if not self.admin_password_hash:
+                problems.append("ADMIN_PASSWORD_HASH is not set (flask --app wsgi hash-password makes one)")
+            if problems:
+                raise ConfigError("access control is on but " + "; ".join(problems) + " (or set ACCESS_CONTROL=off)")
+
+
+SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Settings))
+
+
+def split_tokens(value: str | None) -> tuple[str, ...]:
+    return tuple(token.strip() for token in (value or "").split(",") if token.strip())
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every setting's value from the environment (or a given mapping), by variable name."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.key)
+        if raw is None or raw == "":
+            config[setting.key] = setting.default
+            continue
+        try:
+            config[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.key}={raw!r} is not valid: {exc}") from None
+    return config
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Point a plain `postgresql://` URL at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def settings_table() -> str:
+    """The README's configuration table, rendered from SETTINGS so the two cannot drift apart."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for setting in SETTINGS:
+        default = "(unset)" if setting.default is None else f"`{setting.default}`"
+        lines.append(f"| `{setting.key}` | {default} | {setting.doc.replace('|', '&#124;')} |")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The floor plan of `app/`, kept by reading every module's imports (no code is run).
+
+core and services know nothing of Flask, werkzeug, Redis or the layers above
+them; the two blueprints never import each other; nothing on the request path
+imports the development tooling.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app"
+
+WEB_LIBRARIES = ("flask", "werkzeug", "jinja2")
+UPPER_LAYERS = ("app.http", "app.api", "app.web", "app.ops", "app.jobs", "app.extensions", "app.dev")
+FORBIDDEN = {
+    "app.core": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS, "app.services"),
+    "app.services": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS),
+    "app.jobs": ("app.http", "app.api", "app.web", "app.ops", "app.dev"),
+    "app.http": ("app.api", "app.web", "app.dev"),
+    "app.ops": ("app.api", "app.web", "app.dev"),
+    "app.api": ("app.web", "app.dev"),
+    "app.web": ("app.api", "app.dev"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, relative imports resolved to absolute names."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            found.add(prefix)
+            found.update(f"{prefix}.{alias.name}" for alias in node.names)
+    return found
+
+
+def reaches(imported: str, target: str) -> bool:
+    return imported == target or imported.startswith(target + ".") or imported.startswith(target + "_")
+
+
+MODULES = {module_name(path): imports_of(path) for path in sorted(APP.rglob("*.py"))}
+
+
+def test_the_walker_sees_relative_and_absolute_imports():
+    assert "app.services.events.record_events" in MODULES["app.api.events"]
+    assert "app.core.database.Database" in MODULES["app.services.events"]
+    assert "flask" in MODULES["app.extensions"]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_each_layer_imports_only_what_it_may(layer):
+    breaches = [f"{module} imports {imported}" for module, imported_names in MODULES.items()
+                if module == layer or module.startswith(layer + ".")
+                for imported in sorted(imported_names)
+                if any(reaches(imported, target) for target in FORBIDDEN[layer])]
+    assert not breaches, "\n".join(breaches)
+
+
+def test_nothing_served_imports_the_development_tooling():
+    entry_points = {name: imports_of(ROOT / name) for name in ("wsgi.py", "worker.py", "gunicorn.conf.py")}
+    served = {**{m: i for m, i in MODULES.items() if not reaches(m, "app.dev")}, **entry_points}
+    breaches = [f"{module} imports {imported}" for module, names in served.items()
+                for imported in names if reaches(imported, "app.dev")]
+    assert not breaches, "\n".join(breaches)
+
+
+def test_app_keeps_its_modules_in_packages():
+    top_level = sorted(path.name for path in APP.glob("*.py"))
+    assert len(top_level) <= 6, top_level
+    for package in sorted(path.parent for path in APP.glob("*/__init__.py")):
+        assert ast.get_docstring(ast.parse((package / "__init__.py").read_text())), f"{package.name} has no docstring"
