@@ -4,7 +4,8 @@
 package) validates the file against the Compose specification and resolves
 interpolation, YAML merge keys and profiles; the checks below then run on the
 model Compose would deploy: entry points exist, dependencies and healthchecks
-are wired, ports agree with PORT, and every variable name is an app setting.
+are wired, only the proxy is published and ports agree with PORT, the proxy's
+template gets exactly its placeholders, and every variable name is an app setting.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
+NGINX_TEMPLATE = "deploy/nginx/default.conf.template"
 COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"
 
 SETTING_NAMES = {setting.key for setting in SETTINGS}
@@ -40,6 +42,7 @@ IMAGE_VARIABLES = {
     "db": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
     "adminer": {"ADMINER_DEFAULT_SERVER"},
     "rq-dashboard": {"RQ_DASHBOARD_REDIS_URL"},
+    "proxy": {"NGINX_ENVSUBST_FILTER", "UPSTREAM", "LISTEN_PORT", "MAX_BODY_BYTES"},
 }
 IMPORTANT_IN_ENV_EXAMPLE = {"SECRET_KEY", "POSTGRES_PASSWORD", "APP_ENV", "PORT", "LOG_LEVEL", "LOG_FORMAT",
                             "METRICS_WINDOW_HOURS", "METRICS_SCHEDULE", "GUNICORN_WORKERS"}
@@ -84,7 +87,7 @@ def model(tmp_path) -> dict[str, Any]:
 
 def test_compose_accepts_the_file_with_the_example_env(tmp_path):
     default = resolved(tmp_path, filled_env())
-    assert set(default["services"]) == {"db", "redis", "migrate", "web", "worker", "scheduler"}
+    assert set(default["services"]) == {"db", "redis", "migrate", "web", "worker", "scheduler", "proxy"}
     with_tools = resolved(tmp_path, filled_env(), "--profile", "tools")
     assert set(with_tools["services"]) - set(default["services"]) == {"adminer", "rq-dashboard"}
 
@@ -131,10 +134,42 @@ def test_every_service_waited_on_as_healthy_has_a_healthcheck(model):
 
 
 @pytest.mark.parametrize("port", ["8080", "9000"])
-def test_web_publishes_and_listens_on_port(tmp_path, port):
-    web = resolved(tmp_path, filled_env(PORT=port))["services"]["web"]
+def test_the_proxy_publishes_port_and_forwards_to_web_on_it(tmp_path, port):
+    services = resolved(tmp_path, filled_env(PORT=port))["services"]
+    web, proxy = services["web"], services["proxy"]
     assert web["environment"]["PORT"] == port
-    assert [(p["target"], p["published"]) for p in web["ports"]] == [(int(port), port)]
+    assert "ports" not in web and web["expose"] == [port]  # only the proxy reaches gunicorn
+    assert [(p["target"], p["published"]) for p in proxy["ports"]] == [(int(port), port)]
+    assert proxy["environment"]["LISTEN_PORT"] == port
+    assert proxy["environment"]["UPSTREAM"] == f"web:{port}"
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert proxy["depends_on"]["web"]["restart"] is True  # a recreated web gets a new address
+
+
+def _placeholders(text: str) -> set[str]:
+    """What the nginx image's envsubst would fill in: ${NAME} of upper-case names (nginx's own
+    variables are lower case)."""
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text))
+
+
+def test_the_proxy_gets_its_template_and_every_placeholder_of_it(model, tmp_path):
+    proxy = model["services"]["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    (mount,) = proxy["volumes"]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert mount["source"].endswith("/" + NGINX_TEMPLATE) and (ROOT / NGINX_TEMPLATE).is_file()
+    assert mount["target"] == "/etc/nginx/templates/default.conf.template"
+    environment = dict(proxy["environment"])
+    envsubst_filter = environment.pop("NGINX_ENVSUBST_FILTER")
+    placeholders = _placeholders((ROOT / NGINX_TEMPLATE).read_text())
+    assert placeholders == set(environment) == set(envsubst_filter.split("|"))
+    # The proxy refuses the bodies the app would refuse, and no others: by default, and when .env
+    # changes the app's limit.
+    assert environment["MAX_BODY_BYTES"] == str(load_config({})["MAX_BODY_BYTES"])
+    (tmp_path / "other-limit").mkdir()
+    services = resolved(tmp_path / "other-limit", filled_env(MAX_BODY_BYTES="2048"))["services"]
+    limits = {services[name]["environment"]["MAX_BODY_BYTES"] for name in ("proxy", "web")}
+    assert limits == {"2048"}
 
 
 def test_scaling_and_singletons(model):
@@ -142,7 +177,8 @@ def test_scaling_and_singletons(model):
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker  # `--scale worker=N` works
     assert services["scheduler"]["deploy"]["replicas"] == 1
-    assert "ports" not in services["scheduler"] and "ports" not in services["db"]  # nothing else is published
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy", "adminer", "rq-dashboard"}  # nothing else is published
 
 
 def test_the_tools_profile_has_adminer_on_8000_and_the_rq_dashboard(model):
