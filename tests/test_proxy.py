@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import load_config
-from app.headers import SECURITY_HEADERS
-from tests.helpers import free_port, poll
+from app.core.settings import load_config
+from app.http.headers import SECURITY_HEADERS
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -85,7 +85,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
             return True
         except OSError:
             return False
-    poll(listening, timeout=timeout, interval=0.1)
+    wait_until(listening, timeout=timeout, interval=0.1)
 
 
 def stop(process: subprocess.Popen, log_path: Path) -> None:
@@ -134,7 +134,7 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[int]:
     try:
         wait_for_port(port, process, log_path)
         # The arbiter listens before its worker has loaded the app: wait for an answer.
-        poll(lambda: request(port, "GET", "/healthz", timeout=5)[0] == 200, timeout=30, interval=0.1)
+        wait_until(lambda: request(port, "GET", "/healthz", timeout=5)[0] == 200, timeout=30, interval=0.1)
         yield port
     finally:
         stop(process, log_path)
@@ -295,7 +295,7 @@ def test_the_same_slow_clients_stall_gunicorn_without_the_proxy(gunicorn):
         times = healthz_times(gunicorn, until=time.monotonic() + 3)
     assert times and all(took > HEALTHZ_BOUND for took in times), times
     # Once they are gone, gunicorn answers again.
-    poll(lambda: request(gunicorn, "GET", "/healthz", timeout=3)[0] == 200, timeout=15, interval=0.2)
+    wait_until(lambda: request(gunicorn, "GET", "/healthz", timeout=3)[0] == 200, timeout=15, interval=0.2)
 
 
 # --- Sizes nginx refuses itself -----------------------------------------------------------
