@@ -49,17 +49,21 @@ def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subproc
                                 process_group=0)
 
 
-def stop(process: subprocess.Popen, log_path: Path | None = None) -> None:
-    """SIGTERM (warm shutdown), then SIGKILL the group if it does not exit in time."""
+def stop(process: subprocess.Popen, log_path: Path | None = None, timeout: float = 15) -> None:
+    """SIGTERM (a warm shutdown: gunicorn and RQ stop their children too), then SIGKILL if it does not exit
+    in time: its whole process group when it leads one (a work horse or gunicorn worker goes with it)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
     if log_path is not None and log_path.exists():
-        print(log_path.read_text())
+        print(f"--- {log_path.name}\n{log_path.read_text()}")
 
 
 WORKER = [sys.executable, "worker.py"]

@@ -31,7 +31,7 @@ import pytest
 
 from app.core.settings import load_config
 from app.http.headers import SECURITY_HEADERS
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -86,17 +86,6 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
         except OSError:
             return False
     wait_until(listening, timeout=timeout, interval=0.1)
-
-
-def stop(process: subprocess.Popen, log_path: Path) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    print(f"--- {log_path.name}\n{log_path.read_text()}")
 
 
 @contextmanager

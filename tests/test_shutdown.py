@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.extensions import db
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -35,17 +35,6 @@ def process_env(app_config: dict[str, object], **extra: object) -> dict[str, str
 
 def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (gunicorn then stops its workers too), SIGKILL only if that does not end it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -79,7 +68,7 @@ def test_sigterm_lets_the_worker_finish_its_job_and_exit_0(app, app_config, clie
             db.session.rollback()
         assert worker.wait(timeout=120) == 0
     finally:
-        stop(worker)
+        stop(worker, timeout=30)
         print(log_path.read_text())
 
     done = client.get(job["url"]).get_json()["job"]
@@ -115,7 +104,7 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[tuple[subprocess.Popen, int,
         wait_until(lambda: _get(port, "/healthz") == 200, timeout=30)
         yield process, port, log_path
     finally:
-        stop(process)
+        stop(process, timeout=30)
         print(log_path.read_text())
 
 
