@@ -47,7 +47,9 @@ class Settings:
     """The whole configuration, typed; attribute names are the variables' names in lower case."""
 
     app_env: str = _setting("APP_ENV", "development", str, "`production` turns on the start-up safety checks.")
-    secret_key: str = _setting("SECRET_KEY", DEV_SECRET_KEY, str, "Signs session cookies; must be set in production.")
+    secret_key: str = _setting(
+        "SECRET_KEY", DEV_SECRET_KEY, str,
+        "Signs session cookies; must be a secret value in production and whenever access control is on.")
     database_url: str | None = _setting(
         "DATABASE_URL", None, str, "PostgreSQL URL for writes (and reads unless DATABASE_READ_URL is set).")
     database_read_url: str | None = _setting(
@@ -178,10 +180,17 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
-        if self.production and self.secret_key in ("", DEV_SECRET_KEY):
-            raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
         if self.access_control not in ACCESS_CONTROL_MODES:
             raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
+        if not self.secret_key:
+            raise ConfigError("SECRET_KEY is empty: the dashboard's sessions (and CSRF tokens) need one")
+        if self.secret_key == DEV_SECRET_KEY and (self.production or self.access_control_enabled):
+            # The development default is public: whoever knows it can sign a session cookie that the
+            # dashboard accepts as signed in. So wherever a sign-in protects something, refuse it.
+            why = "APP_ENV=production" if self.production else "access control is on"
+            raise ConfigError(f"SECRET_KEY must be set to a secret value when {why} (the default is public, so "
+                              "anyone could sign a session cookie); make one with "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         if self.access_control_enabled:
             problems = []
             if not self.full_tokens:
