@@ -112,9 +112,17 @@ class Settings:
                                            "Budget per client for triggering calculations (empty: no limit).")
     rate_limit_login: str = _setting("RATE_LIMIT_LOGIN", "10 per minute", str,
                                      "Budget per address for dashboard sign-in attempts (empty: no limit).")
+    rate_limit_login_username: str = _setting(
+        "RATE_LIMIT_LOGIN_USERNAME", "20 per minute", str,
+        "Budget per submitted user name for dashboard sign-in attempts, from all addresses together "
+        "(empty: no limit).")
     rate_limit_redis_timeout_seconds: float = _setting(
         "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.5, float,
         "How long a rate-limit check waits for Redis before letting the request through.")
+    trusted_proxies: int = _setting(
+        "TRUSTED_PROXIES", 0, int,
+        "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed (the client address "
+        "that rate limits key on); 0 trusts none. Compose sets 1 for its nginx.")
     access_control: str = _setting(
         "ACCESS_CONTROL", "auto", str,
         "`on`, `off`, or `auto`: on in production or once any token or admin password is set.")
@@ -180,6 +188,8 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+        if self.trusted_proxies < 0:
+            raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
         if self.access_control not in ACCESS_CONTROL_MODES:
             raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
         if not self.secret_key:

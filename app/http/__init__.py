@@ -4,7 +4,7 @@ May import `app.core`, `app.services` and `app.jobs`; never `app.api` or `app.we
 which build on it.
 """
 
-# Methods that change nothing: no CSRF token, no rate-limit budget.
+# Methods that change nothing: no CSRF token.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where the JSON API lives: stateless (no cookie session), errors in the JSON envelope.
 API_PREFIX = "/api/"

@@ -38,7 +38,6 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-@bp.before_request
 def require_login() -> BaseResponse | None:
     """Send visitors without a session to the login page (htmx requests are told to go there)."""
     if not settings().access_control_enabled or request.endpoint in OPEN_ENDPOINTS:
