@@ -5,6 +5,7 @@ import pytest
 
 from app.dev.embedded import start_redis
 from tests.helpers import count_rows, separate_app
+from tests.openapi_check import ValidatingClient
 
 EVENT = {"user_id": 1, "action": "page_view"}
 
@@ -100,3 +101,39 @@ def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config)
         assert post("198.51.100.8") == 201
         # only the hop the proxy added is believed, not what the client wrote before it
         assert post("203.0.113.9, 198.51.100.7") == 429
+
+
+# Reads have a budget too (issue 11, class 8).
+
+@pytest.fixture
+def read_limited(app, app_config):
+    with separate_app({**app_config, "RATE_LIMIT_READ": "3 per minute"}) as limited_app:
+        limited_app.test_client_class = ValidatingClient  # the 429s must be in the OpenAPI document
+        yield limited_app
+
+
+def test_reads_share_one_budget_per_client(read_limited):
+    client = read_limited.test_client()
+    assert client.get("/api/events").status_code == 200
+    assert client.get("/api/metrics").status_code == 200
+    export = client.get("/api/events/export")
+    assert export.status_code == 200
+    export.close()
+    refused = client.get("/api/events")
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert client.get("/api/metrics").status_code == 429
+    assert client.get("/api/events/export").status_code == 429
+    assert client.post("/api/event", json=EVENT).status_code == 201  # writes have their own budget
+    assert client.get("/api/events", environ_base={"REMOTE_ADDR": "10.9.8.7"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/events", "/events/export", "/metrics"])
+def test_the_dashboard_reads_spend_the_read_budget(read_limited, path):
+    client = read_limited.test_client()
+    assert [client.get("/api/events").status_code for _ in range(3)] == [200, 200, 200]
+    refused = client.get(path)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "try again" in refused.get_data(as_text=True)

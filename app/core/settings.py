@@ -110,6 +110,10 @@ class Settings:
                                       "Budget per client for recording events (empty: no limit).")
     rate_limit_recalculate: str = _setting("RATE_LIMIT_RECALCULATE", "10 per minute", str,
                                            "Budget per client for triggering calculations (empty: no limit).")
+    rate_limit_read: str = _setting(
+        "RATE_LIMIT_READ", "20 per second", str,
+        "Budget per client for reads: GET /api/events, /api/events/export, /api/metrics and the dashboard's "
+        "lists and export (empty: no limit).")
     rate_limit_login: str = _setting("RATE_LIMIT_LOGIN", "10 per minute", str,
                                      "Budget per address for dashboard sign-in attempts (empty: no limit).")
     rate_limit_login_username: str = _setting(

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "tracking.rate_limits"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READS = frozenset({"GET", "HEAD"})
 # The blueprint that charges its own requests, after its CSRF check and sign-in.
 SELF_CHARGING_BLUEPRINTS = frozenset({"web"})
 
@@ -67,6 +68,9 @@ class Budget:
 BUDGETS = (
     Budget("rate_limit_ingest", frozenset({"api.create_event", "api.create_events_batch"}), WRITES, client_key),
     Budget("rate_limit_recalculate", frozenset({"api.trigger_metrics", "web.recalculate"}), WRITES, client_key),
+    Budget("rate_limit_read", frozenset({"api.get_events", "api.export_events", "api.get_metrics", "web.events",
+                                         "web.more_events", "web.live_events", "web.export_events",
+                                         "web.metrics"}), READS, client_key),
     Budget("rate_limit_login", frozenset({"web.login"}), WRITES, _address_key),
     Budget("rate_limit_login_username", frozenset({"web.login"}), WRITES, login_username_key),
 )
