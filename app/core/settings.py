@@ -138,7 +138,10 @@ class Settings:
     admin_password_hash: str = _setting("ADMIN_PASSWORD_HASH", "", str,
                                         "Dashboard password hash (`flask --app wsgi hash-password`).")
     session_lifetime_seconds: int = _setting("SESSION_LIFETIME_SECONDS", 12 * 3600, int,
-                                             "How long a dashboard sign-in lasts.")
+                                             "How long a dashboard sign-in lasts at most, however active.")
+    session_idle_seconds: int = _setting(
+        "SESSION_IDLE_SECONDS", 30 * 60, int,
+        "A dashboard sign-in ends after this long without a request (checked on the server, in Redis).")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -192,6 +195,10 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+        for key, seconds in (("SESSION_LIFETIME_SECONDS", self.session_lifetime_seconds),
+                             ("SESSION_IDLE_SECONDS", self.session_idle_seconds)):
+            if seconds < 1:
+                raise ConfigError(f"{key}={seconds} must be at least 1 second")
         if self.trusted_proxies < 0:
             raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
         if self.access_control not in ACCESS_CONTROL_MODES:
