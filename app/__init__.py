@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from . import extensions
 from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
-from .http import auth, errors, headers, rate_limits, request_log
+from .http import auth, errors, headers, proxies, rate_limits, request_log
 from .http.json_provider import OrjsonProvider
 from .http.sessions import PagesOnlySessionInterface
 from .jobs import cli
@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                              **{key: value for key, value in config.items() if key not in names}})
     app.json = OrjsonProvider(app)
     app.session_interface = PagesOnlySessionInterface()
+    proxies.init_app(app, settings)
     request_log.init_app(app, settings)
     prometheus.init_app(app, settings)
 

@@ -146,6 +146,12 @@ def test_the_proxy_publishes_port_and_forwards_to_web_on_it(tmp_path, port):
     assert proxy["depends_on"]["web"]["restart"] is True  # a recreated web gets a new address
 
 
+def test_web_believes_the_forwarded_address_of_exactly_the_one_proxy(model):
+    assert model["services"]["web"]["environment"]["TRUSTED_PROXIES"] == "1"
+    # ...which replaces whatever X-Forwarded-For the client sent, rather than appending to it
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in (ROOT / NGINX_TEMPLATE).read_text()
+
+
 def _placeholders(text: str) -> set[str]:
     """What the nginx image's envsubst would fill in: ${NAME} of upper-case names (nginx's own
     variables are lower case)."""

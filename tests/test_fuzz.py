@@ -22,9 +22,10 @@ TOKEN = "fuzz-full-access-token"
 
 @pytest.fixture
 def app_config(app_config):
-    """Access control on, as the document says; no recalculation budget, so every request reaches the code."""
+    """Access control on, as the document says; no recalculation or read budget, so every request reaches
+    the code."""
     return {**app_config, "API_TOKENS_FULL": TOKEN, "ADMIN_PASSWORD_HASH": "scrypt:unused",
-            "RATE_LIMIT_RECALCULATE": ""}
+            "RATE_LIMIT_RECALCULATE": "", "RATE_LIMIT_READ": ""}
 
 
 def test_every_answer_conforms_to_the_document(app):

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from werkzeug.security import generate_password_hash
+
+from tests.helpers import separate_app
+from tests.test_web_login import sign_in
 
 
 @pytest.mark.parametrize(("method", "path"), [
@@ -18,3 +22,42 @@ def test_every_response_carries_the_security_headers(client, method, path):
     assert "unsafe-inline" not in policy
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+# Nothing that carries data may be kept by a browser or shared cache (issue 11, class 12).
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/api/events"),
+    ("get", "/api/events/export"),
+    ("get", "/api/metrics"),
+    ("post", "/api/event"),
+    ("get", "/api/metrics/jobs/unknown"),
+    ("get", "/api/events?limit=0"),
+])
+def test_api_answers_are_never_stored(client, method, path):
+    kwargs = {"json": {"user_id": 1, "action": "page_view"}} if method == "post" else {}
+    with getattr(client, method)(path, **kwargs) as response:
+        response.get_data()
+        assert response.headers["Cache-Control"] == "no-store", f"{method.upper()} {path}: {response.status_code}"
+
+
+def test_signed_in_pages_fragments_and_exports_are_never_stored(app, app_config):
+    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": "a-token", "ADMIN_USERNAME": "ops",
+              "ADMIN_PASSWORD_HASH": generate_password_hash("pw", "pbkdf2:sha256:1000")}
+    with separate_app(config) as guarded:
+        admin = guarded.test_client()
+        assert admin.get("/login").headers["Cache-Control"] == "no-store"  # it holds the session's CSRF token
+        sign_in(admin, password="pw")
+        for path, headers in [("/events", {}), ("/events?user_id=1", {"HX-Request": "true"}), ("/metrics", {}),
+                              ("/events/export", {})]:
+            with admin.get(path, headers=headers) as response:
+                response.get_data()
+                assert response.status_code == 200
+                assert response.headers["Cache-Control"] == "no-store", path
+
+
+def test_static_files_and_the_api_description_may_be_cached(client):
+    for path in ("/static/app.css", "/api/openapi.json"):
+        with client.get(path) as response:
+            response.get_data()
+            assert "no-store" not in response.headers.get("Cache-Control", ""), path

@@ -5,6 +5,7 @@ import pytest
 
 from app.dev.embedded import start_redis
 from tests.helpers import count_rows, separate_app
+from tests.openapi_check import ValidatingClient
 
 EVENT = {"user_id": 1, "action": "page_view"}
 
@@ -52,3 +53,87 @@ def test_limits_step_aside_while_redis_is_down(app, app_config, tmp_path):
     with separate_app({**app_config, "REDIS_URL": own.url, "RATE_LIMIT_INGEST": "1 per minute"}) as down:
         client = down.test_client()
         assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 201]
+
+
+# Who pays: a client key comes only from a verified token, else from the address (issue 11, class 2).
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_made_up_token_brings_no_budget_of_its_own(limited):
+    client = limited.test_client()
+    for n in range(3):
+        assert client.post("/api/event", json=EVENT, headers=bearer(f"made-up-{n}")).status_code == 201
+    assert client.post("/api/event", json=EVENT, headers=bearer("made-up-3")).status_code == 429
+    assert client.post("/api/metrics", headers=bearer("made-up-4")).status_code == 202
+    assert client.post("/api/metrics", headers=bearer("made-up-5")).status_code == 429
+
+
+def test_each_configured_token_has_its_own_budget(app, app_config):
+    config = {**app_config, "ACCESS_CONTROL": "off", "API_TOKENS_INGEST": "ingest-a,ingest-b",
+              "RATE_LIMIT_INGEST": "2 per minute"}
+    with separate_app(config) as tokens_app:
+        client = tokens_app.test_client()
+        statuses = [client.post("/api/event", json=EVENT, headers=bearer("ingest-a")).status_code for _ in range(3)]
+        assert statuses == [201, 201, 429]
+        assert client.post("/api/event", json=EVENT, headers=bearer("ingest-b")).status_code == 201
+        # the address's budget is a third one: a wrong token falls back to it
+        assert client.post("/api/event", json=EVENT, headers=bearer("wrong")).status_code == 201
+
+
+def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config):
+    budget = {"RATE_LIMIT_INGEST": "2 per minute"}
+    with separate_app({**app_config, **budget}) as direct:
+        client = direct.test_client()
+        statuses = [client.post("/api/event", json=EVENT, headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+                    for n in range(3)]
+        assert statuses == [201, 201, 429]  # TRUSTED_PROXIES=0: the header is anyone's to forge
+    with separate_app({**app_config, **budget, "TRUSTED_PROXIES": 1}) as proxied:
+        client = proxied.test_client()
+        proxy = {"REMOTE_ADDR": "10.0.0.2"}
+
+        def post(forwarded):
+            return client.post("/api/event", json=EVENT, environ_base=proxy,
+                               headers={"X-Forwarded-For": forwarded}).status_code
+
+        assert [post("198.51.100.7") for _ in range(3)] == [201, 201, 429]
+        assert post("198.51.100.8") == 201
+        # only the hop the proxy added is believed, not what the client wrote before it
+        assert post("203.0.113.9, 198.51.100.7") == 429
+
+
+# Reads have a budget too (issue 11, class 8).
+
+@pytest.fixture
+def read_limited(app, app_config):
+    with separate_app({**app_config, "RATE_LIMIT_READ": "3 per minute"}) as limited_app:
+        limited_app.test_client_class = ValidatingClient  # the 429s must be in the OpenAPI document
+        yield limited_app
+
+
+def test_reads_share_one_budget_per_client(read_limited):
+    client = read_limited.test_client()
+    assert client.get("/api/events").status_code == 200
+    assert client.get("/api/metrics").status_code == 200
+    export = client.get("/api/events/export")
+    assert export.status_code == 200
+    export.close()
+    refused = client.get("/api/events")
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert client.get("/api/metrics").status_code == 429
+    assert client.get("/api/events/export").status_code == 429
+    assert client.post("/api/event", json=EVENT).status_code == 201  # writes have their own budget
+    assert client.get("/api/events", environ_base={"REMOTE_ADDR": "10.9.8.7"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/events", "/events/export", "/metrics"])
+def test_the_dashboard_reads_spend_the_read_budget(read_limited, path):
+    client = read_limited.test_client()
+    assert [client.get("/api/events").status_code for _ in range(3)] == [200, 200, 200]
+    refused = client.get(path)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "try again" in refused.get_data(as_text=True)

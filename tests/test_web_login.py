@@ -113,3 +113,41 @@ def test_the_api_keeps_using_tokens_not_the_session(guarded):
     sign_in(guarded)
     assert guarded.get("/api/events").status_code == 401
     assert guarded.get("/api/events", headers={"Authorization": f"Bearer {FULL}"}).status_code == 200
+
+
+# Sign-in budgets: per address and per user name; charged only after the CSRF check (issue 11, classes 2 and 3).
+
+def test_sign_in_attempts_are_budgeted_per_user_name_across_addresses(app_config, app):
+    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": FULL, "ADMIN_USERNAME": "ops",
+              "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"),
+              "RATE_LIMIT_LOGIN": "5 per minute", "RATE_LIMIT_LOGIN_USERNAME": "3 per minute"}
+    with separate_app(config) as guarded_app:
+        def attempt(address, username):
+            client = guarded_app.test_client()
+            client.environ_base["REMOTE_ADDR"] = address
+            return sign_in(client, username, "wrong").status_code
+
+        # one guess from each of many addresses: the name's budget still runs out, whatever its spelling
+        names = ["ops", "OPS", " ops ", "ｏｐｓ"]
+        assert [attempt(f"10.0.0.{n}", name) for n, name in enumerate(names)] == [401, 401, 401, 429]
+        assert attempt("10.0.0.9", "someone-else") == 401
+
+
+def test_cross_site_posts_without_the_token_never_spend_the_sign_in_budget(guarded):
+    for _ in range(20):  # a hostile page's form: no session cookie, no CSRF token
+        attacker = guarded.application.test_client()
+        response = attacker.post("/login", data={"username": "ops", "password": "guess"})
+        assert response.status_code == 400
+    for _ in range(20):  # the same with a session of its own but a forged token
+        forged = guarded.post("/login", data={"username": "ops", "password": "guess", "csrf_token": "forged"})
+        assert forged.status_code == 400
+    assert sign_in(guarded).status_code == 303
+
+
+def test_cross_site_posts_never_spend_the_recalculate_budget(app_config, app):
+    with separate_app({**app_config, "RATE_LIMIT_RECALCULATE": "1 per minute"}) as open_app:
+        for _ in range(5):
+            assert open_app.test_client().post("/metrics/recalculate", headers=HTMX).status_code == 400
+        client = open_app.test_client()
+        page = client.get("/metrics").get_data(as_text=True)
+        assert client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": token_of(page)}).status_code == 200

@@ -90,7 +90,7 @@ _ERROR_RESPONSES = {
     503: "Unavailable",
 }
 # Who may call what once access control is on: ingest tokens only record events (no 403 there),
-# and recording and recalculating are rate-limited per client.
+# and recording, reading and recalculating are rate-limited per client.
 _FULL_TOKEN = (401, 403)
 _ANY_TOKEN = (401,)
 _RATE_LIMITED = (429,)
@@ -382,7 +382,7 @@ def build_document(settings: Settings) -> Schema:
                 "List events", "events", operation_id="listEvents", parameters=_event_parameters(settings),
                 description="Events in time order, one keyset page at a time. " + _META_FILTER,
                 responses={"200": _json("One page of events.", _ref("EventPage")),
-                           **_errors(400, *_FULL_TOKEN, 503)})},
+                           **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},
             "/api/events/export": {"get": _operation(
                 "Export events as CSV", "events", operation_id="exportEvents",
                 parameters=[p for p in _event_parameters(settings) if p["name"] not in ("limit", "cursor")],
@@ -390,7 +390,7 @@ def build_document(settings: Settings) -> Schema:
                             "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
                             "streamed; there are no pages, so `limit` and `cursor` are refused. " + _META_FILTER,
                 responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
-                           **_errors(400, *_FULL_TOKEN, 503)})},
+                           **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},
             "/api/metrics": {
                 "get": _operation(
                     "List metrics", "metrics", operation_id="listMetrics",
@@ -398,7 +398,7 @@ def build_document(settings: Settings) -> Schema:
                     description="Metrics of the windows whose start lies in `[from, till)`, ordered by window, "
                                 "then user.",
                     responses={"200": _json("One page of metrics.", _ref("MetricPage")),
-                               **_errors(400, *_FULL_TOKEN, 503)}),
+                               **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)}),
                 "post": _operation(
                     "Calculate metrics now", "metrics", operation_id="triggerCalculation", body=calculation_body,
                     description="Queues a calculation and answers with its job. While a calculation for the same "

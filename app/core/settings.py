@@ -47,7 +47,9 @@ class Settings:
     """The whole configuration, typed; attribute names are the variables' names in lower case."""
 
     app_env: str = _setting("APP_ENV", "development", str, "`production` turns on the start-up safety checks.")
-    secret_key: str = _setting("SECRET_KEY", DEV_SECRET_KEY, str, "Signs session cookies; must be set in production.")
+    secret_key: str = _setting(
+        "SECRET_KEY", DEV_SECRET_KEY, str,
+        "Signs session cookies; must be a secret value in production and whenever access control is on.")
     database_url: str | None = _setting(
         "DATABASE_URL", None, str, "PostgreSQL URL for writes (and reads unless DATABASE_READ_URL is set).")
     database_read_url: str | None = _setting(
@@ -108,11 +110,23 @@ class Settings:
                                       "Budget per client for recording events (empty: no limit).")
     rate_limit_recalculate: str = _setting("RATE_LIMIT_RECALCULATE", "10 per minute", str,
                                            "Budget per client for triggering calculations (empty: no limit).")
+    rate_limit_read: str = _setting(
+        "RATE_LIMIT_READ", "20 per second", str,
+        "Budget per client for reads: GET /api/events, /api/events/export, /api/metrics and the dashboard's "
+        "lists and export (empty: no limit).")
     rate_limit_login: str = _setting("RATE_LIMIT_LOGIN", "10 per minute", str,
                                      "Budget per address for dashboard sign-in attempts (empty: no limit).")
+    rate_limit_login_username: str = _setting(
+        "RATE_LIMIT_LOGIN_USERNAME", "20 per minute", str,
+        "Budget per submitted user name for dashboard sign-in attempts, from all addresses together "
+        "(empty: no limit).")
     rate_limit_redis_timeout_seconds: float = _setting(
         "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.5, float,
         "How long a rate-limit check waits for Redis before letting the request through.")
+    trusted_proxies: int = _setting(
+        "TRUSTED_PROXIES", 0, int,
+        "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed (the client address "
+        "that rate limits key on); 0 trusts none. Compose sets 1 for its nginx.")
     access_control: str = _setting(
         "ACCESS_CONTROL", "auto", str,
         "`on`, `off`, or `auto`: on in production or once any token or admin password is set.")
@@ -124,7 +138,10 @@ class Settings:
     admin_password_hash: str = _setting("ADMIN_PASSWORD_HASH", "", str,
                                         "Dashboard password hash (`flask --app wsgi hash-password`).")
     session_lifetime_seconds: int = _setting("SESSION_LIFETIME_SECONDS", 12 * 3600, int,
-                                             "How long a dashboard sign-in lasts.")
+                                             "How long a dashboard sign-in lasts at most, however active.")
+    session_idle_seconds: int = _setting(
+        "SESSION_IDLE_SECONDS", 30 * 60, int,
+        "A dashboard sign-in ends after this long without a request (checked on the server, in Redis).")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -178,10 +195,23 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
-        if self.production and self.secret_key in ("", DEV_SECRET_KEY):
-            raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
+        for key, seconds in (("SESSION_LIFETIME_SECONDS", self.session_lifetime_seconds),
+                             ("SESSION_IDLE_SECONDS", self.session_idle_seconds)):
+            if seconds < 1:
+                raise ConfigError(f"{key}={seconds} must be at least 1 second")
+        if self.trusted_proxies < 0:
+            raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
         if self.access_control not in ACCESS_CONTROL_MODES:
             raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
+        if not self.secret_key:
+            raise ConfigError("SECRET_KEY is empty: the dashboard's sessions (and CSRF tokens) need one")
+        if self.secret_key == DEV_SECRET_KEY and (self.production or self.access_control_enabled):
+            # The development default is public: whoever knows it can sign a session cookie that the
+            # dashboard accepts as signed in. So wherever a sign-in protects something, refuse it.
+            why = "APP_ENV=production" if self.production else "access control is on"
+            raise ConfigError(f"SECRET_KEY must be set to a secret value when {why} (the default is public, so "
+                              "anyone could sign a session cookie); make one with "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         if self.access_control_enabled:
             problems = []
             if not self.full_tokens:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..core.logs import redact
-from ..core.settings import Settings, load_config
+from ..core.settings import ConfigError, Settings, load_config
 from .embedded import EmbeddedServer, start_postgres, start_redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -26,6 +26,7 @@ DATA_DIR = REPO_ROOT / ".data"
 DEFAULT_PORT = 8080
 STOP_TIMEOUT_SECONDS = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EMBEDDED_URL = "postgresql://embedded"
 
 
 class StopRequest:
@@ -52,6 +53,10 @@ def main() -> int:
     except ValueError:
         return _fail(f"PORT={os.environ['PORT']!r} is not a port number")
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    try:
+        enabled = startup_settings(env).access_control_enabled
+    except ConfigError as exc:
+        return _fail(f"refusing to start: {exc}")
     servers: list[EmbeddedServer] = []
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -70,7 +75,6 @@ def main() -> int:
             # launcher, which stops each child once, and the servers after them.
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                                               stdin=subprocess.DEVNULL, process_group=0)
-        enabled = Settings.from_mapping(load_config(env)).access_control_enabled
         access = "on (tokens and login required)" if enabled else "OFF: open to anyone who can reach this port"
         print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
               f" | redis: {redis} | Ctrl-C stops everything", flush=True)
@@ -86,6 +90,17 @@ def main() -> int:
         _stop_children(children)
         for server in reversed(servers):
             server.stop()
+
+
+def startup_settings(env: dict[str, str]) -> Settings:
+    """The settings every child will read, checked before anything starts.
+
+    A refused setting (such as the public development SECRET_KEY once
+    credentials are set) then stops `make run` at once with the reason, not
+    later as a failed migration. An embedded database's URL is known only once
+    it runs, so a placeholder stands in for it here.
+    """
+    return Settings.from_mapping(load_config({**env, "DATABASE_URL": env.get("DATABASE_URL") or EMBEDDED_URL}))
 
 
 def _commands(port: int) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from enum import Enum
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 from ..core.settings import Settings
 from .errors import ApiError
@@ -39,11 +39,27 @@ def _match(token: str, settings: Settings) -> Access | None:
     return found
 
 
-def api_client_key() -> str:
-    """Who is calling, for rate limits: a digest of the token when there is one, else the address."""
-    token = _bearer_token()
-    if token:
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+def verified_access(settings: Settings) -> Access | None:
+    """The kind of the request's bearer token once it matched a configured one; worked out once a request."""
+    if "api_access" not in g:
+        token = _bearer_token()
+        g.api_access = _match(token, settings) if token else None
+    return g.api_access
+
+
+def client_key(settings: Settings) -> str:
+    """Who is calling, for rate limits: a token only once it matched a configured one, else the address.
+
+    An unverified token is a claim anyone can vary at will: keyed on it, every
+    random `Bearer` value would bring a fresh budget of its own.
+    """
+    if verified_access(settings) is not None:
+        return "token:" + hashlib.sha256((_bearer_token() or "").encode()).hexdigest()[:16]
+    return address_key()
+
+
+def address_key() -> str:
+    """The client's address: the connection's, or the trusted proxies' X-Forwarded-For (see `proxies`)."""
     return "ip:" + (request.remote_addr or "unknown")
 
 
@@ -59,8 +75,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     def require_api_token() -> None:
         if not enabled or request.blueprint != "api" or request.endpoint in OPEN_ENDPOINTS:
             return
-        token = _bearer_token()
-        access = _match(token, settings) if token else None
+        access = verified_access(settings)
         if access is None:
             raise ApiError("send a valid API token as `Authorization: Bearer <token>`", status=401,
                            code="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="api"'})

@@ -89,7 +89,7 @@ def init_app(app: Flask, max_body_bytes: int) -> None:
         status = exc.status if isinstance(exc, ApiError) else STATUS_OF.get(type(exc), 400)
         headers = exc.headers if isinstance(exc, ApiError) else None
         retry_after = exc.retry_after if isinstance(exc, ApiError) else None
-        if not is_api_request():  # a dashboard page: say it in words (rate limits on the login form)
+        if not is_api_request():  # a dashboard page: say it in words
             response = Response(exc.message, status=status, mimetype="text/plain", headers=headers)
             if retry_after is not None:
                 response.headers["Retry-After"] = str(retry_after)

@@ -2,10 +2,15 @@
 
 The Content-Security-Policy allows only our own scripts and styles: HTMX and
 the dashboard's scripts are static files, with no inline code.
+
+`Cache-Control: no-store` on everything but the static files and the public
+API description: pages, fragments, exports and API answers carry events,
+metrics or a session's CSRF token, which no browser or shared cache may keep
+(a shared computer's back button, a proxy's disk).
 """
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from ..core.settings import Settings
 
@@ -20,6 +25,9 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'none'",
 ])
+
+# The only answers a cache may keep: the same for everyone, and holding no data.
+CACHEABLE_ENDPOINTS = frozenset({"static", "api.openapi_document", "api.docs"})
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -39,4 +47,6 @@ def init_app(app: Flask, settings: Settings) -> None:
             response.headers.setdefault(name, value)
         if production:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.endpoint not in CACHEABLE_ENDPOINTS:
+            response.headers["Cache-Control"] = "no-store"
         return response

@@ -1,67 +1,152 @@
-"""Rate limits: per-client request budgets for ingestion, recalculation and sign-in, kept in Redis.
+"""Rate limits: every request budget of the service, defined here (`BUDGETS`) and counted in Redis.
 
-A client is its API token (or its address when the API is open). Budgets are
-fixed windows counted in Redis (one round trip a request), so every web
-process shares them. If Redis is unreachable the limits step aside rather
-than refuse traffic: ingestion must keep working while Redis is down.
+Who is charged is proven, never merely claimed: a bearer token only once it
+matched a configured one, else the client's address (the connection's, or
+what the trusted proxies forwarded: `proxies`); sign-in attempts are charged
+to the address and, separately, to the submitted user name, and both budgets
+must have room.
+
+A request is charged only once it has passed its checks: API requests after
+the token check (`auth` registers its hook first), dashboard requests after the
+CSRF check and the sign-in, from the web blueprint (`charge_dashboard_request`),
+so a cross-site form post without the session's token can never spend the
+admin's sign-in budget. A failed password has passed those checks, so it counts.
+
+Budgets are fixed windows counted in Redis (one round trip per budget), so
+every web process shares them. If Redis is unreachable the limits step aside
+rather than refuse traffic: ingestion must keep working while Redis is down.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from flask import Flask, request
-from limits import parse
+from flask import Flask, current_app, request
+from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from ..core.settings import Settings
-from . import SAFE_METHODS
-from .auth import api_client_key
+from .auth import address_key, client_key
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
-# Which setting budgets which endpoints; endpoints sharing a setting share one budget.
-BUDGETS = {
-    "rate_limit_ingest": ("api.create_event", "api.create_events_batch"),
-    "rate_limit_recalculate": ("api.trigger_metrics", "web.recalculate"),
-    "rate_limit_login": ("web.login",),
-}
+EXTENSION_KEY = "tracking.rate_limits"
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READS = frozenset({"GET", "HEAD"})
+# The blueprint that charges its own requests, after its CSRF check and sign-in.
+SELF_CHARGING_BLUEPRINTS = frozenset({"web"})
+
+
+def login_username_key(_settings: Settings) -> str:
+    """The submitted user name, normalised (case, width, surrounding space) and hashed into a short key."""
+    name = unicodedata.normalize("NFKC", request.form.get("username", "")).strip().casefold()
+    return "user:" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _address_key(_settings: Settings) -> str:
+    return address_key()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget: the setting holding its limit, the requests it charges, and who pays for each."""
+
+    setting: str
+    endpoints: frozenset[str]
+    methods: frozenset[str]
+    payer: Callable[[Settings], str]
+
+
+# Budgets sharing a setting share one count (the API's and the dashboard's Recalculate, say).
+BUDGETS = (
+    Budget("rate_limit_ingest", frozenset({"api.create_event", "api.create_events_batch"}), WRITES, client_key),
+    Budget("rate_limit_recalculate", frozenset({"api.trigger_metrics", "web.recalculate"}), WRITES, client_key),
+    Budget("rate_limit_read", frozenset({"api.get_events", "api.export_events", "api.get_metrics", "web.events",
+                                         "web.more_events", "web.live_events", "web.export_events",
+                                         "web.metrics"}), READS, client_key),
+    Budget("rate_limit_login", frozenset({"web.login"}), WRITES, _address_key),
+    Budget("rate_limit_login_username", frozenset({"web.login"}), WRITES, login_username_key),
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request over budget: which limit, and how many seconds until it has room again."""
+
+    limit: RateLimitItem
+    retry_after: int
+
+    @property
+    def message(self) -> str:
+        return f"rate limit of {self.limit} exceeded; retry later"
 
 
 class RateLimits:
-    """The budgets of one app, checked before its requests."""
+    """The budgets of one app, with their limits parsed once."""
 
     def __init__(self, settings: Settings) -> None:
-        self.items = {
-            endpoint: (setting, parse(getattr(settings, setting)))
-            for setting, endpoints in BUDGETS.items() if getattr(settings, setting)
-            for endpoint in endpoints
-        }
+        self.settings = settings
+        self.by_endpoint: dict[str, list[tuple[Budget, RateLimitItem]]] = {}
+        for budget in BUDGETS:
+            limit = getattr(settings, budget.setting)
+            if limit:
+                for endpoint in budget.endpoints:
+                    self.by_endpoint.setdefault(endpoint, []).append((budget, parse(limit)))
         timeout = settings.rate_limit_redis_timeout_seconds
         storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_namespace}:ratelimit",
                                socket_connect_timeout=timeout, socket_timeout=timeout)
         self.limiter = FixedWindowRateLimiter(storage)
 
-    def check(self) -> None:
-        budget = self.items.get(request.endpoint or "")
-        if budget is None or request.method in SAFE_METHODS:
-            return
-        scope, item = budget
-        client = api_client_key()
+    def charge(self) -> Refusal | None:
+        """Charge the current request to each of its budgets in turn; the first without room refuses it.
+
+        Budgets after a refusing one are not charged, so attempts an address
+        may no longer make do not spend the user name's budget as well.
+        """
+        for budget, limit in self.by_endpoint.get(request.endpoint or "", ()):
+            if request.method not in budget.methods:
+                continue
+            retry_after = self.charge_in_redis(limit, budget.setting, budget.payer(self.settings))
+            if retry_after is not None:
+                return Refusal(limit, retry_after)
+        return None
+
+    def charge_in_redis(self, limit: RateLimitItem, scope: str, payer: str) -> int | None:
+        """The Redis round trip: count one request; seconds to wait when over budget, else None.
+
+        Any storage failure lets the request through (None): the limits step aside while Redis is away.
+        """
         try:
-            allowed = self.limiter.hit(item, scope, client)
-            reset_at = None if allowed else self.limiter.get_window_stats(item, scope, client).reset_time
+            if self.limiter.hit(limit, scope, payer):
+                return None
+            reset_at = self.limiter.get_window_stats(limit, scope, payer).reset_time
         except Exception as exc:  # any storage failure: let the request through
             log.warning("rate limits unavailable, not enforced: %s", exc.__class__.__name__)
+            return None
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def check_request(self) -> None:
+        """The app-wide hook: charge every request except those whose blueprint charges them itself."""
+        if request.blueprint in SELF_CHARGING_BLUEPRINTS:
             return
-        if reset_at is not None:
-            retry_after = max(1, math.ceil(reset_at - time.time()))
-            raise ApiError(f"rate limit of {item} exceeded; retry later", status=429, code="rate_limited",
-                           retry_after=retry_after)
+        refusal = self.charge()
+        if refusal is not None:
+            raise ApiError(refusal.message, status=429, code="rate_limited", retry_after=refusal.retry_after)
+
+
+def charge_dashboard_request() -> Refusal | None:
+    """Charge a dashboard request once the web blueprint has checked its CSRF token and sign-in."""
+    limits: RateLimits = current_app.extensions[EXTENSION_KEY]
+    return limits.charge()
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    app.before_request(RateLimits(settings).check)
+    limits = app.extensions[EXTENSION_KEY] = RateLimits(settings)
+    app.before_request(limits.check_request)

@@ -18,7 +18,7 @@ bp = Blueprint("web", __name__)
 
 log = logging.getLogger(__name__)
 
-from . import csrf, events, login, metrics  # noqa: E402,F401  (routes and request checks register on import)
+from . import events, guard, login, metrics  # noqa: E402,F401  (routes and the request gate register on import)
 from .rendering import message_response  # noqa: E402
 
 

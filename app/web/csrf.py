@@ -29,8 +29,8 @@ def csrf_token() -> str:
     return token
 
 
-@bp.before_request
 def check_csrf_token() -> Response | None:
+    """A 400 for a state-changing request without this session's token (run first by `guard`)."""
     if request.method in SAFE_METHODS:
         return None
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
