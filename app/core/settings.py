@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -40,6 +41,8 @@ def _setting(key: str, default: Any, parse: Callable[[str], Any], doc: str) -> A
 DEV_SECRET_KEY = "dev-insecure-secret"
 LOG_FORMATS = ("kv", "json")
 ACCESS_CONTROL_MODES = ("auto", "on", "off")
+# What a browser sends as `Origin`: scheme, host and an optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class Settings:
                                         "Dashboard password hash (`flask --app wsgi hash-password`).")
     session_lifetime_seconds: int = _setting("SESSION_LIFETIME_SECONDS", 12 * 3600, int,
                                              "How long a dashboard sign-in lasts.")
+    cors_allowed_origins: str = _setting(
+        "CORS_ALLOWED_ORIGINS", "", str,
+        "`;`-separated origins (`http://localhost:3000`) whose pages may call `/api/` from a browser, "
+        "credentials included; empty: no CORS headers at all.")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -160,6 +167,10 @@ class Settings:
         return split_tokens(self.api_tokens_full)
 
     @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return split_origins(self.cors_allowed_origins)
+
+    @property
     def access_control_enabled(self) -> bool:
         """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
         if self.access_control in ("on", "off"):
@@ -180,6 +191,10 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
         if self.production and self.secret_key in ("", DEV_SECRET_KEY):
             raise ConfigError("SECRET_KEY must be set to a secret value when APP_ENV=production")
+        for origin in self.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin such as http://localhost:3000 "
+                                  "(scheme, host and optional port; no path, no wildcard)")
         if self.access_control not in ACCESS_CONTROL_MODES:
             raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
         if self.access_control_enabled:
@@ -197,6 +212,11 @@ SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Sett
 
 def split_tokens(value: str | None) -> tuple[str, ...]:
     return tuple(token.strip() for token in (value or "").split(",") if token.strip())
+
+
+def split_origins(value: str | None) -> tuple[str, ...]:
+    """The original's list format: origins separated by `;`, blanks ignored."""
+    return tuple(origin.strip() for origin in (value or "").split(";") if origin.strip())
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
