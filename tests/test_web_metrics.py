@@ -92,6 +92,7 @@ def test_empty_state_before_anything_is_computed(client):
     assert empty_text(html) == "No closed window in this range holds events yet."
     assert "No calculation has run yet." in html
     assert last_run_text(html) == "never"
+    assert "<dd>4 hours</dd>" in html and "in windows of 4 hours" in html
 
 
 def test_empty_state_says_why_the_table_is_empty(client, runner):

@@ -35,7 +35,8 @@ class TerminalProgress:
 
     def finish(self) -> None:
         if self.bar is not None:
-            self.bar.update(self.bar.length - self.bar.pos, None)
+            self.bar.current_item = None  # every window is counted: name none
+            self.bar.update(self.bar.length - self.bar.pos)
 
 
 def init_app(app: Flask) -> None:

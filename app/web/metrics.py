@@ -118,7 +118,7 @@ def metrics() -> Response:
     last_run = last_finished_run(db)
     context: dict[str, Any] = {
         "form": form, "active": "metrics", "now": now, "runs": recent_runs(db, RECENT_RUNS),
-        "last_run": last_run, "next_run": _next_run(),
+        "last_run": last_run, "next_run": _next_run(), "window_hours": settings().metrics_window_hours,
     }
     if form.valid:
         context.update(_windows_context(form, now, last_run))
