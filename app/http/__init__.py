@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every blueprint: auth, rate limits, headers, sessions, JSON, errors, logs.
+"""HTTP plumbing shared by every blueprint: auth, CORS, rate limits, headers, sessions, JSON, errors, logs.
 
 May import `app.core`, `app.services` and `app.jobs`; never `app.api` or `app.web`,
 which build on it.
