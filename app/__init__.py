@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from . import extensions
 from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
-from .http import auth, errors, headers, proxies, rate_limits, request_log
+from .http import auth, cors, errors, headers, proxies, rate_limits, request_log
 from .http.json_provider import OrjsonProvider
 from .http.sessions import PagesOnlySessionInterface
 from .jobs import cli
@@ -73,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, extensions.db, directory=str(MIGRATIONS_DIR))
     errors.init_app(app, settings.max_body_bytes)
     headers.init_app(app, settings)
+    cors.init_app(app, settings)  # before auth and rate limits: preflights carry no token
     auth.init_app(app, settings)
     rate_limits.init_app(app, settings)
     cli.init_app(app)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from flask import Flask
 
@@ -84,3 +86,33 @@ def csrf_token_of(client: Any) -> str:
     """The dashboard session's CSRF token, as the page hands it to htmx."""
     page = client.get("/events").get_data(as_text=True)
     return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+@contextmanager
+def catch_up_held_at(database_url: str, user_id: int, first: datetime, windows: int,
+                     held: int) -> Iterator[datetime]:
+    """A backlog of `windows` closed 4-hour windows from `first`, one event each, whose calculation
+    stops at window `held` until the block ends: that window's metrics row is locked meanwhile.
+
+    Yields the held window's start. A run waits there on the row lock, so a test sees it part
+    way through for as long as it needs, with no timing involved.
+    """
+    size = timedelta(hours=4)
+    start = first + held * size
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at) "
+            "SELECT gen_random_uuid(), %(user)s, 'page_view', '{}'::jsonb, %(first)s + n * %(size)s, now() "
+            "FROM generate_series(0, %(windows)s - 1) AS n",
+            {"user": user_id, "first": first, "size": size, "windows": windows})
+        setup.execute(
+            "INSERT INTO user_activity_metrics (user_id, window_start, window_end, event_count, actions) "
+            "VALUES (%(user)s, %(start)s, %(end)s, 1, '{}'::jsonb)",
+            {"user": user_id, "start": start, "end": start + size})
+    holder = psycopg.connect(database_url)
+    try:
+        holder.execute("SELECT 1 FROM user_activity_metrics WHERE user_id = %s AND window_start = %s FOR UPDATE",
+                       (user_id, start))
+        yield start
+    finally:
+        holder.close()  # ends the transaction: the run goes on

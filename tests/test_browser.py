@@ -7,12 +7,15 @@ where Chromium or chromedriver is not installed (.ci/run installs them).
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import random
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.helpers import post_event
+from app.web.chart import window_text
+from tests.helpers import catch_up_held_at, post_event
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -54,6 +58,30 @@ def browser() -> Iterator[Any]:
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the stdlib's name)
+        pass
+
+
+@pytest.fixture(scope="module")
+def other_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A second origin: a plain static file server on another port, like the original's React app on :3000."""
+    root = tmp_path_factory.mktemp("other-origin")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    thread.join(timeout=10)
+    httpd.server_close()
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, object], other_origin: tuple[str, Path]) -> dict[str, object]:
+    """The API lets pages of the second origin call it, as the original's compose configured it."""
+    return {**app_config, "CORS_ALLOWED_ORIGINS": other_origin[0]}
 
 
 @pytest.fixture
@@ -231,3 +259,110 @@ def viewport(browser: Any, width: int, height: int) -> None:
     """Emulate a screen of exactly this many CSS pixels (a phone below 500 px)."""
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+
+
+# What the original's React page does: on another origin, `fetch` the API and show the events,
+# reading the original's field names. Here it also records one event first, with a JSON content
+# type (so the browser sends a preflight), and shows the request id it may read (exposed header).
+ORIGINAL_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>User events</title></head>
+<body>
+<p id="status">loading</p>
+<table><thead><tr><th>UUID</th><th>User ID</th><th>Action</th><th>Metadata</th><th>Occured At</th></tr></thead>
+<tbody id="rows"></tbody></table>
+<script>
+const API = "%(api)s";
+async function main() {
+  const created = await fetch(API + "/api/event", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({user_id: 321, action: "from_the_page", metadata: {page: "/react"}})});
+  if (created.status !== 201) throw new Error("create answered " + created.status);
+  const response = await fetch(API + "/api/events?user_id=321");
+  const data = await response.json();
+  for (const event of data.events) {
+    const row = document.createElement("tr");
+    for (const value of [event.uuid, event.user_id, event.action, JSON.stringify(event.metadata), event.occured_at]) {
+      const cell = document.createElement("td");
+      cell.textContent = value === undefined ? "" : String(value);
+      row.appendChild(cell);
+    }
+    document.getElementById("rows").appendChild(row);
+  }
+  document.getElementById("status").textContent = "request " + response.headers.get("X-Request-ID");
+}
+main().catch((error) => { document.getElementById("status").textContent = "failed: " + error; });
+</script>
+</body></html>
+"""
+
+
+def test_the_original_page_on_another_origin_lists_events_with_its_field_names(page, server, client, other_origin):
+    origin, root = other_origin
+    store(client, 321, DAY0, action="test_action", page="/hello/world")
+    store(client, 5, DAY0)
+    (root / "index.html").write_text(ORIGINAL_PAGE % {"api": server})
+    page.get(f"{origin}/index.html")
+    status = wait(page, lambda b: b.find_element(By.ID, "status").text != "loading" and
+                  b.find_element(By.ID, "status").text, "the page has its answer")
+    assert status.startswith("request ") and len(status) > len("request "), status
+    rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in page.find_elements(By.CSS_SELECTOR, "#rows tr")]
+    listed = client.get("/api/events?user_id=321").get_json()["events"]
+    assert rows == [[e["id"], "321", e["action"], json_text(e["metadata"]), e["occurred_at"]] for e in listed]
+    assert [row[2] for row in rows] == ["test_action", "from_the_page"]
+    assert all(row[0] and row[4] for row in rows), "every UUID and Occured At cell is filled"
+
+
+def json_text(value: Any) -> str:
+    """`JSON.stringify` of a flat object, as the page writes it."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def open_window_lines(browser: Any) -> list[str]:
+    """The counts of each window in progress holding events (the one just ended is open too, and empty,
+    in the settle time after a boundary)."""
+    lines = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".open-window-counts")]
+    return [line for line in lines if not line.startswith("0 events")]
+
+
+def test_the_window_in_progress_shows_live_and_a_run_that_counted_nothing_is_not_never(page, server, client, worker):
+    now = datetime.now(UTC).replace(microsecond=0)
+    store(client, 77, now)
+    store(client, 77, now, action="click")
+    store(client, 78, now, action="click")
+    page.get(f"{server}/metrics")
+    assert open_window_lines(page) == ["3 events from 2 users so far."]
+    assert page.find_elements(By.CSS_SELECTOR, ".chart-wide rect.bar-open")
+    assert page.find_element(By.ID, "last-run").text == "never"
+    assert "the one in progress shows above" in page.find_element(By.CSS_SELECTOR, "p.empty").text
+    page.execute_script("window.__marker = 1")
+
+    store(client, 79, now)
+    wait(page, lambda b: open_window_lines(b) == ["4 events from 3 users so far."], "the live polling counts anew")
+    labels = [bar.get_attribute("aria-label") for bar in page.find_elements(By.CSS_SELECTOR, ".chart-wide .chart-bars g")]
+    assert [label for label in labels if label.endswith(": in progress, 4 events from 3 users so far (not final)")]
+
+    page.find_element(By.XPATH, "//button[normalize-space()='Recalculate now']").click()
+    wait(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#job-status .job-finished"), "the job finishes")
+    assert "counted 0 events of 0 users in 0 windows" in page.find_element(By.ID, "job-status").text
+    wait(page, lambda b: "nothing closed to count" in b.find_element(By.ID, "last-run").text,
+         "Last computed tells the run that counted nothing")
+    assert "never" not in page.find_element(By.ID, "last-run").text
+    assert open_window_lines(page) == ["4 events from 3 users so far."], "still counted live, not final"
+    assert page.execute_script("return window.__marker") == 1, "all without a reload"
+
+
+def test_the_recalculate_widget_shows_how_far_a_long_catch_up_is(page, server, client, worker, app_config):
+    with catch_up_held_at(app_config["DATABASE_URL"], 9, DAY0 - 1000 * timedelta(hours=4), windows=1000,
+                          held=700) as held:
+        page.get(f"{server}/metrics?user_id=9")
+        page.find_element(By.XPATH, "//button[normalize-space()='Recalculate now']").click()
+        bar = wait(page, lambda b: [p for p in b.find_elements(By.CSS_SELECTOR, "#job-status progress")
+                                    if p.get_attribute("value") == "700"], "the widget shows the run waiting at 700")[0]
+        assert bar.get_attribute("max") == "1000"
+        text = page.find_element(By.CSS_SELECTOR, "#job-status .job-progress p").text
+        assert text == f"700 of 1,000 windows counted (70%); counting {window_text(held, held + timedelta(hours=4))}"
+        job = client.post("/api/metrics").get_json()["job"]  # the same job, while it runs
+        assert job["status"] == "started" and job["progress"]["done"] == 700
+    wait(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#job-status .job-finished"), "the job finishes")
+    assert not page.find_elements(By.CSS_SELECTOR, "#job-status progress")
+    assert "counted 1,000 events of 1 users in 1,000 windows" in page.find_element(By.ID, "job-status").text

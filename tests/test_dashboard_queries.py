@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from app.jobs.schedule import make_scheduler, next_scheduled_run, sync_periodic_jobs
 from app.services.events import EventFilter, list_events
 from app.extensions import database, redis_client, settings
-from app.services.metrics import last_computed_at, latest_metric_window, recent_runs, window_totals
+from app.services.metrics import last_finished_run, latest_metric_window, open_windows, recent_runs, window_totals
 from tests.helpers import post_event
 
 UTC = timezone.utc
@@ -60,7 +60,7 @@ def test_window_totals_sum_users_fill_empty_windows_and_tell_pending_apart(app, 
 def test_latest_window_last_computed_and_recent_runs(app, client, runner):
     with app.app_context():
         assert latest_metric_window(database()) is None
-        assert last_computed_at(database()) is None
+        assert last_finished_run(database()) is None
         assert recent_runs(database()) == []
     store(client, 1, DAY0 + timedelta(hours=1))
     store(client, 2, DAY0 + timedelta(hours=5))
@@ -70,7 +70,7 @@ def test_latest_window_last_computed_and_recent_runs(app, client, runner):
         assert latest_metric_window(database()) == DAY0 + FOUR_HOURS
         assert latest_metric_window(database(), user_id=1) == DAY0
         assert latest_metric_window(database(), user_id=1, since=DAY0 + timedelta(hours=1)) is None
-        assert last_computed_at(database()) is not None
+        last_run = last_finished_run(database())
         newest_two = recent_runs(database(), limit=2)
         every_run = recent_runs(database())
     assert [run.id for run in newest_two] == [run.id for run in every_run[:2]]
@@ -80,6 +80,7 @@ def test_latest_window_last_computed_and_recent_runs(app, client, runner):
     oldest = every_run[-1]
     assert (oldest.users, oldest.events, oldest.first_window) == (2, 2, DAY0)
     assert [run.events for run in newest_two] == [0, 0], "later runs found nothing new to count"
+    assert last_run == every_run[0], "the last finished run, though it counted nothing"
 
 
 def test_next_scheduled_run_reads_the_registered_job(app):
@@ -92,3 +93,26 @@ def test_next_scheduled_run_reads_the_registered_job(app):
     assert due is not None and due.tzinfo is not None
     assert before < due <= before + FOUR_HOURS + timedelta(minutes=1)
     assert due.minute == 1 and due.hour % 4 == 0
+
+
+def test_open_windows_count_events_users_and_actions_so_far(app, client):
+    for user_id, minutes, action in ((1, 10, "page_view"), (1, 20, "click"), (2, 30, "click")):
+        store(client, user_id, DAY0 + FOUR_HOURS + timedelta(minutes=minutes), action)
+    store(client, 3, DAY0 + timedelta(hours=3, minutes=59))  # the window before: closed once settled
+    store(client, 4, DAY0 + 2 * FOUR_HOURS)  # the next window: not begun at `now`
+    size, settle = FOUR_HOURS, timedelta(seconds=30)
+    now = DAY0 + FOUR_HOURS + timedelta(hours=1)
+    with app.app_context():
+        live = open_windows(database(), now, size, settle)
+        one_user = open_windows(database(), now, size, settle, user_id=1)
+        nobody = open_windows(database(), now, size, settle, user_id=99)
+        settling = open_windows(database(), DAY0 + FOUR_HOURS + timedelta(seconds=10), size, settle)
+        later_range = open_windows(database(), now, size, settle, start=DAY0 + FOUR_HOURS + timedelta(minutes=1))
+        earlier_range = open_windows(database(), now, size, settle, end=DAY0 + FOUR_HOURS)
+    assert [(w.window_start, w.window_end, w.users, w.events, w.actions, w.state) for w in live] == [
+        (DAY0 + FOUR_HOURS, DAY0 + 2 * FOUR_HOURS, 2, 3, {"page_view": 1, "click": 2}, "open")]
+    assert [(w.users, w.events, w.actions) for w in one_user] == [(1, 2, {"page_view": 1, "click": 1})]
+    assert [(w.users, w.events, w.actions) for w in nobody] == [(0, 0, {})], "open, and empty so far"
+    assert [(w.window_start, w.events) for w in settling] == [(DAY0, 1), (DAY0 + FOUR_HOURS, 3)], \
+        "the window just ended stays open while it settles"
+    assert later_range == [] and earlier_range == [], "only windows whose start lies in [from, till)"

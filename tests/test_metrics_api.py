@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app.core.times import format_rfc3339
 from app.extensions import redis_client, settings
 from app.jobs.queue import calculation_queue
 from app.jobs.calculations import CALCULATE_FUNC
-from tests.helpers import post_event
+from tests.helpers import catch_up_held_at, post_event, wait_until
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -137,3 +138,59 @@ def test_list_metrics_validation(client, query, field):
     response = client.get(f"/api/metrics?{query}")
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
+
+
+def test_include_open_adds_the_windows_in_progress_apart_from_the_stored_list(client, runner):
+    store(client, 321, DAY0 + timedelta(hours=1))
+    now = datetime.now(UTC).replace(microsecond=0)
+    store(client, 321, now)
+    store(client, 321, now, action="click")
+    store(client, 322, now, action="click")
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    stored = client.get("/api/metrics").get_json()
+    assert "open_windows" not in stored, "by default: the stored, final windows only"
+    assert [m["window_start_at"] for m in stored["metrics"]] == ["2025-10-20T00:00:00.000000Z"]
+
+    body = client.get("/api/metrics?include_open=true").get_json()
+    assert body["metrics"] == stored["metrics"] and body["next_cursor"] is None
+    current = [w for w in body["open_windows"] if w["window_start_at"] <= format_rfc3339(now) < w["window_end_at"]]
+    assert len(current) == 1 and len(body["open_windows"]) in (1, 2)  # two in the settle time after a boundary
+    assert current[0]["event_count"] == 3 and current[0]["user_count"] == 2
+    assert current[0]["actions"] == {"page_view": 1, "click": 2}
+    assert current[0]["final"] is False and current[0]["as_of"] >= format_rfc3339(now)
+
+    mine = client.get("/api/metrics?include_open=true&user_id=322").get_json()["open_windows"]
+    assert [(w["event_count"], w["user_count"], w["actions"]) for w in mine if w["event_count"]] == [
+        (1, 1, {"click": 1})]
+    past = client.get("/api/metrics?include_open=true&till=2025-10-21T00:00:00Z").get_json()
+    assert past["open_windows"] == [], "only windows whose start lies in [from, till)"
+    assert client.get("/api/metrics?include_open=false").get_json() == stored
+
+
+def test_include_open_takes_true_or_false_only(client):
+    response = client.get("/api/metrics?include_open=yes")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "include_open"
+
+
+def test_a_long_catch_up_shows_its_progress_in_the_job(app_config, client, worker):
+    first = DAY0 - timedelta(hours=4) * 1000
+    with catch_up_held_at(app_config["DATABASE_URL"], 9, first, windows=1000, held=700) as held:
+        job = client.post("/api/metrics").get_json()["job"]
+        assert job["progress"] is None, "nothing counted before the job starts"
+        seen: list[int] = []
+
+        def progress() -> dict | None:
+            current = client.get(job["url"]).get_json()["job"]
+            if current["progress"] is not None:
+                seen.append(current["progress"]["done"])
+            return current if seen and seen[-1] == 700 else None
+
+        blocked = wait_until(progress, what="the run counts up to the held window")
+        assert blocked["status"] == "started"
+        assert blocked["progress"] == {"done": 700, "total": 1000, "window": format_rfc3339(held)}
+    done, _ = wait_for_job(client, job["url"])
+    assert done["summary"]["windows"] == 1000
+    assert done["progress"] == {"done": 1000, "total": 1000, "window": None}
+    seen.append(done["progress"]["done"])
+    assert seen == sorted(seen) and seen[-1] == 1000, f"progress only rises: {seen}"

@@ -1,6 +1,11 @@
 """The metrics calculation against real PostgreSQL, with time passed in, not waited for."""
 from __future__ import annotations
 
+import json
+import os
+import pty
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -11,8 +16,9 @@ import sqlalchemy as sa
 from app.core.validation import InputBounds, parse_event
 from app.core.windows import floor_window
 from app.extensions import database, db
-from app.services.calculation import CalculationSettings, calculate_metrics
+from app.services.calculation import CalculationProgress, CalculationSettings, calculate_metrics
 from app.services.events import record_events
+from tests.helpers import ROOT
 
 UTC = timezone.utc
 FOUR = timedelta(hours=4)
@@ -231,3 +237,52 @@ def test_cli_command_runs_the_same_calculation(app, runner):
     result = runner.invoke(args=["calculate-metrics", "--from", "2025-01-01T00:00:00Z"])
     assert result.exit_code != 0
     assert "--till" in result.output
+
+
+def test_progress_is_told_before_every_window_in_order(app):
+    for hour in range(1, 72, 4):
+        store(app, 1, DAY0 + timedelta(hours=hour))
+    told: list[CalculationProgress] = []
+    summary = calculate(app, now=DAY0 + timedelta(days=3, minutes=1), progress=told.append)
+    assert summary.windows == 18
+    assert [(p.done, p.total) for p in told] == [(i, 18) for i in range(18)]
+    assert [p.window for p in told] == [DAY0 + i * FOUR for i in range(18)]
+    nothing: list[CalculationProgress] = []
+    assert calculate(app, now=DAY0 + timedelta(days=3, minutes=1), progress=nothing.append).windows == 0
+    assert nothing == []
+
+
+def run_on_a_terminal(command: list[str], env: dict[str, str]) -> str:
+    """Run `command` with its stdout on a pseudo-terminal, as a person at a shell would; its output."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=follower,
+                          stderr=subprocess.STDOUT) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process has gone and closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_cli_draws_a_progress_bar_on_a_terminal_and_prints_only_the_summary_otherwise(app, app_config, runner):
+    for day in range(10):
+        for hour in range(1, 24, 4):
+            store(app, 3, DAY0 + timedelta(days=day, hours=hour))
+    env = {**os.environ, **{key: str(value) for key, value in app_config.items()}}
+    shown = run_on_a_terminal([sys.executable, "-m", "flask", "--app", "wsgi", "calculate-metrics"], env)
+    assert "Counting windows" in shown and "60/60" in shown, shown
+    assert '"windows": 60' in shown
+    for day in range(10, 12):
+        store(app, 3, DAY0 + timedelta(days=day, hours=1))
+    piped = runner.invoke(args=["calculate-metrics"])
+    assert piped.exit_code == 0
+    assert "Counting windows" not in piped.output
+    assert json.loads(piped.output)["windows"] == 2

@@ -74,12 +74,46 @@ def test_invalid_filters_are_named_inline_with_400(client, query, field, message
     assert "Recent calculation runs" in body, "the history does not depend on the filter"
 
 
+def last_run_text(html: str) -> str:
+    """What "Last computed" says, tags dropped."""
+    found = re.search(r'<dd id="last-run">(.*?)</dd>', html, re.S)
+    assert found, "the page has a Last computed fact"
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))).strip()
+
+
+def empty_text(html: str) -> str:
+    found = re.search(r'<p class="empty">\s*<strong>No metrics in these windows.</strong>(.*?)</p>', html, re.S)
+    assert found, "the windows table is empty"
+    return re.sub(r"\s+", " ", found.group(1)).strip()
+
+
 def test_empty_state_before_anything_is_computed(client):
     html = client.get("/metrics").get_data(as_text=True)
-    assert "No metrics in these windows." in html
-    assert "Nothing has been computed yet: press Recalculate now." in html
+    assert empty_text(html) == "No closed window in this range holds events yet."
     assert "No calculation has run yet." in html
-    assert "<dt>Last computed</dt>\n      <dd>never</dd>" in html
+    assert last_run_text(html) == "never"
+    assert "<dd>4 hours</dd>" in html and "in windows of 4 hours" in html
+
+
+def test_empty_state_says_why_the_table_is_empty(client, runner):
+    store(client, 7, DAY0 + timedelta(hours=1))
+    html = client.get(f"/metrics?{DAY0_RANGE}").get_data(as_text=True)
+    assert empty_text(html) == ("1 closed window holds events that no run has counted yet: "
+                                "the next scheduled run counts it, or press Recalculate now.")
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    other_user = client.get(f"/metrics?user_id=8&{DAY0_RANGE}").get_data(as_text=True)
+    assert empty_text(other_user) == "No closed window in this range holds events of user 8 yet."
+
+
+def test_last_computed_is_the_last_finished_run_even_when_it_counted_nothing(client, runner):
+    store(client, 7, DAY0 + timedelta(hours=1))
+    store(client, 8, DAY0 + timedelta(hours=2), action="click")
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    counted = last_run_text(client.get("/metrics").get_data(as_text=True))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(counted 2 events of 2 users in 1 window\)", counted), counted
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    nothing = last_run_text(client.get("/metrics").get_data(as_text=True))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(nothing closed to count\)", nothing), nothing
 
 
 def test_windows_table_chart_and_history_after_a_run(client, runner):
@@ -94,7 +128,7 @@ def test_windows_table_chart_and_history_after_a_run(client, runner):
     assert html.count('<svg class="chart-svg') == 2
     assert "4 events in 6 windows; the busiest, Oct 20 00:00–04:00 UTC, had 3" in html
     assert "6 windows starting" in html
-    assert "<dt>Last computed</dt>\n      <dd>never</dd>" not in html
+    assert last_run_text(html).endswith("(counted 4 events of 2 users in 2 windows)")
     assert '<span class="status status-finished">finished</span>' in html
     assert re.search(r'data-label="Trigger">cli</td>', html)
 
@@ -222,5 +256,50 @@ def test_recent_metrics_are_shown_up_to_the_window_still_open(client, runner):
     store(client, 5, now - timedelta(hours=9))
     assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
     html = client.get("/metrics").get_data(as_text=True)
-    assert ": still open, counted once it closes" in html
+    assert ": in progress, 0 events from 0 users so far (not final)" in html
     assert len(window_rows(html)) == 1
+
+
+def open_counts(html: str) -> list[str]:
+    """The "N events from M users so far" line of each window in progress that holds events.
+
+    (In the settle time after a boundary the window just ended is still open too, and empty.)
+    """
+    lines = [re.sub(r"<[^>]+>", "", line) for line in re.findall(r'<p class="open-window-counts">(.*?)</p>', html, re.S)]
+    return [line for line in lines if not line.startswith("0 events")]
+
+
+def test_the_window_in_progress_is_counted_live_before_any_run(client, runner):
+    now = datetime.now(UTC).replace(microsecond=0)
+    store(client, 41, now)
+    store(client, 41, now, action="click")
+    store(client, 42, now, action="click")
+    store(client, 42, now - timedelta(days=2))  # closed: not part of the open window
+    html = client.get("/metrics").get_data(as_text=True)
+    assert open_counts(html) == ["3 events from 2 users so far."]
+    assert '<span class="breakdown-name">click</span> <span class="breakdown-count">2</span>' in html
+    assert "Not final and not stored: counted live from the events" in html
+    assert re.search(r'aria-label="[^"]+: in progress, 3 events from 2 users so far \(not final\)"', html)
+    assert 'class="bar-open"' in html and "in progress, so far (not final)" in html
+    assert 'hx-get="/metrics/live?run=0" hx-trigger="every 5s" hx-swap="outerHTML"' in html
+    assert open_counts(client.get("/metrics?user_id=42").get_data(as_text=True)) == [
+        "1 event from 1 user so far (user 42)."]
+
+    store(client, 43, now)
+    live = client.get("/metrics/live?run=0", headers=HTMX)
+    body = live.get_data(as_text=True)
+    assert live.status_code == 200 and body.lstrip().startswith('<section id="metrics-live"')
+    assert open_counts(body) == ["4 events from 3 users so far."]
+    assert "HX-Trigger" not in live.headers, "no run has finished since the page was drawn"
+
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    after_run = client.get("/metrics/live?run=0", headers=HTMX)
+    assert after_run.headers["HX-Trigger"] == "metrics-updated", "a run finished: the whole results refresh"
+    assert open_counts(after_run.get_data(as_text=True)) == ["4 events from 3 users so far."], "still not final"
+    assert client.get("/metrics/live").status_code == 302, "without htmx: the page itself"
+
+
+def test_no_live_polling_when_the_range_holds_no_open_window(client):
+    store(client, 41, datetime.now(UTC))
+    html = client.get(f"/metrics?{DAY0_RANGE}").get_data(as_text=True)
+    assert open_counts(html) == [] and "/metrics/live" not in html

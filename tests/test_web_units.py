@@ -67,14 +67,22 @@ def totals(states_and_counts):
             for i, (state, events) in enumerate(states_and_counts)]
 
 
-def test_windows_not_counted_yet_are_placeholders_not_zero_bars():
+def test_closed_windows_not_counted_yet_are_placeholders_not_zero_bars():
     chart = bar_chart(totals([("counted", 10), ("counted", 0), ("pending", 0), ("open", 0)]), FOUR_HOURS, WIDE)
-    assert [bar.placeholder for bar in chart.bars] == [False, False, True, True]
+    assert [bar.placeholder for bar in chart.bars] == [False, False, True, False]
     assert chart.bars[1].height == 0
     assert chart.bars[2].label == "Oct 20 08:00–12:00 UTC: not counted yet"
-    assert chart.bars[3].label == "Oct 20 12:00–16:00 UTC: still open, counted once it closes"
     assert chart.has_placeholders
     assert chart.bars[0].value == "10" and chart.bars[2].value is None
+
+
+def test_the_open_window_is_a_distinct_bar_at_its_height_so_far():
+    chart = bar_chart(totals([("counted", 10), ("open", 5)]), FOUR_HOURS, WIDE)
+    counted, in_progress = chart.bars
+    assert [counted.open, in_progress.open] == [False, True] and not in_progress.placeholder
+    assert in_progress.height == counted.height / 2 and in_progress.value == "5"
+    assert in_progress.label == "Oct 20 04:00–08:00 UTC: in progress, 5 events from 1 users so far (not final)"
+    assert chart.has_open and not chart.has_placeholders
 
 
 def test_many_windows_are_labelled_at_midnights_and_fewer_on_the_narrow_chart():

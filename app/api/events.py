@@ -44,7 +44,8 @@ def create_events_batch() -> Response:
         created=recorded.created,
         duplicates=recorded.duplicates,
         # UUIDs as they are: the JSON provider writes them as strings without a str() each
-        events=[{"id": event.id, "status": "created" if was_created else "duplicate"}
+        # every event id we return is also under the original's name, `uuid`
+        events=[{"id": event.id, "uuid": event.id, "status": "created" if was_created else "duplicate"}
                 for event, was_created in recorded.results],
     )
 

@@ -9,18 +9,24 @@ from ..core.validation import InputBounds, ListQuery, decode_json_body, parse_li
 from ..extensions import settings
 from ..http.errors import ApiError
 
+# Content types whose body is read as JSON: JSON itself, none at all, and plain text.
+JSON_READABLE_TYPES = frozenset({"application/json", "", "text/plain"})
+
 
 def json_body(*, optional: bool = False) -> Any:
-    """The request's JSON document; 415 for another content type, 400 when malformed.
+    """The request's JSON document; 415 for a declared content type that is not JSON, 400 when malformed.
 
-    With `optional`, an empty body without a content type reads as None
-    (`POST /api/metrics` is called with no body by the original's clients).
+    A body without a Content-Type, or sent as `text/plain`, is read as JSON too:
+    the original service read any body as JSON, and its clients (the HTTPie
+    collection's create request, `fetch` with a string body) send one of those.
+    With `optional`, an empty body reads as None (`POST /api/metrics` is called
+    with no body by the original's clients).
     """
     raw = request.get_data(cache=False)
-    if optional and not raw.strip() and request.mimetype in ("", "application/json"):
-        return None
-    if request.mimetype != "application/json":
+    if request.mimetype not in JSON_READABLE_TYPES:
         raise ApiError("send the body as application/json", status=415, code="unsupported_media_type")
+    if optional and not raw.strip():
+        return None
     return decode_json_body(raw)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from ..core.errors import NotFoundError, ValidationError
-from ..core.validation import parse_calculation_range
+from ..core.times import utcnow
+from ..core.validation import parse_calculation_range, parse_query_bool
 from ..extensions import database, redis_client, settings
 from ..jobs.calculations import enqueue_calculation, get_job
-from ..services.metrics import MetricCursor, MetricFilter, list_metrics
+from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
 from . import bp
 from .inputs import json_body, list_query
-from .representations import job_json, metric_json
+from .representations import job_json, metric_json, open_window_json
 
 
 @bp.post("/metrics")
@@ -43,12 +44,24 @@ def get_metrics_job(job_id: str) -> Response:
 
 @bp.get("/metrics")
 def get_metrics() -> Response:
-    """Metrics of the windows whose start lies in `[from, till)`, ordered by window then user."""
-    query = list_query({"cursor"})
+    """Metrics of the windows whose start lies in `[from, till)`, ordered by window then user.
+
+    These are the stored, final counts of closed windows. `include_open=true`
+    adds `open_windows`: the windows not closed yet, counted so far from the
+    events, kept apart from the paged list because they are neither final nor stored.
+    """
+    query = list_query({"cursor", "include_open"})
     flt = MetricFilter(user_id=query.user_id, start=query.start, end=query.end)
     cursor = MetricCursor.decode(query.params["cursor"]) if "cursor" in query.params else None
+    include_open = parse_query_bool(query.params.get("include_open", "false"), "include_open")
     page = list_metrics(database(), flt, limit=query.limit, after=cursor)
-    return jsonify(
-        metrics=[metric_json(metric) for metric in page.metrics],
-        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
-    )
+    body = {
+        "metrics": [metric_json(metric) for metric in page.metrics],
+        "next_cursor": page.next_cursor.encode() if page.next_cursor else None,
+    }
+    if include_open:
+        now = utcnow()
+        config = settings()
+        body["open_windows"] = [open_window_json(window, now) for window in open_windows(
+            database(), now, config.window_size, config.settle, query.user_id, query.start, query.end)]
+    return jsonify(body)

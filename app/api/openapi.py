@@ -198,14 +198,18 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
         },
         "Event": {
             "type": "object",
-            "required": ["id", "user_id", "action", "metadata", "occurred_at", "received_at"],
+            "required": ["id", "uuid", "user_id", "action", "metadata", "occurred_at", "occured_at", "received_at"],
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string", "format": "uuid"},
+                "uuid": {"type": "string", "format": "uuid",
+                         "description": "The original service's name for `id`; always the same value."},
                 "user_id": {"type": "integer", "minimum": 1},
                 "action": {"type": "string"},
                 "metadata": {"type": "object"},
                 "occurred_at": _TIMESTAMP,
+                "occured_at": {**_TIMESTAMP, "description": "The original service's name (spelt so) for "
+                                                            "`occurred_at`; always the same value."},
                 "received_at": _TIMESTAMP,
             },
         },
@@ -231,8 +235,10 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "created": {"type": "integer", "minimum": 0},
                 "duplicates": {"type": "integer", "minimum": 0},
                 "events": {"type": "array", "items": {
-                    "type": "object", "required": ["id", "status"], "additionalProperties": False,
+                    "type": "object", "required": ["id", "uuid", "status"], "additionalProperties": False,
                     "properties": {"id": {"type": "string", "format": "uuid"},
+                                   "uuid": {"type": "string", "format": "uuid",
+                                            "description": "The original service's name for `id`."},
                                    "status": {"enum": ["created", "duplicate"]}}}},
             },
         },
@@ -255,7 +261,31 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "required": ["metrics", "next_cursor"],
             "additionalProperties": False,
             "properties": {"metrics": {"type": "array", "items": _ref("Metric")},
-                           "next_cursor": {"type": ["string", "null"]}},
+                           "next_cursor": {"type": ["string", "null"]},
+                           "open_windows": {
+                               "type": "array", "items": _ref("OpenWindow"),
+                               "description": "Only with `include_open=true`: the windows not closed yet whose "
+                                              "start lies in `[from, till)`, oldest first (usually one; two in "
+                                              "the settle time after a boundary). The same on every page."}},
+        },
+        "OpenWindow": {
+            "type": "object",
+            "description": "A window in progress, summed over the filter's users and counted from the events at "
+                           "`as_of`: not final (it grows until the window closes) and not stored (a run counts "
+                           "it for good once it has closed).",
+            "required": ["window_start_at", "window_end_at", "event_count", "user_count", "actions", "final",
+                         "as_of"],
+            "additionalProperties": False,
+            "properties": {
+                "window_start_at": window,
+                "window_end_at": window,
+                "event_count": {"type": "integer", "minimum": 0, "description": "Events so far."},
+                "user_count": {"type": "integer", "minimum": 0, "description": "Distinct users so far."},
+                "actions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+                            "description": "Events per action so far."},
+                "final": {"const": False},
+                "as_of": {"type": "string", "format": "date-time", "description": "When these were counted."},
+            },
         },
         "CalculationRequest": {
             "type": "object",
@@ -280,9 +310,19 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "duration_ms": {"type": "integer", "minimum": 0},
             },
         },
+        "JobProgress": {
+            "type": "object",
+            "description": "How far the calculation is: `done` of `total` windows counted, and the start of the "
+                           "window being counted (null once all are done). Saved at every whole percent.",
+            "required": ["done", "total", "window"],
+            "additionalProperties": False,
+            "properties": {"done": {"type": "integer", "minimum": 0}, "total": {"type": "integer", "minimum": 0},
+                           "window": _nullable(window)},
+        },
         "Job": {
             "type": "object",
-            "required": ["id", "status", "enqueued_at", "started_at", "ended_at", "params", "summary", "error", "url"],
+            "required": ["id", "status", "enqueued_at", "started_at", "ended_at", "params", "summary", "error",
+                         "progress", "url"],
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string"},
@@ -298,6 +338,8 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                                           "trigger": {"type": ["string", "null"]}}},
                 "summary": _nullable(_ref("CalculationSummary")),
                 "error": {"type": ["string", "null"], "description": "The last line of the error of a failed job."},
+                "progress": {**_nullable(_ref("JobProgress")),
+                             "description": "Null until the job starts counting windows."},
                 "url": {"type": "string", "description": "Where to follow this job."},
             },
         },
@@ -355,7 +397,10 @@ def build_document(settings: Settings) -> Schema:
             "version": api_version,
             "description": "Events in, per-user activity metrics per time window out. All times are RFC 3339 "
                            "with an explicit offset and are returned in UTC; ranges are half-open `[from, till)`. "
-                           "Every response carries `X-Request-ID` (yours if you sent a valid one).",
+                           "Every response carries `X-Request-ID` (yours if you sent a valid one). Events carry "
+                           "the original service's field names `uuid` and `occured_at` beside `id` and "
+                           "`occurred_at`. Browser pages on the origins of `CORS_ALLOWED_ORIGINS` may call it "
+                           "(CORS, credentials allowed).",
         },
         "security": [{"bearerAuth": []}],
         "tags": [
@@ -394,9 +439,14 @@ def build_document(settings: Settings) -> Schema:
             "/api/metrics": {
                 "get": _operation(
                     "List metrics", "metrics", operation_id="listMetrics",
-                    parameters=_list_parameters(settings, extra=[]),
-                    description="Metrics of the windows whose start lies in `[from, till)`, ordered by window, "
-                                "then user.",
+                    parameters=_list_parameters(settings, extra=[]) + [
+                        {"name": "include_open", "in": "query",
+                         "description": "`true` adds `open_windows`: the windows not closed yet, counted so far "
+                                        "(not final, not stored).",
+                         "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}],
+                    description="The stored, final metrics of closed windows whose start lies in `[from, till)`, "
+                                "ordered by window, then user. With `include_open=true` the answer also holds "
+                                "`open_windows`, apart from the paged list.",
                     responses={"200": _json("One page of metrics.", _ref("MetricPage")),
                                **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)}),
                 "post": _operation(
@@ -468,7 +518,9 @@ def build_document(settings: Settings) -> Schema:
                 "NotFound": _error_response("No such resource."),
                 "Conflict": _error_response("A client id was reused for different content."),
                 "PayloadTooLarge": _error_response(f"Body larger than {settings.max_body_bytes} bytes."),
-                "UnsupportedMediaType": _error_response("The body is not `application/json`."),
+                "UnsupportedMediaType": _error_response("The body is declared as something other than JSON. "
+                                                        "`application/json` is expected; a body with no "
+                                                        "Content-Type or `text/plain` is read as JSON too."),
                 "Unavailable": _error_response("PostgreSQL or Redis is unreachable; retry later.",
                                                {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
             },

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -40,6 +41,8 @@ def _setting(key: str, default: Any, parse: Callable[[str], Any], doc: str) -> A
 DEV_SECRET_KEY = "dev-insecure-secret"
 LOG_FORMATS = ("kv", "json")
 ACCESS_CONTROL_MODES = ("auto", "on", "off")
+# What a browser sends as `Origin`: scheme, host and an optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,10 @@ class Settings:
     session_idle_seconds: int = _setting(
         "SESSION_IDLE_SECONDS", 30 * 60, int,
         "A dashboard sign-in ends after this long without a request (checked on the server, in Redis).")
+    cors_allowed_origins: str = _setting(
+        "CORS_ALLOWED_ORIGINS", "", str,
+        "`;`-separated origins (`http://localhost:3000`) whose pages may call `/api/` from a browser, "
+        "credentials included; empty: no CORS headers at all.")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -177,6 +184,10 @@ class Settings:
         return split_tokens(self.api_tokens_full)
 
     @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return split_origins(self.cors_allowed_origins)
+
+    @property
     def access_control_enabled(self) -> bool:
         """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
         if self.access_control in ("on", "off"):
@@ -201,6 +212,10 @@ class Settings:
                 raise ConfigError(f"{key}={seconds} must be at least 1 second")
         if self.trusted_proxies < 0:
             raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
+        for origin in self.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin such as http://localhost:3000 "
+                                  "(scheme, host and optional port; no path, no wildcard)")
         if self.access_control not in ACCESS_CONTROL_MODES:
             raise ConfigError(f"ACCESS_CONTROL={self.access_control!r} must be auto, on or off")
         if not self.secret_key:
@@ -227,6 +242,11 @@ SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Sett
 
 def split_tokens(value: str | None) -> tuple[str, ...]:
     return tuple(token.strip() for token in (value or "").split(",") if token.strip())
+
+
+def split_origins(value: str | None) -> tuple[str, ...]:
+    """The original's list format: origins separated by `;`, blanks ignored."""
+    return tuple(origin.strip() for origin in (value or "").split(";") if origin.strip())
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

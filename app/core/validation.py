@@ -218,6 +218,13 @@ def parse_query_int(value: str, field: str, *, minimum: int = 1, maximum: int = 
     return number
 
 
+def parse_query_bool(value: str, field: str) -> bool:
+    """`true` or `false`, exactly: a typo such as `ture` is an error, not a silent false."""
+    if value not in ("true", "false"):
+        raise ValidationError("must be true or false", field=field)
+    return value == "true"
+
+
 def parse_query_time(value: str, field: str) -> datetime:
     try:
         return parse_rfc3339(value)

@@ -1,5 +1,5 @@
-"""HTTP plumbing shared by every blueprint: auth, trusted proxies, rate limits, headers, sessions and
-sign-ins, JSON, errors, logs.
+"""HTTP plumbing shared by every blueprint: auth, CORS, trusted proxies, rate limits, headers, sessions
+and sign-ins, JSON, errors, logs.
 
 May import `app.core`, `app.services` and `app.jobs`; never `app.api` or `app.web`,
 which build on it.

@@ -19,11 +19,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ..core.settings import Settings
-from ..core.times import format_rfc3339
+from ..core.times import format_rfc3339, parse_rfc3339
+from ..services.calculation import CalculationProgress
 from .queue import calculation_queue, namespaced, namespaced_id
 
 CALCULATE_FUNC = "app.jobs.tasks.calculate_metrics_job"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+PROGRESS_META = "progress"
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
 
 _DELETE_IF_EQUAL = """
@@ -44,11 +46,25 @@ class JobInfo:
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
+    progress: CalculationProgress | None
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
 
+
+def progress_meta(progress: CalculationProgress) -> dict[str, Any]:
+    """A run's progress as the job keeps it in its meta (JSON-serialisable)."""
+    return {"done": progress.done, "total": progress.total,
+            "window": format_rfc3339(progress.window) if progress.window else None}
+
+
+def _progress(meta: dict[str, Any]) -> CalculationProgress | None:
+    saved = meta.get(PROGRESS_META)
+    if not isinstance(saved, dict):
+        return None
+    window = saved.get("window")
+    return CalculationProgress(int(saved["done"]), int(saved["total"]), parse_rfc3339(window) if window else None)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -76,6 +92,7 @@ def _info(job: Job) -> JobInfo:
         params={key: job.kwargs.get(key) for key in ("start", "end", "trigger")},
         result=result,
         error=error,
+        progress=_progress(job.meta),
     )
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import ExitStack
+from typing import Any
 
 import click
 from flask import Flask
@@ -10,9 +13,30 @@ from werkzeug.security import generate_password_hash
 from ..core.errors import ValidationError
 from ..core.validation import parse_calculation_range
 from ..extensions import database, redis_client, settings
-from ..services.calculation import calculate_metrics
+from ..core.times import format_rfc3339
+from ..services.calculation import CalculationProgress, calculate_metrics
 from .schedule import run_scheduler
 from .tasks import calculation_settings, summary_fields
+
+
+class TerminalProgress:
+    """A progress bar of the windows counted, drawn once the run knows how many there are."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.bar: Any = None
+
+    def __call__(self, progress: CalculationProgress) -> None:
+        if self.bar is None:
+            self.bar = self.stack.enter_context(click.progressbar(
+                length=progress.total, label="Counting windows", show_pos=True,
+                item_show_func=lambda window: format_rfc3339(window) if window else None))
+        self.bar.update(progress.done - self.bar.pos, progress.window)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.current_item = None  # every window is counted: name none
+            self.bar.update(self.bar.length - self.bar.pos)
 
 
 def init_app(app: Flask) -> None:
@@ -27,8 +51,13 @@ def init_app(app: Flask) -> None:
             if start is None or end is None:
                 raise click.UsageError("give both --from and --till, or neither") from None
             raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
-        summary = calculate_metrics(database(), calculation_settings(settings()), start=start_at, end=end_at,
-                                    trigger="cli")
+        with ExitStack() as stack:
+            # A person at a terminal sees how far a long catch-up is; a script gets the summary alone.
+            bar = TerminalProgress(stack) if sys.stdout.isatty() else None
+            summary = calculate_metrics(database(), calculation_settings(settings()), start=start_at, end=end_at,
+                                        trigger="cli", progress=bar)
+            if bar is not None:
+                bar.finish()
         click.echo(json.dumps(summary_fields(summary)))
 
     @app.cli.command("hash-password")

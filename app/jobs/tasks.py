@@ -9,13 +9,16 @@ import logging
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import get_current_job
+from rq.job import Job
 
 from ..core.logs import log_fields
 from ..core.settings import Settings
 from ..core.times import format_rfc3339, parse_rfc3339
 from ..extensions import database, settings
-from ..services.calculation import CalculationSettings, CalculationSummary, calculate_metrics
+from ..services.calculation import CalculationProgress, CalculationSettings, CalculationSummary, calculate_metrics
+from .calculations import PROGRESS_META, progress_meta
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,32 @@ def summary_fields(summary: CalculationSummary) -> dict[str, Any]:
     }
 
 
+class JobProgress:
+    """Keeps a run's progress in its RQ job's meta, where the API and the dashboard read it.
+
+    Saved when the whole percentage changes (at most 101 writes a run, however
+    many windows, and each one visible however fast or slow the windows go).
+    Progress is a courtesy: a Redis hiccup while saving it never fails the run.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.saved_percent: int | None = None
+
+    def __call__(self, progress: CalculationProgress) -> None:
+        percent = progress.done * 100 // progress.total if progress.total else 100
+        if percent != self.saved_percent:
+            self.save(progress)
+            self.saved_percent = percent
+
+    def save(self, progress: CalculationProgress) -> None:
+        self.job.meta[PROGRESS_META] = progress_meta(progress)
+        try:
+            self.job.save_meta()
+        except RedisError as exc:
+            log.warning("cannot save the job's progress: %s", exc.__class__.__name__)
+
+
 def calculate_metrics_job(start: str | None = None, end: str | None = None,
                           trigger: str = "manual") -> dict[str, Any]:
     """Run the calculation for the queued request and return its summary as the job result."""
@@ -50,6 +79,7 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     db.primary.dispose(close=False)
     log.info("job started", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end))
     began = time.monotonic()
+    progress = JobProgress(job) if job else None
     try:
         summary = calculate_metrics(
             db, calculation_settings(settings()),
@@ -57,12 +87,15 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
             end=parse_rfc3339(end) if end else None,
             trigger=trigger,
             job_id=job_id,
+            progress=progress,
         )
     except Exception as exc:
         log.error("job failed", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end,
                                                  error=type(exc).__name__,
                                                  duration_ms=int((time.monotonic() - began) * 1000)))
         raise
+    if progress is not None:
+        progress.save(CalculationProgress(summary.windows, summary.windows, None))
     result = summary_fields(summary)
     log.info("job finished", extra=log_fields(
         job_id=job_id, run_id=summary.run_id, trigger=trigger, window_from=result["from"],

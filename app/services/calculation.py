@@ -10,6 +10,7 @@ result of one run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +45,19 @@ class CalculationSummary:
     first_window: datetime | None
     last_window_end: datetime | None
     duration_ms: int
+
+
+@dataclass(frozen=True)
+class CalculationProgress:
+    """How far a run is: `done` of `total` windows counted, `window` (its start) being counted now."""
+
+    done: int
+    total: int
+    window: datetime | None
+
+
+# Told before each window is counted, so a long catch-up can show how far it is.
+ProgressCallback = Callable[[CalculationProgress], None]
 
 
 _LOCK = sa.text("SELECT pg_advisory_lock(hashtext(:name))")
@@ -165,12 +179,14 @@ def _requested_windows(start: datetime, end: datetime, closed: datetime, size: t
 
 def calculate_metrics(database: Database, settings: CalculationSettings, *, now: datetime | None = None,
                       start: datetime | None = None, end: datetime | None = None,
-                      trigger: str = "manual", job_id: str | None = None) -> CalculationSummary:
+                      trigger: str = "manual", job_id: str | None = None,
+                      progress: ProgressCallback | None = None) -> CalculationSummary:
     """Compute every closed window that is pending, or recompute those overlapping `[start, end)`.
 
     Runs on one connection holding a session advisory lock; each range of
     windows commits on its own, so a killed run leaves every window either
-    fully computed and marked so, or untouched.
+    fully computed and marked so, or untouched. `progress`, when given, is
+    called before each window (it must be quick: the range's transaction is open).
     """
     now = now or utcnow()
     size = settings.window_size
@@ -184,7 +200,7 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
             run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id}).scalar_one()
             conn.commit()
             try:
-                summary = _compute_pending(conn, settings, closed, start, end, run_id, began)
+                summary = _compute_pending(conn, settings, closed, start, end, run_id, began, progress)
             except Exception as exc:
                 conn.rollback()
                 conn.execute(_FINISH_RUN, {
@@ -199,7 +215,8 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
 
 
 def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime,
-                     start: datetime | None, end: datetime | None, run_id: int, began: float) -> CalculationSummary:
+                     start: datetime | None, end: datetime | None, run_id: int, began: float,
+                     progress: ProgressCallback | None) -> CalculationSummary:
     """Compute the planned windows range by range, committing each, and record the run's outcome."""
     size = settings.window_size
     if start is not None and end is not None:
@@ -207,15 +224,18 @@ def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed:
     else:
         starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
     conn.commit()
-    events = written = removed = 0
+    events = written = removed = done = 0
     for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
         conn.execute(_NO_JIT)
         conn.execute(_MARK_COMPUTED, {"size": size, "start": window_range.start, "end": window_range.end})
         for window_start in _window_starts(window_range, size):
+            if progress is not None:
+                progress(CalculationProgress(done, len(starts), window_start))
             counts = conn.execute(_COMPUTE_WINDOW, {"start": window_start, "end": window_start + size}).one()
             events += counts.events
             written += counts.written
             removed += counts.removed
+            done += 1
         conn.commit()
     users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
     summary = CalculationSummary(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from ..core.database import Database
 from ..core.errors import ValidationError
 from ..core.tables import user_activity_metrics
+from ..core.windows import EPOCH, ceil_window, floor_window, last_closed_boundary
 from .pagination import decode_cursor, encode_cursor, keyset_page
 
 
@@ -136,6 +137,54 @@ def window_totals(database: Database, first: datetime, last: datetime, size: tim
             for start, end, users, events, actions, state in rows]
 
 
+# The windows not closed yet, counted live from the events index in one pass: GROUPING SETS gives
+# each window's totals (events, distinct users) and its per-action counts from the same scan.
+_OPEN_WINDOWS = """
+WITH slots AS (
+    SELECT generate_series(CAST(:first AS timestamptz), CAST(:last AS timestamptz) - :size, :size) AS window_start
+), counted AS (
+    SELECT window_start, action, count(*) AS n, count(DISTINCT user_id) AS users, GROUPING(action) AS whole
+    FROM (SELECT date_bin(:size, occurred_at, :origin) AS window_start, user_id, action
+          FROM events
+          WHERE occurred_at >= :first AND occurred_at < :last {user_condition}) AS e
+    GROUP BY GROUPING SETS ((window_start, action), (window_start))
+)
+SELECT s.window_start, s.window_start + :size,
+       coalesce(max(c.users) FILTER (WHERE c.whole = 1), 0),
+       coalesce(max(c.n) FILTER (WHERE c.whole = 1), 0),
+       coalesce(jsonb_object_agg(c.action, c.n) FILTER (WHERE c.whole = 0), '{{}}'::jsonb)
+FROM slots s LEFT JOIN counted c USING (window_start)
+GROUP BY s.window_start
+ORDER BY s.window_start
+"""
+
+
+def open_windows(database: Database, now: datetime, size: timedelta, settle: timedelta,
+                 user_id: int | None = None, start: datetime | None = None,
+                 end: datetime | None = None) -> list[WindowTotal]:
+    """The windows still open at `now` (usually one; two for `settle` after a boundary), counted so far.
+
+    Not final and never stored: the numbers grow until the window closes and a
+    run counts it for good. Only windows whose start lies in `[start, end)`
+    (when given) are included, as for the stored metrics.
+    """
+    first = last_closed_boundary(now, size, settle)
+    last = floor_window(now, size) + size
+    if start is not None:
+        first = max(first, ceil_window(start, size))
+    if end is not None:
+        last = min(last, ceil_window(end, size))
+    if first >= last:
+        return []
+    user_condition = "AND user_id = :user_id" if user_id is not None else ""
+    statement = sa.text(_OPEN_WINDOWS.format(user_condition=user_condition))
+    params: dict[str, Any] = {"first": first, "last": last, "size": size, "origin": EPOCH, "user_id": user_id}
+    with database.read() as connection:
+        rows = connection.execute(statement, params).all()
+    return [WindowTotal(window_start, window_end, users, int(events), dict(actions), "open")
+            for window_start, window_end, users, events, actions in rows]
+
+
 def latest_metric_window(database: Database, user_id: int | None = None, since: datetime | None = None) -> datetime | None:
     """Start of the newest window holding metrics (for one user, starting at or after `since`), if any."""
     c = user_activity_metrics.c
@@ -146,12 +195,6 @@ def latest_metric_window(database: Database, user_id: int | None = None, since: 
         statement = statement.where(c.window_start >= since)
     with database.read() as connection:
         return connection.execute(statement).scalar_one()
-
-
-def last_computed_at(database: Database) -> datetime | None:
-    """When a run last finished computing any window."""
-    with database.read() as connection:
-        return connection.execute(sa.text("SELECT max(computed_at) FROM metrics_windows")).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -176,12 +219,23 @@ class RunRecord:
         return self.finished_at - self.started_at if self.finished_at else None
 
 
+_RUN_COLUMNS = """id, trigger, job_id, started_at, finished_at, status, first_window, last_window,
+                  windows, users, events, error"""
+
+
 def recent_runs(database: Database, limit: int = 10) -> list[RunRecord]:
     """The latest calculation runs, newest first (served by the started_at index)."""
-    statement = sa.text("""
-        SELECT id, trigger, job_id, started_at, finished_at, status, first_window, last_window,
-               windows, users, events, error
-        FROM calculation_runs ORDER BY started_at DESC, id DESC LIMIT :limit
-    """)
+    statement = sa.text(f"SELECT {_RUN_COLUMNS} FROM calculation_runs ORDER BY started_at DESC, id DESC LIMIT :limit")
     with database.read() as connection:
         return [RunRecord(*row) for row in connection.execute(statement, {"limit": limit})]
+
+
+def last_finished_run(database: Database) -> RunRecord | None:
+    """The newest run that finished, whatever it counted (nothing, when no closed window was pending)."""
+    statement = sa.text(f"""
+        SELECT {_RUN_COLUMNS} FROM calculation_runs WHERE status = 'finished'
+        ORDER BY started_at DESC, id DESC LIMIT 1
+    """)
+    with database.read() as connection:
+        row = connection.execute(statement).first()
+    return RunRecord(*row) if row is not None else None

@@ -46,6 +46,7 @@ class Bar:
     label: str
     value: str | None
     placeholder: bool
+    open: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Chart:
     x_labels: list[XLabel]
     summary: str
     has_placeholders: bool
+    has_open: bool
 
 
 def nice_scale(maximum: int, ticks: int = 4) -> tuple[int, int]:
@@ -90,16 +92,21 @@ def _day(moment: datetime) -> str:
     return f"{moment:%b} {moment.day}"
 
 
-def span_text(total: WindowTotal) -> str:
+def window_text(start: datetime, end: datetime) -> str:
     """`Oct 20 04:00–08:00 UTC`: a window as a person names it."""
-    start, end = total.window_start.astimezone(timezone.utc), total.window_end.astimezone(timezone.utc)
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
     return f"{_day(start)} {start:%H:%M}–{end:%H:%M} UTC"
+
+
+def span_text(total: WindowTotal) -> str:
+    return window_text(total.window_start, total.window_end)
 
 
 def describe(total: WindowTotal) -> str:
     """What one bar says, for its tooltip and for screen readers."""
     if total.state == "open":
-        return f"{span_text(total)}: still open, counted once it closes"
+        return (f"{span_text(total)}: in progress, {total.events:,} events from {total.users:,} users so far "
+                "(not final)")
     if total.state == "pending" and not total.events:
         return f"{span_text(total)}: not counted yet"
     text = f"{span_text(total)}: {total.events:,} events from {total.users:,} users"
@@ -125,8 +132,9 @@ def _x_labels(starts: list[datetime], slot: float, size: timedelta, limit: int) 
 def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> Chart | None:
     """Bars of events per window, oldest on the left; None when there is no window to draw.
 
-    Windows not counted yet get a dashed placeholder as tall as the plot, so
-    a missing bar never reads as zero.
+    Closed windows not counted yet get a dashed placeholder as tall as the
+    plot, so a missing bar never reads as zero. Open windows are drawn at
+    their height so far, in a style of their own: they are not final.
     """
     if not totals:
         return None
@@ -138,7 +146,8 @@ def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> C
     bar_width = min(slot * 0.72, MAX_BAR_WIDTH)
     bars = []
     for index, total in enumerate(totals):
-        placeholder = total.state != "counted" and not total.events
+        opened = total.state == "open"
+        placeholder = total.state == "pending" and not total.events
         height = plot_height if placeholder else plot_height * total.events / top_value
         bars.append(Bar(
             x=round(LEFT + slot * index + (slot - bar_width) / 2, 2),
@@ -148,6 +157,7 @@ def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> C
             label=describe(total),
             value=f"{total.events:,}" if len(totals) <= variant.value_labels_up_to and not placeholder else None,
             placeholder=placeholder,
+            open=opened,
         ))
     ticks = [Tick(round(baseline - plot_height * value / top_value, 2), f"{value:,}")
              for value in range(0, top_value + 1, step)]
@@ -159,4 +169,4 @@ def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> C
     starts = [total.window_start.astimezone(timezone.utc) for total in totals]
     return Chart(variant.name, variant.width, variant.height, LEFT, RIGHT, TOP, BOTTOM, bars, ticks,
                  _x_labels(starts, slot, size, variant.max_x_labels), summary,
-                 any(bar.placeholder for bar in bars))
+                 any(bar.placeholder for bar in bars), any(bar.open for bar in bars))
