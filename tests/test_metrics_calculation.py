@@ -17,6 +17,9 @@ from app.services.events import record_events
 UTC = timezone.utc
 FOUR = timedelta(hours=4)
 SETTINGS = CalculationSettings(window_size=FOUR, settle=timedelta(seconds=30), chunk_windows=4)
+# Events at fixed dates, whatever today is; an event from year 216 is stored too (the age bound is
+# tested in test_request_bounds.py): the calculation must cope with what older rules let in.
+ANY_AGE = InputBounds(max_age=timedelta.max)
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 
 
@@ -24,7 +27,7 @@ def store(app, user_id: int, when: datetime, action: str = "page_view", now: dat
     now = now or datetime.now(UTC)
     with app.app_context():
         new = parse_event({"user_id": user_id, "action": action, "occurred_at": when.isoformat()},
-                          now=now, bounds=InputBounds())
+                          now=now, bounds=ANY_AGE)
         record_events(database(), [new], now=now, window_size=FOUR)
 
 
