@@ -66,7 +66,6 @@ class CalculationSummary:
 class ChunkCounts:
     """What computing one chunk of windows did."""
 
-    windows: int
     events: int
     written: int
     removed: int
@@ -244,7 +243,7 @@ def _compute_chunk(conn: sa.Connection, starts: list[datetime], size: timedelta)
         events += counts.events
         written += counts.written
         removed += counts.removed
-    return ChunkCounts(len(starts), events, written, removed)
+    return ChunkCounts(events, written, removed)
 
 
 def _requested_windows(start: datetime, end: datetime, closed: datetime, size: timedelta) -> list[datetime]:
@@ -327,7 +326,8 @@ def _run(conn: sa.Connection, plan: _Requested | _Pending, settings: Calculation
         conn.commit()
         starts.extend(chunk)
         events, written, removed = events + counts.events, written + counts.written, removed + counts.removed
-    starts.sort()
+    # a window marked stale again after this run computed it was computed twice; count it once
+    starts = sorted(set(starts))
     users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
     summary = CalculationSummary(
         run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
