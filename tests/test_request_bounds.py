@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app import create_app
+from app.core.settings import ConfigError
 from app.core.times import format_rfc3339
 from app.extensions import redis_client, settings
 from app.jobs.queue import calculation_queue
@@ -112,3 +114,11 @@ def test_the_metadata_filter_bound_follows_its_setting(app_config):
         client = app.test_client()
         assert client.get(f"/api/events?{meta_query(2)}").status_code == 200
         assert client.get(f"/api/events?{meta_query(3)}").get_json()["error"]["field"] == "meta.k2"
+
+
+@pytest.mark.parametrize("name", ["EVENT_MAX_AGE_DAYS", "METRICS_MAX_RANGE_DAYS", "LIST_MAX_METADATA_FILTERS",
+                                  "METRICS_CHUNK_WINDOWS"])
+def test_a_bound_below_one_stops_the_start_naming_the_variable(app_config, name):
+    """A zero would refuse every event or filter, or (chunks of no window) never compute anything."""
+    with pytest.raises(ConfigError, match=f"{name}=0 must be at least 1"):
+        create_app({**app_config, name: 0})
