@@ -392,7 +392,8 @@ def build_document(settings: Settings) -> Schema:
                 parameters=[p for p in _event_parameters(settings) if p["name"] not in ("limit", "cursor")],
                 description="Every event `GET /api/events` would list, with the same filters, as one CSV file "
                             "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
-                            "streamed; there are no pages, so `limit` and `cursor` are refused. " + _meta_filter(settings),
+                            "streamed; there are no pages, so `limit` and `cursor` are refused. "
+                            + _meta_filter(settings),
                 responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
                            **_errors(400, *_FULL_TOKEN, 503)})},
             "/api/metrics": {

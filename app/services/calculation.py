@@ -221,7 +221,8 @@ class _Pending:
 
     def next_chunk(self, conn: sa.Connection, claimed_until: datetime | None, limit: int) -> list[datetime]:
         while True:
-            stale = conn.execute(_STALE, {"closed": self.closed, "floor": claimed_until, "limit": limit}).scalars().all()
+            stale = conn.execute(_STALE, {"closed": self.closed, "floor": claimed_until,
+                                          "limit": limit}).scalars().all()
             first = bisect_left(self.unseen, claimed_until) if claimed_until else 0
             candidates = self.unseen[first:first + limit]
             unseen = set(conn.execute(_STILL_UNSEEN, {"starts": candidates}).scalars()) if candidates else set()
