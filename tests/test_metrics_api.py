@@ -177,7 +177,8 @@ def test_a_long_catch_up_shows_its_progress_in_the_job(app_config, client, worke
     first = DAY0 - timedelta(hours=4) * 1000
     with catch_up_held_at(app_config["DATABASE_URL"], 9, first, windows=1000, held=700) as held:
         job = client.post("/api/metrics").get_json()["job"]
-        assert job["progress"] is None, "nothing counted before the job starts"
+        # a fast worker may have started already, but it cannot have counted past the held window
+        assert job["progress"] is None or job["progress"]["done"] <= 700
         seen: list[int] = []
 
         def progress() -> dict | None:

@@ -16,13 +16,16 @@ import sqlalchemy as sa
 from app.core.validation import InputBounds, parse_event
 from app.core.windows import floor_window
 from app.extensions import database, db
-from app.services.calculation import CalculationProgress, CalculationSettings, calculate_metrics
+from app.services.calculation import LOCK_NAME, CalculationProgress, CalculationSettings, calculate_metrics
 from app.services.events import record_events
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 UTC = timezone.utc
 FOUR = timedelta(hours=4)
 SETTINGS = CalculationSettings(window_size=FOUR, settle=timedelta(seconds=30), chunk_windows=4)
+# Events at fixed dates, whatever today is; an event from year 216 is stored too (the age bound is
+# tested in test_request_bounds.py): the calculation must cope with what older rules let in.
+ANY_AGE = InputBounds(max_age=timedelta.max)
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 
 
@@ -30,7 +33,7 @@ def store(app, user_id: int, when: datetime, action: str = "page_view", now: dat
     now = now or datetime.now(UTC)
     with app.app_context():
         new = parse_event({"user_id": user_id, "action": action, "occurred_at": when.isoformat()},
-                          now=now, bounds=InputBounds())
+                          now=now, bounds=ANY_AGE)
         record_events(database(), [new], now=now, window_size=FOUR)
 
 
@@ -286,3 +289,78 @@ def test_the_cli_draws_a_progress_bar_on_a_terminal_and_prints_only_the_summary_
     assert piped.exit_code == 0
     assert "Counting windows" not in piped.output
     assert json.loads(piped.output)["windows"] == 2
+
+
+def test_a_backlog_does_not_keep_a_later_run_from_its_window(app):
+    """A run working through a backlog of stale windows releases the lock between chunks: a run that
+    starts later computes the window closed since, and finishes, while the first is still working.
+
+    The test orders the runs with the chunk lock (both queue behind it) and later freezes the first
+    run on one backlog window's ledger row, so what it checks does not depend on speed.
+    """
+    backlog = 20
+    now = datetime.now(UTC)
+    for i in range(backlog):
+        store(app, 1 + i % 3, DAY0 + i * FOUR + timedelta(minutes=5), now=now)  # late: marks the window stale
+    newest = DAY0 + (backlog + 1) * FOUR
+    store(app, 9, newest + timedelta(minutes=5), now=now)
+    one_by_one = CalculationSettings(window_size=FOUR, settle=timedelta(seconds=30), chunk_windows=1)
+    results: dict[str, object] = {}
+
+    def run(name: str, at: datetime) -> None:
+        try:
+            with app.app_context():
+                results[name] = calculate_metrics(database(), one_by_one, now=at)
+        except Exception as exc:  # surfaced below
+            results[name] = exc
+
+    first = threading.Thread(target=run, args=("first", DAY0 + (backlog + 1) * FOUR + timedelta(minutes=1)))
+    later = threading.Thread(target=run, args=("later", newest + FOUR + timedelta(minutes=1)))
+    with app.app_context():
+        gate, frozen = db.engine.connect(), db.engine.connect()
+    try:
+        gate.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": LOCK_NAME})
+        frozen.execute(sa.text("SELECT 1 FROM metrics_windows WHERE window_start = :w FOR UPDATE"),
+                       {"w": DAY0 + 10 * FOUR})
+        first.start()
+        wait_until(lambda: waiting_for_advisory_locks(app) == 1, what="the first run queues")
+        later.start()
+        wait_until(lambda: waiting_for_advisory_locks(app) == 2, what="the later run queues behind it")
+        gate.commit()
+        wait_until(lambda: run_statuses(app) == ["running", "finished"], timeout=30,
+                   what="the later run finishes while the first is still busy")
+        first_run = run_rows(app)[0]
+        assert first_run.error is None, "a live run must never be recorded as abandoned"
+    finally:
+        gate.close()
+        frozen.close()
+        first.join()
+        later.join()
+    assert not any(isinstance(result, Exception) for result in results.values()), results
+    runs = run_rows(app)
+    assert [run.status for run in runs] == ["finished", "finished"]
+    assert runs[0].started_at < runs[1].started_at < runs[1].finished_at < runs[0].finished_at
+    assert (runs[0].windows, runs[1].windows) == (backlog, 1), "each window computed once, by one run"
+    assert runs[1].first_window == newest
+    assert len(counts_only(stored_metrics(app))) == backlog + 1
+
+
+def waiting_for_advisory_locks(app) -> int:
+    with app.app_context():
+        count = db.session.execute(sa.text("""
+            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """)).scalar_one()
+        db.session.rollback()
+    return count
+
+
+def run_rows(app) -> list:
+    with app.app_context():
+        rows = db.session.execute(sa.text("SELECT * FROM calculation_runs ORDER BY id")).all()
+        db.session.rollback()
+    return rows
+
+
+def run_statuses(app) -> list[str]:
+    return [run.status for run in run_rows(app)]

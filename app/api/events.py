@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Response, jsonify
 
 from ..core.times import utcnow
-from ..core.validation import META_PREFIX, NewEvent, parse_batch, parse_event
+from ..core.validation import META_PREFIX, NewEvent, check_metadata_filters, parse_batch, parse_event
 from ..extensions import database, settings
 from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
@@ -53,6 +53,7 @@ def create_events_batch() -> Response:
 def event_filter_from_query() -> tuple[EventFilter, int, Cursor | None]:
     """Parse the list parameters shared by the JSON list and the CSV export."""
     query = list_query({"action", "cursor"}, prefixes=(META_PREFIX,))
+    check_metadata_filters(query.params, settings().list_max_metadata_filters)
     flt = EventFilter(user_id=query.user_id, action=query.params.get("action"), start=query.start,
                       end=query.end, metadata=query.metadata)
     cursor = Cursor.decode(query.params["cursor"]) if "cursor" in query.params else None

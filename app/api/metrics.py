@@ -29,7 +29,8 @@ def trigger_metrics() -> tuple[Response, int]:
         unknown = sorted(set(body) - {"from", "till"})
         if unknown:
             raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0], code="unknown_field")
-        start, end = parse_calculation_range(body.get("from"), body.get("till"))
+        start, end = parse_calculation_range(body.get("from"), body.get("till"),
+                                             max_range=settings().max_calculation_range)
     job, _created = enqueue_calculation(redis_client(), settings(), start, end)
     return jsonify(job=job_json(job)), 202
 

@@ -142,9 +142,11 @@ def _event_parameters(settings: Settings) -> list[Schema]:
     ])
 
 
-_META_FILTER = ("Besides the parameters listed, `meta.KEY=VALUE` keeps events whose metadata holds "
-                "that key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5). "
-                "Unknown, repeated or empty parameters are a 400 naming the parameter.")
+def _meta_filter(settings: Settings) -> str:
+    return ("Besides the parameters listed, `meta.KEY=VALUE` keeps events whose metadata holds "
+            "that key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5); at most "
+            f"{settings.list_max_metadata_filters} such filters per request (more: 400 `too_many_filters`). "
+            "Unknown, repeated or empty parameters are a 400 naming the parameter.")
 
 
 def _schemas(settings: Settings) -> dict[str, Schema]:
@@ -190,7 +192,8 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                                             f"encoded, nested at most {MAX_METADATA_DEPTH} levels; no NUL characters."},
                 "occurred_at": {**_nullable(_TIMESTAMP),
                                 "description": "When it happened (default: now); at most "
-                                               f"{settings.event_future_tolerance_seconds} s in the future."},
+                                               f"{settings.event_future_tolerance_seconds} s in the future and at "
+                                               f"most {settings.event_max_age_days} days in the past."},
                 "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
                        "description": "Your id for the event: a retry with the same id is stored once."},
             },
@@ -290,7 +293,8 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
         "CalculationRequest": {
             "type": "object",
             "additionalProperties": False,
-            "description": "Give both or neither; without them every pending closed window is computed.",
+            "description": "Give both or neither; without them every pending closed window is computed. "
+                           f"`till` may be at most {settings.metrics_max_range_days} days after `from`.",
             "properties": {"from": _nullable(_TIMESTAMP), "till": _nullable(_TIMESTAMP)},
         },
         "CalculationSummary": {
@@ -425,7 +429,7 @@ def build_document(settings: Settings) -> Schema:
                            **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
                 "List events", "events", operation_id="listEvents", parameters=_event_parameters(settings),
-                description="Events in time order, one keyset page at a time. " + _META_FILTER,
+                description="Events in time order, one keyset page at a time. " + _meta_filter(settings),
                 responses={"200": _json("One page of events.", _ref("EventPage")),
                            **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},
             "/api/events/export": {"get": _operation(
@@ -433,7 +437,8 @@ def build_document(settings: Settings) -> Schema:
                 parameters=[p for p in _event_parameters(settings) if p["name"] not in ("limit", "cursor")],
                 description="Every event `GET /api/events` would list, with the same filters, as one CSV file "
                             "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
-                            "streamed; there are no pages, so `limit` and `cursor` are refused. " + _META_FILTER,
+                            "streamed; there are no pages, so `limit` and `cursor` are refused. "
+                            + _meta_filter(settings),
                 responses={"200": _content("CSV with a header row.", "text/csv", {"type": "string"}),
                            **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},
             "/api/metrics": {

@@ -75,8 +75,12 @@ class Settings:
     metrics_settle_seconds: int = _setting(
         "METRICS_SETTLE_SECONDS", 30, int,
         "A window counts as closed this long after its end, so in-flight writes land first.")
-    metrics_chunk_windows: int = _setting("METRICS_CHUNK_WINDOWS", 42, int,
-                                          "Windows computed per transaction during catch-up.")
+    metrics_chunk_windows: int = _setting(
+        "METRICS_CHUNK_WINDOWS", 42, int,
+        "Windows computed per transaction (and per hold of the calculation lock) during catch-up.")
+    metrics_max_range_days: int = _setting(
+        "METRICS_MAX_RANGE_DAYS", 366, int,
+        "Longest `[from, till)` one explicit calculation request (API or CLI) may recompute.")
     metrics_job_timeout: int = _setting("METRICS_JOB_TIMEOUT", 1800, int,
                                         "Seconds a calculation job may run before RQ stops it.")
     metrics_job_retries: int = _setting("METRICS_JOB_RETRIES", 3, int, "Times a failed calculation job is retried.")
@@ -106,9 +110,14 @@ class Settings:
                                        "Largest accepted event metadata, JSON-encoded.")
     event_future_tolerance_seconds: int = _setting(
         "EVENT_FUTURE_TOLERANCE_SECONDS", 300, int, "How far in the future an event's occurred_at may lie.")
+    event_max_age_days: int = _setting(
+        "EVENT_MAX_AGE_DAYS", 365, int,
+        "How far in the past an event's occurred_at may lie; each late event makes a window to recompute.")
     list_default_limit: int = _setting("LIST_DEFAULT_LIMIT", 100, int,
                                        "Page size of list endpoints when `limit` is not given.")
     list_max_limit: int = _setting("LIST_MAX_LIMIT", 1000, int, "Largest `limit` accepted by list endpoints.")
+    list_max_metadata_filters: int = _setting(
+        "LIST_MAX_METADATA_FILTERS", 10, int, "Most `meta.KEY=VALUE` filters one event list or export may carry.")
     rate_limit_ingest: str = _setting("RATE_LIMIT_INGEST", "1000 per second", str,
                                       "Budget per client for recording events (empty: no limit).")
     rate_limit_recalculate: str = _setting("RATE_LIMIT_RECALCULATE", "10 per minute", str,
@@ -172,6 +181,14 @@ class Settings:
         return timedelta(seconds=self.event_future_tolerance_seconds)
 
     @property
+    def max_event_age(self) -> timedelta:
+        return timedelta(days=self.event_max_age_days)
+
+    @property
+    def max_calculation_range(self) -> timedelta:
+        return timedelta(days=self.metrics_max_range_days)
+
+    @property
     def production(self) -> bool:
         return self.app_env == "production"
 
@@ -202,6 +219,10 @@ class Settings:
             window_size(self.metrics_window_hours)
         except ValueError:
             raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
+        for name in ("METRICS_CHUNK_WINDOWS", "METRICS_MAX_RANGE_DAYS", "EVENT_MAX_AGE_DAYS",
+                     "LIST_MAX_METADATA_FILTERS"):
+            if getattr(self, name.lower()) < 1:
+                raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
         if self.log_format not in LOG_FORMATS:

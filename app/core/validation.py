@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import ValidationError
-from .times import TimeFormatError, parse_rfc3339
+from .times import TimeFormatError, format_rfc3339, parse_rfc3339
 
 MAX_BIGINT = 2**63 - 1
 MAX_ACTION_LENGTH = 255
@@ -37,6 +37,9 @@ class InputBounds:
 
     metadata_max_bytes: int = 16 * 1024
     future_tolerance: timedelta = timedelta(minutes=5)
+    # Each event in a distinct closed window makes that window stale; the age bound caps the
+    # windows one client can make the calculation redo (365 days: 2,190 windows of 4 hours).
+    max_age: timedelta = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent
             raise ValidationError("must not be more than "
                                   f"{int(bounds.future_tolerance.total_seconds())} seconds in the future",
                                   field="occurred_at")
+        if now - occurred_at > bounds.max_age:  # (now - max_age could fall before year 1)
+            raise ValidationError(f"must not be more than {bounds.max_age.days} days in the past "
+                                  f"(not before {format_rfc3339(now - bounds.max_age)})", field="occurred_at")
 
     event_id = None
     if payload.get("id") is not None:
@@ -263,10 +269,13 @@ def parse_batch(body: Any, *, now: datetime, bounds: InputBounds) -> list[NewEve
     return news
 
 
-def parse_calculation_range(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
+def parse_calculation_range(start: Any, end: Any, *,
+                            max_range: timedelta) -> tuple[datetime | None, datetime | None]:
     """An explicit `[from, till)` to recompute, or (None, None) for "every pending window".
 
     Both bounds or neither: a half-given range is refused rather than guessed.
+    A range longer than `max_range` is refused too: one request must not queue
+    millions of windows (from year 1), more than a job can compute in its time.
     """
     if (start is None) != (end is None):
         raise ValidationError("give both `from` and `till`, or neither", field="till" if end is None else "from")
@@ -274,6 +283,8 @@ def parse_calculation_range(start: Any, end: Any) -> tuple[datetime | None, date
         return None, None
     start_at, end_at = parse_timestamp(start, "from"), parse_timestamp(end, "till")
     check_range(start_at, end_at)
+    if end_at - start_at > max_range:
+        raise ValidationError(f"must be at most {max_range.days} days after `from`", field="till")
     return start_at, end_at
 
 
@@ -291,6 +302,14 @@ class ListQuery:
     def metadata(self) -> dict[str, str]:
         """The `meta.<key>=<value>` filters, by key."""
         return {key[len(META_PREFIX):]: value for key, value in self.params.items() if key.startswith(META_PREFIX)}
+
+
+def check_metadata_filters(params: Mapping[str, str], maximum: int) -> None:
+    """At most `maximum` `meta.KEY=VALUE` filters: each one is a containment test on every candidate row."""
+    keys = [key for key in params if key.startswith(META_PREFIX)]
+    if len(keys) > maximum:
+        raise ValidationError(f"at most {maximum} `meta.KEY=VALUE` filters are allowed per request",
+                              field=keys[maximum], code="too_many_filters")
 
 
 def parse_list_query(args: Mapping[str, list[str]], allowed: set[str], *, default_limit: int, max_limit: int,

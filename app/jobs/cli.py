@@ -46,7 +46,7 @@ def init_app(app: Flask) -> None:
     def calculate_metrics_command(start: str | None, end: str | None) -> None:
         """Compute pending metrics windows now, synchronously (for cron jobs outside RQ)."""
         try:
-            start_at, end_at = parse_calculation_range(start, end)
+            start_at, end_at = parse_calculation_range(start, end, max_range=settings().max_calculation_range)
         except ValidationError as exc:
             if start is None or end is None:
                 raise click.UsageError("give both --from and --till, or neither") from None

@@ -2,14 +2,29 @@
 
 `calculate_metrics` brings every closed window up to date: windows never
 computed (from the earliest event on) and windows a late event marked stale.
-Each window is one set-based statement and each contiguous range of windows
-one transaction; a PostgreSQL advisory lock held for the whole run serialises
-concurrent runs, so the button, the schedule and a CLI call at once give the
-result of one run.
+Each window is one set-based statement.
+
+A run works in chunks of at most `chunk_windows` windows. Each chunk is one
+transaction holding a PostgreSQL advisory lock, so no two runs ever compute
+at once, and releasing it between chunks lets another run take its turn: a
+backlog of thousands of stale windows never keeps the periodic run from the
+window that just closed. Inside the lock a run picks its next chunk from the
+ledger as it stands then, so a window another run has just computed is not
+computed again.
+
+A run in "every pending window" mode promises to compute every window pending
+before its closed boundary, including windows marked stale while it runs: it
+stops only when a chunk finds none left, and marks itself finished in that
+same locked transaction. A later run of that mode therefore leaves those
+windows to it while it is alive and starts at its boundary (normally at the
+window that closed since). Whether a run is alive is a second, session-level
+advisory lock each run holds on its id until it ends: a run marked `running`
+whose lock is free has lost its process, and is recorded as `abandoned`.
 """
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,9 +33,10 @@ import sqlalchemy as sa
 
 from ..core.database import Database
 from ..core.times import utcnow
-from ..core.windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
+from ..core.windows import EPOCH, ceil_window, floor_window, last_closed_boundary
 
 LOCK_NAME = "tracking:metrics-calculation"
+RUN_LOCK_NAME = "tracking:calculation-run"
 
 
 @dataclass(frozen=True)
@@ -60,13 +76,28 @@ class CalculationProgress:
 ProgressCallback = Callable[[CalculationProgress], None]
 
 
-_LOCK = sa.text("SELECT pg_advisory_lock(hashtext(:name))")
-_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtext(:name))")
+@dataclass(frozen=True)
+class ChunkCounts:
+    """What computing one chunk of windows did."""
 
-# Windows that hold events but are not done, found by hopping through the time index from one
+    events: int
+    written: int
+    removed: int
+
+
+# Held for one chunk: released by the chunk's commit (or rollback).
+_LOCK_CHUNK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
+# Held by a run for its whole life on its own connection: the proof that it is alive. The
+# two-key form is a lock space of its own, apart from the chunk lock's one key.
+_RUN_KEY = "hashtext(:run_lock), CAST(:run_id % 2147483648 AS integer)"
+_HOLD_RUN = sa.text(f"SELECT pg_advisory_lock({_RUN_KEY})")
+_RELEASE_RUN = sa.text(f"SELECT pg_advisory_unlock({_RUN_KEY})")
+
+# Never-computed windows that hold events, found by hopping through the time index from one
 # window with events to the next (a handful of index probes per window, however sparse the
-# history), plus every closed window a late event has marked stale.
-_PENDING = sa.text("""
+# history). Planned once per run: a window can only become pending afterwards through a late
+# event, which marks it stale in the ledger, and stale windows are read chunk by chunk.
+_UNSEEN = sa.text("""
 WITH RECURSIVE holding(window_start) AS (
     SELECT date_bin(:size, min(occurred_at), :origin) FROM events
     UNION ALL
@@ -81,14 +112,24 @@ WHERE window_start + :size <= :closed
     SELECT 1 FROM metrics_windows w
     WHERE w.window_start = holding.window_start AND w.computed_at IS NOT NULL AND NOT w.stale
 )
-UNION
-SELECT window_start FROM metrics_windows WHERE stale AND window_end <= :closed
 ORDER BY 1
+""")
+_STILL_UNSEEN = sa.text("""
+SELECT start FROM unnest(CAST(:starts AS timestamptz[])) AS start
+WHERE NOT EXISTS (
+    SELECT 1 FROM metrics_windows w WHERE w.window_start = start AND w.computed_at IS NOT NULL AND NOT w.stale
+)
+""")
+_STALE = sa.text("""
+SELECT window_start FROM metrics_windows
+WHERE stale AND window_end <= :closed AND (CAST(:floor AS timestamptz) IS NULL OR window_start >= :floor)
+ORDER BY window_start
+LIMIT :limit
 """)
 _MARK_COMPUTED = sa.text("""
 INSERT INTO metrics_windows (window_start, window_end, computed_at, stale)
 SELECT start, start + :size, now(), false
-FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - :size, :size) AS start
+FROM unnest(CAST(:starts AS timestamptz[])) AS start
 ON CONFLICT (window_start) DO UPDATE
     SET window_end = excluded.window_end, computed_at = excluded.computed_at, stale = false
 """)
@@ -135,15 +176,34 @@ _DISTINCT_USERS = sa.text("""
 SELECT count(DISTINCT user_id) FROM user_activity_metrics WHERE window_start = ANY(:starts)
 """)
 
-_ABANDON_RUNS = sa.text("""
+# Runs marked running whose process is gone: their run lock is free, so this transaction can take
+# it. The CTE keeps the lock probes to running rows.
+_ABANDON_DEAD_RUNS = sa.text("""
+WITH running AS MATERIALIZED (
+    SELECT id FROM calculation_runs WHERE status = 'running' AND id <> :me
+)
 UPDATE calculation_runs
 SET status = 'abandoned', finished_at = clock_timestamp(), error = 'stopped before finishing (worker killed?)'
-WHERE status = 'running'
+WHERE id IN (SELECT id FROM running
+             WHERE pg_try_advisory_xact_lock(hashtext(:run_lock), CAST(id % 2147483648 AS integer)))
 """)
 
+# While a run is running, `last_window` is the end of the range it is bringing up to date and
+# `first_window` the start of an explicit range (NULL: every pending window before the end).
 _START_RUN = sa.text("""
-INSERT INTO calculation_runs (trigger, job_id, started_at, status)
-VALUES (:trigger, :job_id, clock_timestamp(), 'running') RETURNING id
+INSERT INTO calculation_runs (trigger, job_id, started_at, status, first_window, last_window)
+VALUES (:trigger, :job_id, clock_timestamp(), 'running', :first_window, :last_window) RETURNING id
+""")
+
+_COUNT_STALE = sa.text("""
+SELECT count(*) FROM metrics_windows
+WHERE stale AND window_end <= :closed AND NOT (window_start = ANY(:unseen))
+""")
+
+# Where the windows left to older, live runs of the "every pending window" mode end.
+_CLAIMED_UNTIL = sa.text("""
+SELECT max(last_window) FROM calculation_runs
+WHERE status = 'running' AND id < :me AND first_window IS NULL
 """)
 
 _FINISH_RUN = sa.text("""
@@ -154,19 +214,66 @@ WHERE id = :id
 """)
 
 
-def _contiguous_ranges(starts: list[datetime], size: timedelta, chunk: int) -> list[Window]:
-    """Group sorted window starts into ranges of adjacent windows, at most `chunk` windows each."""
-    ranges: list[Window] = []
-    for start in starts:
-        if ranges and ranges[-1].end == start and (start - ranges[-1].start) < size * chunk:
-            ranges[-1] = Window(ranges[-1].start, start + size)
-        else:
-            ranges.append(Window(start, start + size))
-    return ranges
+class _Requested:
+    """An explicit range: every closed window overlapping it is recomputed, done or not."""
+
+    def __init__(self, starts: list[datetime]) -> None:
+        self.starts = starts
+        self.position = 0
+
+    def size(self, conn: sa.Connection) -> int:
+        return len(self.starts)
+
+    def next_chunk(self, conn: sa.Connection, claimed_until: datetime | None, limit: int) -> list[datetime]:
+        chunk = self.starts[self.position:self.position + limit]
+        self.position += len(chunk)
+        return chunk
 
 
-def _window_starts(window_range: Window, size: timedelta) -> list[datetime]:
-    return [window_range.start + i * size for i in range((window_range.end - window_range.start) // size)]
+class _Pending:
+    """Every pending window before `closed`: never computed ones planned up front, stale ones as they come.
+
+    Windows before `claimed_until` belong to an older live run and are left to it;
+    they are considered again should it end first.
+    """
+
+    def __init__(self, unseen: list[datetime], closed: datetime) -> None:
+        self.unseen = unseen
+        self.closed = closed
+
+    def size(self, conn: sa.Connection) -> int:
+        """How many windows are pending now: the run's total for its progress (late events may add some)."""
+        stale = conn.execute(_COUNT_STALE, {"closed": self.closed, "unseen": self.unseen}).scalar_one()
+        return len(self.unseen) + stale
+
+    def next_chunk(self, conn: sa.Connection, claimed_until: datetime | None, limit: int) -> list[datetime]:
+        while True:
+            stale = conn.execute(_STALE, {"closed": self.closed, "floor": claimed_until,
+                                          "limit": limit}).scalars().all()
+            first = bisect_left(self.unseen, claimed_until) if claimed_until else 0
+            candidates = self.unseen[first:first + limit]
+            unseen = set(conn.execute(_STILL_UNSEEN, {"starts": candidates}).scalars()) if candidates else set()
+            chunk = sorted(unseen.union(stale))[:limit]
+            # forget the candidates another run has computed meanwhile, and those in this chunk
+            taken = set(chunk)
+            self.unseen[first:first + len(candidates)] = [c for c in candidates if c in unseen and c not in taken]
+            if chunk or not candidates:
+                return chunk
+
+
+def _compute_chunk(conn: sa.Connection, starts: list[datetime], size: timedelta,
+                   before_window: Callable[[datetime], None]) -> ChunkCounts:
+    """Compute these windows and mark them computed, in the caller's transaction."""
+    conn.execute(_NO_JIT)
+    conn.execute(_MARK_COMPUTED, {"size": size, "starts": starts})
+    events = written = removed = 0
+    for window_start in starts:
+        before_window(window_start)
+        counts = conn.execute(_COMPUTE_WINDOW, {"start": window_start, "end": window_start + size}).one()
+        events += counts.events
+        written += counts.written
+        removed += counts.removed
+    return ChunkCounts(events, written, removed)
 
 
 def _requested_windows(start: datetime, end: datetime, closed: datetime, size: timedelta) -> list[datetime]:
@@ -177,30 +284,47 @@ def _requested_windows(start: datetime, end: datetime, closed: datetime, size: t
     return [first + i * size for i in range(count)]
 
 
+def _lock_chunk(conn: sa.Connection, run_id: int) -> datetime | None:
+    """Take the chunk lock, record runs that died as abandoned, and say where older live runs' windows end."""
+    conn.execute(_LOCK_CHUNK, {"name": LOCK_NAME})
+    conn.execute(_ABANDON_DEAD_RUNS, {"me": run_id, "run_lock": RUN_LOCK_NAME})
+    return conn.execute(_CLAIMED_UNTIL, {"me": run_id}).scalar_one()
+
+
 def calculate_metrics(database: Database, settings: CalculationSettings, *, now: datetime | None = None,
                       start: datetime | None = None, end: datetime | None = None,
                       trigger: str = "manual", job_id: str | None = None,
                       progress: ProgressCallback | None = None) -> CalculationSummary:
     """Compute every closed window that is pending, or recompute those overlapping `[start, end)`.
 
-    Runs on one connection holding a session advisory lock; each range of
-    windows commits on its own, so a killed run leaves every window either
-    fully computed and marked so, or untouched. `progress`, when given, is
-    called before each window (it must be quick: the range's transaction is open).
+    Runs on one connection, chunk by chunk; each chunk commits on its own,
+    so a killed run leaves every window either fully computed and marked so,
+    or untouched, and other runs get the lock between chunks. `progress`, when
+    given, is called before each window (it must be quick: the chunk's
+    transaction is open).
     """
     now = now or utcnow()
     size = settings.window_size
     closed = last_closed_boundary(now, size, settings.settle)
     began = time.monotonic()
     with database.primary.connect() as conn:
-        conn.execute(_LOCK, {"name": LOCK_NAME})
+        plan: _Requested | _Pending
+        if start is not None and end is not None:
+            plan = _Requested(_requested_windows(start, end, closed, size))
+            span = (start, end)
+        else:
+            plan = _Pending(list(conn.execute(_UNSEEN, {"size": size, "origin": EPOCH, "closed": closed}).scalars()),
+                            closed)
+            span = (None, closed)
+        conn.execute(_LOCK_CHUNK, {"name": LOCK_NAME})
+        run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id, "first_window": span[0],
+                                           "last_window": span[1]}).scalar_one()
+        conn.execute(_HOLD_RUN, {"run_lock": RUN_LOCK_NAME, "run_id": run_id})
+        conn.execute(_ABANDON_DEAD_RUNS, {"me": run_id, "run_lock": RUN_LOCK_NAME})
+        conn.commit()
         try:
-            # Holding the lock, any run still marked running has died without finishing.
-            conn.execute(_ABANDON_RUNS)
-            run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id}).scalar_one()
-            conn.commit()
             try:
-                summary = _compute_pending(conn, settings, closed, start, end, run_id, began, progress)
+                summary = _run(conn, plan, settings, run_id, began, progress)
             except Exception as exc:
                 conn.rollback()
                 conn.execute(_FINISH_RUN, {
@@ -209,34 +333,43 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
                 conn.commit()
                 raise
         finally:
-            conn.execute(_UNLOCK, {"name": LOCK_NAME})
-            conn.commit()
+            if not conn.invalidated:
+                conn.execute(_RELEASE_RUN, {"run_lock": RUN_LOCK_NAME, "run_id": run_id})
+                conn.commit()
     return summary
 
 
-def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime,
-                     start: datetime | None, end: datetime | None, run_id: int, began: float,
-                     progress: ProgressCallback | None) -> CalculationSummary:
-    """Compute the planned windows range by range, committing each, and record the run's outcome."""
+def _run(conn: sa.Connection, plan: _Requested | _Pending, settings: CalculationSettings, run_id: int,
+         began: float, progress: ProgressCallback | None) -> CalculationSummary:
+    """Compute the plan chunk by chunk, each under the lock, and record the outcome.
+
+    The check that finds nothing left and the run's `finished` mark share one
+    locked transaction, so a later run never leaves a window to a run that has
+    already looked for the last time.
+    """
     size = settings.window_size
-    if start is not None and end is not None:
-        starts = _requested_windows(start, end, closed, size)
-    else:
-        starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
-    conn.commit()
-    events = written = removed = done = 0
-    for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):
-        conn.execute(_NO_JIT)
-        conn.execute(_MARK_COMPUTED, {"size": size, "start": window_range.start, "end": window_range.end})
-        for window_start in _window_starts(window_range, size):
-            if progress is not None:
-                progress(CalculationProgress(done, len(starts), window_start))
-            counts = conn.execute(_COMPUTE_WINDOW, {"start": window_start, "end": window_start + size}).one()
-            events += counts.events
-            written += counts.written
-            removed += counts.removed
-            done += 1
+    starts: list[datetime] = []
+    events = written = removed = 0
+    total = plan.size(conn) if progress is not None else 0
+    counted = 0  # windows counted so far, for progress (a window made stale again counts again)
+
+    def tell(window_start: datetime) -> None:
+        nonlocal counted
+        if progress is not None:
+            progress(CalculationProgress(counted, max(total, counted + 1), window_start))
+        counted += 1
+
+    while True:
+        claimed_until = _lock_chunk(conn, run_id)
+        chunk = plan.next_chunk(conn, claimed_until, settings.chunk_windows)
+        if not chunk:
+            break
+        counts = _compute_chunk(conn, chunk, size, tell)
         conn.commit()
+        starts.extend(chunk)
+        events, written, removed = events + counts.events, written + counts.written, removed + counts.removed
+    # a window marked stale again after this run computed it was computed twice; count it once
+    starts = sorted(set(starts))
     users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
     summary = CalculationSummary(
         run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
@@ -250,5 +383,3 @@ def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed:
         "events": events, "error": None})
     conn.commit()
     return summary
-
-

@@ -276,15 +276,20 @@ def list_events(database: Database, flt: EventFilter, *, limit: int, after: Curs
 
 
 def iter_events(database: Database, flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:
-    """Every matching event in time order, fetched `batch_size` rows at a time.
+    """Every matching event in time order, read as keyset pages of `batch_size` rows.
 
-    A server-side cursor keeps memory flat however many rows match, so an
-    export of millions of events streams instead of loading at once. The
-    connection stays checked out until the iterator is exhausted or closed.
+    Each page is a short read of its own that hands its connection back before
+    the rows are yielded, so memory stays flat however many rows match, and a
+    client that stops reading an export holds no connection and no transaction
+    (a server-side cursor would keep a backend `idle in transaction` for as long
+    as the client's socket lives). Like the list's pages, the export is not one
+    snapshot: an event stored meanwhile appears when it sorts after the page
+    being read.
     """
-    table = events_table
-    statement = _filtered(_select_events(), flt).order_by(table.c.occurred_at, table.c.id)
-    with database.read() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
-        for row in result:
-            yield StoredEvent(*row)
+    after: Cursor | None = None
+    while True:
+        page = list_events(database, flt, limit=batch_size, after=after)
+        yield from page.events
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
