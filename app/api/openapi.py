@@ -139,12 +139,20 @@ def _event_parameters(settings: Settings) -> list[Schema]:
     return _list_parameters(settings, extra=[
         {"name": "action", "in": "query", "description": "Only events with this action.",
          "schema": {"type": "string", "maxLength": MAX_ACTION_LENGTH}},
+        # Free-form names: an exploded form-style object is how OpenAPI says `meta.page=/home&meta.n=5`.
+        {"name": "meta", "in": "query", "style": "form", "explode": True,
+         "description": "Metadata filters, any number, each `meta.KEY=VALUE`: events whose metadata holds that "
+                        "key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5, "
+                        "`meta.ok=true` the boolean). The key must not be empty; neither may contain NUL.",
+         "schema": {"type": "object", "propertyNames": {"pattern": r"^meta\..+$",
+                                                        "maxLength": MAX_QUERY_VALUE_LENGTH},
+                    "additionalProperties": {"type": "string", "minLength": 1,
+                                             "maxLength": MAX_QUERY_VALUE_LENGTH}}},
     ])
 
 
-_META_FILTER = ("Besides the parameters listed, `meta.KEY=VALUE` keeps events whose metadata holds "
-                "that key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5). "
-                "Unknown, repeated or empty parameters are a 400 naming the parameter.")
+_META_FILTER = ("`meta.KEY=VALUE` keeps events whose metadata holds that key with that value (see the `meta` "
+                "parameter). Unknown, repeated or empty parameters are a 400 naming the parameter.")
 
 
 def _schemas(settings: Settings) -> dict[str, Schema]:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from ..core.database import Database
 from ..core.errors import ValidationError
 from ..core.tables import user_activity_metrics
+from ..core.validation import MAX_BIGINT
 from .pagination import decode_cursor, encode_cursor, keyset_page
 
 
@@ -33,7 +34,7 @@ class MetricCursor:
     @classmethod
     def decode(cls, token: str) -> MetricCursor:
         moment, key = decode_cursor(token)
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()) or int(key) > MAX_BIGINT:
             raise ValidationError("is not a cursor returned by this API", field="cursor")
         return cls(moment, int(key))
 
