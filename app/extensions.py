@@ -58,7 +58,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[REQUEST_REDIS_KEY] = None
     app.extensions[REDIS_BREAKER_KEY] = CircuitBreaker("redis", reset_seconds=settings.redis_breaker_seconds,
                                                        open_error=RedisSkipped)
-    app.extensions[CLOSERS_KEY] = []
+    app.extensions.setdefault(CLOSERS_KEY, [])
 
 
 def settings() -> Settings:
@@ -108,7 +108,7 @@ def guarded_redis() -> Iterator[Redis]:
 
 def on_close(app: Flask, close_resource: Callable[[], Any]) -> None:
     """Have `close(app)` call `close_resource` too (for connections an adapter keeps per app)."""
-    app.extensions[CLOSERS_KEY].append(close_resource)
+    app.extensions.setdefault(CLOSERS_KEY, []).append(close_resource)
 
 
 def close(app: Flask) -> None:

@@ -440,12 +440,19 @@ def build_document(settings: Settings) -> Schema:
             "/internal/metrics": {"get": _operation(
                 "Operational metrics for Prometheus", "operations", operation_id="prometheusMetrics", security=_OPEN,
                 description="Prometheus text exposition: requests, latency, ingestion, calculation runs, queue "
-                            "depth. Not the user-facing `/api/metrics`; keep it off the public internet.",
+                            "depth. Not the user-facing `/api/metrics`. With METRICS_TOKEN set, send it as "
+                            "`Authorization: Bearer <token>`; without one it is served only while access control "
+                            "is off. The compose proxy does not route `/internal/`.",
                 responses={"200": {
                     "description": "Prometheus text format, or OpenMetrics when the scraper asks for it.",
                     "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
                     "content": {"text/plain": {"schema": {"type": "string"}},
-                                "application/openmetrics-text": {"schema": {"type": "string"}}}}})},
+                                "application/openmetrics-text": {"schema": {"type": "string"}}}},
+                           "401": {"description": "METRICS_TOKEN is set and the request did not bear it.",
+                                   "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}},
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                           "404": {"description": "Not served: access control is on and METRICS_TOKEN is not set.",
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         },
         "components": {
             "schemas": _schemas(settings),

@@ -103,6 +103,10 @@ class Settings:
         "PROMETHEUS_MULTIPROC_DIR", None, str,
         "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
         "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1.")
+    metrics_token: str = _setting(
+        "METRICS_TOKEN", "", str,
+        "Bearer token a Prometheus scrape of `/internal/metrics` must send. Unset: open while access control is "
+        "off, not served (404) once it is on.")
     prometheus_scrape_timeout_seconds: float = _setting(
         "PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", 2.0, float,
         "How long a scrape of `/internal/metrics` waits for PostgreSQL and Redis before reporting them down.")
