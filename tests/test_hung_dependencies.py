@@ -25,7 +25,7 @@ from tests.openapi_check import ValidatingClient
 
 # The issue asks that a hung Redis cost no request seconds: every answer within this bound.
 REQUEST_BOUND = 1.0
-BREAKER_SECONDS = 3
+BREAKER_SECONDS = 6  # long enough that the requests below all fall inside one open period
 
 
 class HungServer:
