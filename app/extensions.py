@@ -5,10 +5,11 @@ process) two Redis clients per app and keeps them in `app.extensions`; routes,
 CLI commands and jobs read them through the accessors below and hand them to
 the services and job functions explicitly.
 
-Web requests reach Redis only through `guarded_redis()`: a client with short
+Web requests reach Redis through `guarded_redis()`: a client with short
 timeouts and no retries, behind the app's Redis circuit breaker, so a Redis
 that hangs costs a request at most a fraction of a second, and after a few
-failures nothing at all until the breaker lets a trial call through.
+failures nothing at all until the breaker lets a trial call through. (The
+rate limiter has a client and a breaker of its own, `app.http.rate_limits`.)
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def redis_client() -> Redis:
 
 
 def redis_breaker() -> CircuitBreaker:
-    """The app's Redis circuit breaker, shared by the rate limits and the job endpoints of this process."""
+    """The app's Redis circuit breaker, shared by the job endpoints and dashboard reads of this process."""
     return current_app.extensions[REDIS_BREAKER_KEY]
 
 

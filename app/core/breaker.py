@@ -7,6 +7,10 @@ is let through as a trial; its success closes the breaker, its failure opens
 it for another period. One breaker per dependency and process, shared by
 every thread. What a refusal raises is the caller's choice (`open_error`),
 so each adapter keeps the exception types its handlers already know.
+
+Callers whose failures cost differently get breakers of their own: the
+rate limiter's tight timeout may fire when the machine is merely busy, and
+that must not refuse the job endpoints too.
 """
 from __future__ import annotations
 
@@ -18,11 +22,15 @@ from contextlib import contextmanager
 FailureTypes = tuple[type[BaseException], ...]
 
 
+class CircuitOpenError(Exception):
+    """A call refused without trying, because the dependency failed moments ago."""
+
+
 class CircuitBreaker:
     """Counts consecutive failures of one dependency and refuses calls while it is presumed down."""
 
     def __init__(self, name: str, *, reset_seconds: float, failure_threshold: int = 3,
-                 open_error: Callable[[str], Exception] = RuntimeError,
+                 open_error: Callable[[str], Exception] = CircuitOpenError,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.reset_seconds = reset_seconds

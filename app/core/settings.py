@@ -69,13 +69,14 @@ class Settings:
         "REDIS_SOCKET_TIMEOUT_SECONDS", 5.0, float,
         "How long the worker's and scheduler's client waits for a Redis answer.")
     redis_request_timeout_seconds: float = _setting(
-        "REDIS_REQUEST_TIMEOUT_SECONDS", 0.25, float,
+        "REDIS_REQUEST_TIMEOUT_SECONDS", 0.5, float,
         "How long a web request waits for Redis (to connect, and for each command) before its job endpoint "
         "answers 503.")
     redis_breaker_seconds: float = _setting(
         "REDIS_BREAKER_SECONDS", 5.0, float,
         "After 3 Redis calls of web requests fail in a row, requests skip Redis for this long (job endpoints "
-        "answer 503 at once, rate limits step aside); then one request tries it again.")
+        "answer 503 at once; the rate limits, which count their own failures, step aside); then one request "
+        "tries it again.")
     port: int = _setting("PORT", 8080, int, "Port the web server listens on.")
     metrics_window_hours: int = _setting("METRICS_WINDOW_HOURS", 4, int,
                                          "Size of a metrics window in hours; must divide 24.")

@@ -4,8 +4,8 @@ A client is its API token (or its address when the API is open). Budgets are
 fixed windows counted in Redis (one round trip a request), so every web
 process shares them. If Redis is unreachable the limits step aside rather
 than refuse traffic: ingestion must keep working while Redis is down. A check
-waits RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the app's Redis
-breaker is open (after failures) it does not ask Redis at all.
+waits RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the limiter's
+circuit breaker is open (after failures) it does not ask Redis at all.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from ..core.breaker import CircuitBreaker, CircuitOpenError
 from ..core.settings import Settings
-from ..extensions import RedisSkipped, redis_breaker
 from . import SAFE_METHODS
 from .auth import api_client_key
 from .errors import ApiError
@@ -47,6 +47,7 @@ class RateLimits:
         storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_namespace}:ratelimit",
                                socket_connect_timeout=timeout, socket_timeout=timeout)
         self.limiter = FixedWindowRateLimiter(storage)
+        self.breaker = CircuitBreaker("rate limits' Redis", reset_seconds=settings.redis_breaker_seconds)
 
     def check(self) -> None:
         budget = self.items.get(request.endpoint or "")
@@ -55,10 +56,10 @@ class RateLimits:
         scope, item = budget
         client = api_client_key()
         try:
-            with redis_breaker().guard():
+            with self.breaker.guard():
                 allowed = self.limiter.hit(item, scope, client)
                 reset_at = None if allowed else self.limiter.get_window_stats(item, scope, client).reset_time
-        except RedisSkipped:  # Redis failed moments ago: step aside without waiting for it
+        except CircuitOpenError:  # Redis failed moments ago: step aside without waiting for it
             return
         except Exception as exc:  # any storage failure: let the request through
             log.warning("rate limits unavailable, not enforced: %s", exc.__class__.__name__)
