@@ -173,16 +173,18 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, 
     """RQ's job timeout holds for the calculation: the horse stops at METRICS_JOB_TIMEOUT, nothing of it
     runs on (in the worker or in PostgreSQL), and the next calculation gets the lock."""
     log_path = tmp_path / "worker.log"
-    env = process_env(app_config, METRICS_CHUNK_WINDOWS=1, METRICS_JOB_TIMEOUT=1, METRICS_JOB_RETRIES=0)
+    # 2 s: long enough for the run to have started (and be recorded) on a busy machine, far too short
+    # for the backlog.
+    env = process_env(app_config, METRICS_CHUNK_WINDOWS=1, METRICS_JOB_TIMEOUT=2, METRICS_JOB_RETRIES=0)
     with log_path.open("w") as log:
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
     try:
-        with separate_app({**app_config, "METRICS_JOB_TIMEOUT": 1, "METRICS_JOB_RETRIES": 0}) as timed:
+        with separate_app({**app_config, "METRICS_JOB_TIMEOUT": 2, "METRICS_JOB_RETRIES": 0}) as timed:
             job = timed.test_client().post("/api/metrics").get_json()["job"]
             failed = wait_until(lambda: (j := client.get(job["url"]).get_json()["job"])["status"] == "failed" and j,
                                 timeout=60)
-        assert "exceeded maximum timeout value (1 seconds)" in failed["error"], failed
+        assert "exceeded maximum timeout value (2 seconds)" in failed["error"], failed
         # RQ retitles its work horse "...: Processing <job>"; the worker's other child is RQ's scheduler.
         wait_until(lambda: not any("Processing" in " ".join(child.cmdline())
                                    for child in psutil.Process(worker.pid).children()), timeout=10)
@@ -198,7 +200,7 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, 
             counted = db.session.execute(sa.text("SELECT sum(event_count) FROM user_activity_metrics")).scalar_one()
             assert counted == backlog  # the chunks the stopped run committed, and the rest
             statuses = db.session.execute(sa.text("SELECT status FROM calculation_runs ORDER BY id")).scalars().all()
-        assert statuses == ["failed", "finished"]  # the timed-out run recorded its own failure
+        assert statuses == ["failed", "finished"], statuses  # the timed-out run recorded its own failure
     finally:
         stop(worker)
         print(log_path.read_text())
