@@ -18,6 +18,7 @@ from . import extensions
 from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
 from .http import auth, cors, errors, headers, proxies, rate_limits, request_log
+from .http.bodies import BoundedRequest
 from .http.json_provider import OrjsonProvider
 from .http.sessions import PagesOnlySessionInterface
 from .jobs import cli
@@ -57,6 +58,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment, with `test_config` (keyed by variable name) overriding it."""
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     config = {**load_config(), **(test_config or {})}
     settings = Settings.from_mapping(config)
     # Flask's own keys (TESTING, or an engine option a test needs) may come in test_config too.

@@ -1,17 +1,32 @@
 """The Flask extension objects, and the per-app objects every adapter takes its dependencies from.
 
 `create_app` builds one `Settings`, one `Database` and (lazily, once per
-process) one Redis client per app and keeps them in `app.extensions`; routes,
+process) two Redis clients per app and keeps them in `app.extensions`; routes,
 CLI commands and jobs read them through the accessors below and hand them to
 the services and job functions explicitly.
+
+Web requests reach Redis through `guarded_redis()`: a client with short
+timeouts and no retries, behind the app's Redis circuit breaker, so a Redis
+that hangs costs a request at most a fraction of a second, and after a few
+failures nothing at all until the breaker lets a trial call through. (The
+rate limiter has a client and a breaker of its own, `app.http.rate_limits`.)
 """
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
+from .core.breaker import CircuitBreaker
 from .core.database import Database
 from .core.settings import Settings
 from .core.tables import metadata
@@ -22,15 +37,29 @@ migrate = Migrate()
 SETTINGS_KEY = "tracking.settings"
 DATABASE_KEY = "tracking.database"
 REDIS_KEY = "tracking.redis"
+REQUEST_REDIS_KEY = "tracking.request_redis"
+REDIS_BREAKER_KEY = "tracking.redis_breaker"
+CLOSERS_KEY = "tracking.closers"
+# What says Redis is down or hanging, as opposed to answering with an error.
+REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError)
+
+
+class RedisSkipped(RedisConnectionError):
+    """Raised instead of a Redis call while the breaker is open; handled like Redis being down."""
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Bind the settings, the database engines and a lazily made Redis client to `app`."""
+    """Bind the settings, the database engines, the Redis breaker and lazily made Redis clients to `app`."""
     app.extensions[SETTINGS_KEY] = settings
     db.init_app(app)
     with app.app_context():
-        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"))
+        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"),
+                                                read_timeout_ms=settings.database_read_timeout_ms)
     app.extensions[REDIS_KEY] = None
+    app.extensions[REQUEST_REDIS_KEY] = None
+    app.extensions[REDIS_BREAKER_KEY] = CircuitBreaker("redis", reset_seconds=settings.redis_breaker_seconds,
+                                                       open_error=RedisSkipped)
+    app.extensions.setdefault(CLOSERS_KEY, [])
 
 
 def settings() -> Settings:
@@ -42,7 +71,10 @@ def database() -> Database:
 
 
 def redis_client() -> Redis:
-    """The app's Redis client, made on first use in this process (it holds its own connection pool)."""
+    """The Redis client of the worker, the scheduler and the CLI, made on first use in this process.
+
+    Its timeouts suit background work; web requests use `guarded_redis()`.
+    """
     client = current_app.extensions.get(REDIS_KEY)
     if client is None:
         config = settings()
@@ -52,12 +84,43 @@ def redis_client() -> Redis:
     return client
 
 
+def redis_breaker() -> CircuitBreaker:
+    """The app's Redis circuit breaker, shared by the job endpoints and dashboard reads of this process."""
+    return current_app.extensions[REDIS_BREAKER_KEY]
+
+
+@contextmanager
+def guarded_redis() -> Iterator[Redis]:
+    """The web requests' Redis client, behind the breaker.
+
+    Raises `RedisSkipped` at once while the breaker is open; a connection
+    error or timeout inside the block counts towards opening it.
+    """
+    with redis_breaker().guard(REDIS_FAILURES):
+        client = current_app.extensions.get(REQUEST_REDIS_KEY)
+        if client is None:
+            config = settings()
+            timeout = config.redis_request_timeout_seconds
+            client = Redis.from_url(config.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                    retry=Retry(NoBackoff(), 0))
+            current_app.extensions[REQUEST_REDIS_KEY] = client
+        yield client
+
+
+def on_close(app: Flask, close_resource: Callable[[], Any]) -> None:
+    """Have `close(app)` call `close_resource` too (for connections an adapter keeps per app)."""
+    app.extensions.setdefault(CLOSERS_KEY, []).append(close_resource)
+
+
 def close(app: Flask) -> None:
     """Close the app's connections (tests and tools build many apps in one process)."""
-    client = app.extensions.get(REDIS_KEY)
-    if client is not None:
-        client.close()
-        app.extensions[REDIS_KEY] = None
+    for key in (REDIS_KEY, REQUEST_REDIS_KEY):
+        client = app.extensions.get(key)
+        if client is not None:
+            client.close()
+            app.extensions[key] = None
+    for close_resource in app.extensions.get(CLOSERS_KEY, []):
+        close_resource()
     with app.app_context():
         db.session.remove()
         for engine in db.engines.values():

@@ -99,7 +99,9 @@ def _survive_redis_outage(app, config, own, port, tmp_path) -> None:
         own = start_redis(tmp_path / "valkey-again", port=port)
         with app.app_context():
             wait_until(lambda: list(make_scheduler(redis_client(), settings()).get_jobs()), timeout=30)
-        job = client.post("/api/metrics").get_json()["job"]
+        # The web process's Redis breaker lets a trial through within REDIS_BREAKER_SECONDS.
+        job = wait_until(lambda: (r := client.post("/api/metrics")).status_code == 202 and r, timeout=15,
+                         interval=0.2).get_json()["job"]
         finished = wait_until(lambda: (j := client.get(job["url"]).get_json()["job"])["status"] == "finished" and j,
                               timeout=60)
         assert finished["summary"]["users"] == 1

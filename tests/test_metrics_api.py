@@ -10,7 +10,8 @@ from app.core.times import format_rfc3339
 from app.extensions import redis_client, settings
 from app.jobs.queue import calculation_queue
 from app.jobs.calculations import CALCULATE_FUNC
-from tests.helpers import catch_up_held_at, post_event, wait_until
+from app.dev.fixtures import drop_namespace
+from tests.helpers import catch_up_held_at, post_event, separate_app, wait_until
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -195,3 +196,19 @@ def test_a_long_catch_up_shows_its_progress_in_the_job(app_config, client, worke
     assert done["progress"] == {"done": 1000, "total": 1000, "window": None}
     seen.append(done["progress"]["done"])
     assert seen == sorted(seen) and seen[-1] == 1000, f"progress only rises: {seen}"
+
+
+def test_a_job_of_another_namespace_sharing_the_redis_is_not_found(app, client, app_config, servers):
+    # `<namespace>-b` also starts with `<namespace>-`: the id's prefix alone would not tell them apart.
+    other_namespace = f"{app_config['REDIS_NAMESPACE']}-b"
+    try:
+        with separate_app({**app_config, "REDIS_NAMESPACE": other_namespace}) as other:
+            theirs = other.test_client().post("/api/metrics").get_json()["job"]
+            assert other.test_client().get(theirs["url"]).status_code == 200
+        response = client.get(theirs["url"])
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+        assert client.get(f"/metrics/jobs/{theirs['id']}").status_code == 404
+        ours = client.post("/api/metrics").get_json()["job"]
+        assert ours["id"] != theirs["id"] and client.get(ours["url"]).status_code == 200
+    finally:
+        drop_namespace(servers.redis_url, other_namespace)

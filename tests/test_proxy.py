@@ -374,3 +374,11 @@ def test_an_event_goes_through_the_proxy_and_keeps_its_request_id(proxy):
     status, headers, body = request(proxy, "GET", "/api/events/export?user_id=7")
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     assert b"through_proxy" in body
+
+
+def test_the_proxy_does_not_route_internal_endpoints(proxy, gunicorn):
+    """Prometheus scrapes web inside the compose network; from outside, /internal/ does not exist."""
+    status, headers, body = request(proxy, "GET", "/internal/metrics")
+    assert status == 404 and b"tracking_" not in body
+    assert_security_headers(headers)
+    assert request(gunicorn, "GET", "/internal/metrics")[0] == 200  # open mode: gunicorn itself serves it

@@ -16,12 +16,15 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.extensions import db
-from tests.helpers import free_port, stop, wait_until
+from app.extensions import database, db, settings
+from app.jobs.tasks import calculation_settings
+from app.services.calculation import calculate_metrics
+from tests.helpers import free_port, separate_app, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -152,3 +155,41 @@ def test_gunicorn_workers_share_their_prometheus_counters(gunicorn):
     assert samples[("tracking_events_ingested_total", ())] == 6
     assert samples[("tracking_http_requests_total",
                     (("method", "POST"), ("route", "/api/event"), ("status", "201")))] == 6
+
+
+def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, app_config, client, backlog,
+                                                                           tmp_path):
+    """RQ's job timeout holds for the calculation: the horse stops at METRICS_JOB_TIMEOUT, nothing of it
+    runs on (in the worker or in PostgreSQL), and the next calculation gets the lock."""
+    log_path = tmp_path / "worker.log"
+    # 2 s: long enough for the run to have started (and be recorded) on a busy machine, far too short
+    # for the backlog.
+    env = process_env(app_config, METRICS_CHUNK_WINDOWS=1, METRICS_JOB_TIMEOUT=2, METRICS_JOB_RETRIES=0)
+    with log_path.open("w") as log:
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        with separate_app({**app_config, "METRICS_JOB_TIMEOUT": 2, "METRICS_JOB_RETRIES": 0}) as timed:
+            job = timed.test_client().post("/api/metrics").get_json()["job"]
+            failed = wait_until(lambda: (j := client.get(job["url"]).get_json()["job"])["status"] == "failed" and j,
+                                timeout=60)
+        assert "exceeded maximum timeout value (2 seconds)" in failed["error"], failed
+        # RQ retitles its work horse "...: Processing <job>"; the worker's other child is RQ's scheduler.
+        wait_until(lambda: not any("Processing" in " ".join(child.cmdline())
+                                   for child in psutil.Process(worker.pid).children()), timeout=10)
+        with app.app_context():
+            def statements_running() -> int:
+                db.session.rollback()  # a fresh snapshot of pg_stat_activity each time
+                return db.session.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND pid <> pg_backend_pid()")).scalar_one()
+
+            wait_until(lambda: statements_running() == 0, timeout=30)
+            calculate_metrics(database(), calculation_settings(settings()))  # not blocked by a lock left behind
+            counted = db.session.execute(sa.text("SELECT sum(event_count) FROM user_activity_metrics")).scalar_one()
+            assert counted == backlog  # the chunks the stopped run committed, and the rest
+            statuses = db.session.execute(sa.text("SELECT status FROM calculation_runs ORDER BY id")).scalars().all()
+        assert statuses == ["failed", "finished"], statuses  # the timed-out run recorded its own failure
+    finally:
+        stop(worker)
+        print(log_path.read_text())

@@ -11,10 +11,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.helpers import post_event
+from app.extensions import db, redis_client, settings
+from app.ops.prometheus import SCRAPE_CLIENT_NAME
+from tests.helpers import post_event, separate_app
 from tests.openapi_check import ValidatingClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +114,63 @@ def test_any_process_starts_with_a_multiprocess_dir_that_does_not_exist_yet(app_
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert directory.is_dir()
+
+
+METRICS_TOKEN = "scrape-token-for-tests"
+
+
+def test_with_a_metrics_token_only_a_scrape_bearing_it_is_answered(app_config):
+    with separate_app({**app_config, "METRICS_TOKEN": METRICS_TOKEN}) as app:
+        app.test_client_class = ValidatingClient
+        client = app.test_client()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+            refused = client.get("/internal/metrics", headers=headers)
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert b"tracking_" not in refused.get_data()
+        answered = client.get("/internal/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert answered.status_code == 200
+
+
+def test_with_access_control_on_and_no_metrics_token_nobody_may_scrape(app_config):
+    protected = {**app_config, "API_TOKENS_FULL": "full-token", "ADMIN_PASSWORD_HASH": "scrypt:unused"}
+    with separate_app(protected) as app:
+        app.test_client_class = ValidatingClient
+        for headers in ({}, {"Authorization": "Bearer full-token"}):  # an API token is no scrape token
+            response = app.test_client().get("/internal/metrics", headers=headers)
+            assert response.status_code == 404 and b"tracking_" not in response.get_data()
+    with separate_app({**protected, "METRICS_TOKEN": METRICS_TOKEN}) as app:
+        app.test_client_class = ValidatingClient
+        response = app.test_client().get("/internal/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200
+
+
+def scrape_connections(app) -> tuple[set[int], set[str]]:
+    """The backends of scrape connections to this test's database, and the scrape clients of its namespace."""
+    with app.app_context():
+        pids = db.session.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name"),
+            {"name": SCRAPE_CLIENT_NAME}).scalars().all()
+        name = f"{SCRAPE_CLIENT_NAME}:{settings().redis_namespace}"
+        clients = [entry["id"] for entry in redis_client().client_list() if entry["name"] == name]
+    return set(pids), set(clients)
+
+
+def test_scrapes_reuse_their_connections_and_replace_one_the_database_cut(app, client):
+    before_pids, before_clients = scrape_connections(app)  # other apps' of this session, if any are left
+    scrape(client)
+    pids, clients = scrape_connections(app)
+    ours = (pids - before_pids, clients - before_clients)
+    assert len(ours[0]) == 1 and len(ours[1]) == 1, ours
+    for _ in range(3):
+        scrape(client)
+    pids, clients = scrape_connections(app)
+    assert (pids - before_pids, clients - before_clients) == ours  # the same backend, the same Redis connection
+
+    with app.app_context():  # a database restart cuts it between two scrapes
+        db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": next(iter(ours[0]))})
+        db.session.commit()
+    samples = scrape(client)
+    assert value(samples, "tracking_collector_up", collector="calculations") == 1
+    pids, _ = scrape_connections(app)
+    replaced = pids - before_pids
+    assert len(replaced) == 1 and replaced != ours[0]

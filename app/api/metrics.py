@@ -6,7 +6,7 @@ from flask import Response, jsonify
 from ..core.errors import NotFoundError, ValidationError
 from ..core.times import utcnow
 from ..core.validation import parse_calculation_range, parse_query_bool
-from ..extensions import database, redis_client, settings
+from ..extensions import database, guarded_redis, settings
 from ..jobs.calculations import enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
 from . import bp
@@ -31,13 +31,15 @@ def trigger_metrics() -> tuple[Response, int]:
             raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0], code="unknown_field")
         start, end = parse_calculation_range(body.get("from"), body.get("till"),
                                              max_range=settings().max_calculation_range)
-    job, _created = enqueue_calculation(redis_client(), settings(), start, end)
+    with guarded_redis() as redis:
+        job, _created = enqueue_calculation(redis, settings(), start, end)
     return jsonify(job=job_json(job)), 202
 
 
 @bp.get("/metrics/jobs/<job_id>")
 def get_metrics_job(job_id: str) -> Response:
-    job = get_job(redis_client(), job_id)
+    with guarded_redis() as redis:
+        job = get_job(redis, settings().redis_namespace, job_id)
     if job is None:
         raise NotFoundError("no such job (unknown, or its result has expired)", field="job_id")
     return jsonify(job=job_json(job))

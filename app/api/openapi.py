@@ -139,14 +139,22 @@ def _event_parameters(settings: Settings) -> list[Schema]:
     return _list_parameters(settings, extra=[
         {"name": "action", "in": "query", "description": "Only events with this action.",
          "schema": {"type": "string", "maxLength": MAX_ACTION_LENGTH}},
+        # Free-form names: an exploded form-style object is how OpenAPI says `meta.page=/home&meta.n=5`.
+        {"name": "meta", "in": "query", "style": "form", "explode": True,
+         "description": "Metadata filters, any number, each `meta.KEY=VALUE`: events whose metadata holds that "
+                        "key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5, "
+                        "`meta.ok=true` the boolean). The key must not be empty; neither may contain NUL.",
+         "schema": {"type": "object", "propertyNames": {"pattern": r"^meta\..+$",
+                                                        "maxLength": MAX_QUERY_VALUE_LENGTH},
+                    "additionalProperties": {"type": "string", "minLength": 1,
+                                             "maxLength": MAX_QUERY_VALUE_LENGTH}}},
     ])
 
 
 def _meta_filter(settings: Settings) -> str:
-    return ("Besides the parameters listed, `meta.KEY=VALUE` keeps events whose metadata holds "
-            "that key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5); at most "
-            f"{settings.list_max_metadata_filters} such filters per request (more: 400 `too_many_filters`). "
-            "Unknown, repeated or empty parameters are a 400 naming the parameter.")
+    return ("`meta.KEY=VALUE` keeps events whose metadata holds that key with that value (see the `meta` "
+            f"parameter); at most {settings.list_max_metadata_filters} such filters per request (more: 400 "
+            "`too_many_filters`). Unknown, repeated or empty parameters are a 400 naming the parameter.")
 
 
 def _schemas(settings: Settings) -> dict[str, Schema]:
@@ -487,12 +495,19 @@ def build_document(settings: Settings) -> Schema:
             "/internal/metrics": {"get": _operation(
                 "Operational metrics for Prometheus", "operations", operation_id="prometheusMetrics", security=_OPEN,
                 description="Prometheus text exposition: requests, latency, ingestion, calculation runs, queue "
-                            "depth. Not the user-facing `/api/metrics`; keep it off the public internet.",
+                            "depth. Not the user-facing `/api/metrics`. With METRICS_TOKEN set, send it as "
+                            "`Authorization: Bearer <token>`; without one it is served only while access control "
+                            "is off. The compose proxy does not route `/internal/`.",
                 responses={"200": {
                     "description": "Prometheus text format, or OpenMetrics when the scraper asks for it.",
                     "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
                     "content": {"text/plain": {"schema": {"type": "string"}},
-                                "application/openmetrics-text": {"schema": {"type": "string"}}}}})},
+                                "application/openmetrics-text": {"schema": {"type": "string"}}}},
+                           "401": {"description": "METRICS_TOKEN is set and the request did not bear it.",
+                                   "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}},
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                           "404": {"description": "Not served: access control is on and METRICS_TOKEN is not set.",
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         },
         "components": {
             "schemas": _schemas(settings),

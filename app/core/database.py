@@ -4,6 +4,11 @@ The services take a `Database` and call `read()` or `write()`; when
 `DATABASE_READ_URL` names a replica the list queries move there without any
 change to them. The engines themselves are made by Flask-SQLAlchemy in the
 application factory (or by any caller that has engines of its own).
+
+Reads serve web requests, so each gets a `statement_timeout`: a query that
+would scan for minutes is cancelled (psycopg's `QueryCanceled`) and its
+request answered, instead of holding a connection and a thread. Writes and
+the calculation (`primary.connect()`) are not bound by it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class Database:
 
     primary: Engine
     replica: Engine | None = None
+    read_timeout_ms: int = 0  # 0: reads may take as long as they take
 
     @property
     def read_engine(self) -> Engine:
@@ -29,8 +35,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A short read-only unit of work on the read engine."""
+        """A short read-only unit of work on the read engine, each statement cancelled after `read_timeout_ms`."""
         with self.read_engine.connect() as connection:
+            if self.read_timeout_ms > 0:
+                # LOCAL: it ends with this unit's transaction, so the pooled connection is left as it was.
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.read_timeout_ms)}")
             yield connection
             connection.rollback()
 

@@ -58,15 +58,30 @@ class Settings:
     database_read_url: str | None = _setting(
         "DATABASE_READ_URL", None, str, "Optional PostgreSQL replica URL that serves the list queries.")
     database_pool_size: int = _setting("DATABASE_POOL_SIZE", 5, int, "Connections kept per process.")
+    database_read_timeout_ms: int = _setting(
+        "DATABASE_READ_TIMEOUT_MS", 5000, int,
+        "statement_timeout of the reads web requests make (lists, exports, dashboard); a slower statement is "
+        "cancelled and answered 503 `query_timeout`. 0: no limit. Writes and the calculation are not bound.")
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", str,
                               "Redis URL for the job queue and the scheduler.")
     redis_namespace: str = _setting(
         "REDIS_NAMESPACE", "tracking", str,
         "Prefix of every queue and scheduler key, so several deployments can share one Redis.")
     redis_connect_timeout_seconds: float = _setting(
-        "REDIS_CONNECT_TIMEOUT_SECONDS", 2.0, float, "How long the job queue's client waits to connect to Redis.")
+        "REDIS_CONNECT_TIMEOUT_SECONDS", 2.0, float,
+        "How long the worker's and scheduler's client waits to connect to Redis.")
     redis_socket_timeout_seconds: float = _setting(
-        "REDIS_SOCKET_TIMEOUT_SECONDS", 5.0, float, "How long the job queue's client waits for a Redis answer.")
+        "REDIS_SOCKET_TIMEOUT_SECONDS", 5.0, float,
+        "How long the worker's and scheduler's client waits for a Redis answer.")
+    redis_request_timeout_seconds: float = _setting(
+        "REDIS_REQUEST_TIMEOUT_SECONDS", 0.5, float,
+        "How long a web request waits for Redis (to connect, and for each command) before its job endpoint "
+        "answers 503.")
+    redis_breaker_seconds: float = _setting(
+        "REDIS_BREAKER_SECONDS", 5.0, float,
+        "After 3 Redis calls of web requests fail in a row, requests skip Redis for this long (job endpoints "
+        "answer 503 at once; the rate limits, which count their own failures, step aside); then one request "
+        "tries it again.")
     port: int = _setting("PORT", 8080, int, "Port the web server listens on.")
     metrics_window_hours: int = _setting("METRICS_WINDOW_HOURS", 4, int,
                                          "Size of a metrics window in hours; must divide 24.")
@@ -98,6 +113,10 @@ class Settings:
         "PROMETHEUS_MULTIPROC_DIR", None, str,
         "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
         "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1.")
+    metrics_token: str = _setting(
+        "METRICS_TOKEN", "", str,
+        "Bearer token a Prometheus scrape of `/internal/metrics` must send. Unset: open while access control is "
+        "off, not served (404) once it is on.")
     prometheus_scrape_timeout_seconds: float = _setting(
         "PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", 2.0, float,
         "How long a scrape of `/internal/metrics` waits for PostgreSQL and Redis before reporting them down.")
@@ -133,7 +152,7 @@ class Settings:
         "Budget per submitted user name for dashboard sign-in attempts, from all addresses together "
         "(empty: no limit).")
     rate_limit_redis_timeout_seconds: float = _setting(
-        "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.5, float,
+        "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.05, float,
         "How long a rate-limit check waits for Redis before letting the request through.")
     trusted_proxies: int = _setting(
         "TRUSTED_PROXIES", 0, int,

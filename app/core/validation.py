@@ -201,6 +201,9 @@ def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tu
     """Flatten a query string, refusing repeated, empty, overlong or unknown parameters."""
     params: dict[str, str] = {}
     for key, values in args.items():
+        if len(key) > max_length:
+            raise ValidationError(f"parameter names must be at most {max_length} characters",
+                                  field=key[:40] + "…", code="unknown_parameter")
         if key not in allowed and not key.startswith(prefixes):
             raise ValidationError(f"unknown query parameter {key!r}", field=key, code="unknown_parameter")
         if len(values) > 1:
@@ -312,10 +315,22 @@ def check_metadata_filters(params: Mapping[str, str], maximum: int) -> None:
                               field=keys[maximum], code="too_many_filters")
 
 
+def _check_metadata_keys(params: Mapping[str, str]) -> None:
+    """A `meta.KEY` filter needs a key that a JSON object stored in PostgreSQL can hold."""
+    for name in params:
+        if name.startswith(META_PREFIX):
+            key = name[len(META_PREFIX):]
+            if not key:
+                raise ValidationError("needs a metadata key: meta.KEY=VALUE", field=name)
+            check_text(key, name, "metadata keys ")
+
+
 def parse_list_query(args: Mapping[str, list[str]], allowed: set[str], *, default_limit: int, max_limit: int,
                      prefixes: tuple[str, ...] = ()) -> ListQuery:
     """Parse `user_id`, `from`, `till` (half-open range) and `limit`, plus the `allowed` rest."""
     params = single_params(args, allowed | {"user_id", "from", "till", "limit"}, prefixes=prefixes)
+    if META_PREFIX in prefixes:
+        _check_metadata_keys(params)
     start = parse_query_time(params["from"], "from") if "from" in params else None
     end = parse_query_time(params["till"], "till") if "till" in params else None
     check_range(start, end)

@@ -3,7 +3,9 @@
 Uses the PostgreSQL and Redis named by DATABASE_URL and REDIS_URL, or starts
 embedded ones with their data under `.data/`, applies the migrations, then runs
 the web server, the RQ worker and the scheduler until Ctrl-C or SIGTERM, or
-until one of them dies.
+until one of them dies. If the launcher itself is killed, its children are
+killed with it (and the worker's work horse with the worker, see
+`app.jobs.queue.AppWorker`); gunicorn's workers leave once their master is gone.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
+from ..core.lifetime import die_with_parent
 from ..core.logs import redact
 from ..core.settings import ConfigError, Settings, load_config
 from .embedded import EmbeddedServer, start_postgres, start_redis
@@ -73,8 +77,10 @@ def main() -> int:
         for name, command in _commands(port).items():
             # A process group of its own: the terminal's Ctrl-C reaches only this
             # launcher, which stops each child once, and the servers after them.
-            children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
-                                              stdin=subprocess.DEVNULL, process_group=0)
+            # And killed the moment this launcher dies, however it dies (SIGKILL
+            # included), rather than left running on its own.
+            children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                              process_group=0, preexec_fn=partial(die_with_parent, os.getpid()))
         access = "on (tokens and login required)" if enabled else "OFF: open to anyone who can reach this port"
         print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
               f" | redis: {redis} | Ctrl-C stops everything", flush=True)

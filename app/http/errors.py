@@ -3,7 +3,10 @@
 Every failure under `/api/` answers `{"error": {"code", "message", "field"}}`
 with a 4xx or 503 status; nothing leaks a stack trace. The domain errors of
 `app.core.errors` get their status here, and so does a dependency that is down
-(PostgreSQL or Redis: 503 with `Retry-After`). `ApiError` is for what only HTTP
+(PostgreSQL or Redis: 503 with `Retry-After`), and a read the database
+cancelled at its statement timeout (503 `query_timeout`: the service chose
+to give up, so it is not the client's error, but retrying the same query
+only helps once the database is less busy; narrowing the filters helps now). `ApiError` is for what only HTTP
 knows of: authentication, rate limits, content types.
 """
 from __future__ import annotations
@@ -81,6 +84,16 @@ def unavailable_dependency(exc: Exception) -> str:
     return "job queue" if isinstance(exc, RedisError) else "database"
 
 
+QUERY_TIMEOUT_MESSAGE = ("the query took too long and was cancelled; narrow the filters (a user, a time range) "
+                         "or retry later")
+
+
+def query_timed_out(exc: Exception) -> bool:
+    """Whether the database cancelled the statement (statement_timeout), rather than being down."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    return isinstance(cause, psycopg.errors.QueryCanceled)
+
+
 def init_app(app: Flask, max_body_bytes: int) -> None:
     """Answer API errors with the envelope; leave the HTML pages' errors to Flask and the web blueprint."""
 
@@ -113,6 +126,9 @@ def init_app(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(psycopg.OperationalError)
     def handle_database_down(exc: Exception) -> Response:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        if query_timed_out(exc):
+            log.warning("query cancelled at the statement timeout: %s %s", request.method, request.path)
+            return error_response(503, "query_timeout", QUERY_TIMEOUT_MESSAGE)
         log.warning("database unavailable: %s", cause.__class__.__name__)
         return error_response(503, "database_unavailable", "the database is unavailable, retry later")
 

@@ -14,7 +14,9 @@ admin's sign-in budget. A failed password has passed those checks, so it counts.
 
 Budgets are fixed windows counted in Redis (one round trip per budget), so
 every web process shares them. If Redis is unreachable the limits step aside
-rather than refuse traffic: ingestion must keep working while Redis is down.
+rather than refuse traffic: ingestion must keep working while Redis is down. A check
+waits RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the limiter's circuit breaker
+is open (after failures) it does not ask Redis at all.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from ..core.breaker import CircuitBreaker, CircuitOpenError
 from ..core.settings import Settings
 from .auth import address_key, client_key
 from .errors import ApiError
@@ -103,6 +106,7 @@ class RateLimits:
         storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_namespace}:ratelimit",
                                socket_connect_timeout=timeout, socket_timeout=timeout)
         self.limiter = FixedWindowRateLimiter(storage)
+        self.breaker = CircuitBreaker("rate limits' Redis", reset_seconds=settings.redis_breaker_seconds)
 
     def charge(self) -> Refusal | None:
         """Charge the current request to each of its budgets in turn; the first without room refuses it.
@@ -124,9 +128,12 @@ class RateLimits:
         Any storage failure lets the request through (None): the limits step aside while Redis is away.
         """
         try:
-            if self.limiter.hit(limit, scope, payer):
-                return None
-            reset_at = self.limiter.get_window_stats(limit, scope, payer).reset_time
+            with self.breaker.guard():
+                if self.limiter.hit(limit, scope, payer):
+                    return None
+                reset_at = self.limiter.get_window_stats(limit, scope, payer).reset_time
+        except CircuitOpenError:  # Redis failed moments ago: step aside without waiting for it
+            return None
         except Exception as exc:  # any storage failure: let the request through
             log.warning("rate limits unavailable, not enforced: %s", exc.__class__.__name__)
             return None

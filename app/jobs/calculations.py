@@ -96,14 +96,22 @@ def _info(job: Job) -> JobInfo:
     )
 
 
-def get_job(redis: Redis, job_id: str) -> JobInfo | None:
-    """The job's status, or None when Redis has no such job (unknown, expired, or not a job id at all)."""
-    if not JOB_ID.fullmatch(job_id):
+def get_job(redis: Redis, namespace: str, job_id: str) -> JobInfo | None:
+    """The job's status, or None when this deployment has no such job.
+
+    None also for a job of another deployment sharing the Redis: its id is
+    not under our namespace, or it was not queued on our queue (an id prefix
+    alone could belong to a namespace such as `tracking-b` beside `tracking`).
+    """
+    if not JOB_ID.fullmatch(job_id) or not job_id.startswith(namespaced_id(namespace, "")):
         return None
     try:
-        return _info(Job.fetch(job_id, connection=redis))
+        job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return None
+    if job.origin != calculation_queue(redis, namespace).name:
+        return None
+    return _info(job)
 
 
 def enqueue_calculation(redis: Redis, settings: Settings, start: datetime | None = None,
@@ -121,7 +129,7 @@ def enqueue_calculation(redis: Redis, settings: Settings, start: datetime | None
     while True:
         existing_id = connection.get(request_key)
         if existing_id is not None:
-            existing = get_job(redis, existing_id.decode())
+            existing = get_job(redis, namespace, existing_id.decode())
             if existing is not None and existing.active:
                 return existing, False
             connection.eval(_DELETE_IF_EQUAL, 1, request_key, existing_id)

@@ -11,11 +11,15 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+
+from ..core.lifetime import forks_die_with_their_parent
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +79,45 @@ def keep_running(run: Callable[[], None], what: str) -> None:
             pause = min(pause * 2, MAX_RECONNECT_PAUSE)
 
 
+class JobTimeout(JobTimeoutException, KeyboardInterrupt):
+    """RQ's job timeout, raised as an interruption so that the statement in flight stops too.
+
+    Interrupted by anything else, psycopg leaves the statement running on the
+    server and the connection busy: the calculation could then neither record
+    its failure nor release its lock, and the job's error was a driver message.
+    On a KeyboardInterrupt psycopg cancels the statement and waits for it, as
+    on Ctrl-C; being a JobTimeoutException too, RQ handles it as a timeout.
+    """
+
+
+class CancellingDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's SIGALRM job timeout, raising `JobTimeout`."""
+
+    def __init__(self, timeout: Any, exception: type[BaseException] = JobTimeoutException, **kwargs: Any) -> None:
+        super().__init__(timeout, JobTimeout if exception is JobTimeoutException else exception, **kwargs)
+
+
+class AppWorker(Worker):
+    """RQ's worker with job timeouts that cancel the database statement in flight."""
+
+    death_penalty_class = CancellingDeathPenalty
+
+
 def run_worker(redis: Redis, namespace: str, *, log_level: str, burst: bool = False) -> None:
     """Consume the namespace's queues until told to stop (`worker.py` calls this inside an app context).
 
     Jobs run in a forked work horse that inherits the app context; SIGTERM
-    lets the current job finish before the worker exits.
+    lets the current job finish before the worker exits. The horse (in a
+    process group of its own) and RQ's scheduler process die with the worker
+    if it is killed outright, instead of running on unwatched; while
+    the worker lives, RQ stops a job at its timeout (SIGALRM in the horse,
+    see `JobTimeout`; the worker kills a horse still there a minute later).
     """
+    forks_die_with_their_parent()
+
     def work() -> None:
-        worker = Worker([calculation_queue(redis, namespace)], connection=redis,
-                        name=namespaced_id(namespace, uuid.uuid4().hex))
+        worker = AppWorker([calculation_queue(redis, namespace)], connection=redis,
+                           name=namespaced_id(namespace, uuid.uuid4().hex))
         worker.work(burst=burst, with_scheduler=True, logging_level=log_level.upper())
 
     keep_running(work, "worker")

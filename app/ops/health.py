@@ -46,15 +46,18 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def postgres_probe(database_url: str, timeout: float) -> psycopg.Connection[Any]:
+def postgres_probe(database_url: str, timeout: float, application_name: str = "tracking-probe") -> psycopg.Connection[Any]:
     """A fresh autocommit connection whose connect and statements give up quickly.
 
     libpq rounds connect timeouts below 2 s up to 2 s; callers that need a
-    shorter bound run the probe under a deadline (see `readyz`).
+    shorter bound run the probe under a deadline (see `readyz`). A server
+    that stops acknowledging what is sent (gone from the network) fails the
+    statement after the timeout too (`tcp_user_timeout`), not after minutes.
     """
+    milliseconds = max(1, int(timeout * 1000))
     return psycopg.connect(_DRIVER_PREFIX.sub("postgresql://", database_url), autocommit=True,
-                           connect_timeout=max(2, math.ceil(timeout)),
-                           options=f"-c statement_timeout={max(1, int(timeout * 1000))}")
+                           connect_timeout=max(2, math.ceil(timeout)), tcp_user_timeout=milliseconds,
+                           application_name=application_name, options=f"-c statement_timeout={milliseconds}")
 
 
 def redis_probe(redis_url: str, timeout: float) -> Redis:

@@ -13,29 +13,42 @@ Two kinds of series:
   restart loses nothing) and queue depth (from Redis). Every web process
   reports the same values: aggregate these with max(), not sum(). A dependency
   that is down makes its collector report `tracking_collector_up 0` instead
-  of failing the scrape.
+  of failing the scrape. Each process keeps one PostgreSQL connection and one
+  Redis client for its scrapes (reconnecting after a failure), rather than
+  opening new ones every 15 seconds.
+
+Who may scrape: with METRICS_TOKEN set, only a request bearing it; without
+one, anyone while access control is off (a local `make run`), and nobody once
+it is on (404), since the exposition tells an outsider a good deal.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Flask, g, request
+import psycopg
+from flask import Blueprint, Flask, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from redis import Redis
 from rq import Queue
 from werkzeug.wrappers import Response
 
 from ..core.settings import Settings
-from ..extensions import settings
+from ..extensions import on_close, settings
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
-from .health import postgres_probe, redis_probe
+from .health import postgres_probe
 
 log = logging.getLogger(__name__)
 bp = Blueprint("prometheus", __name__)
@@ -43,6 +56,9 @@ bp = Blueprint("prometheus", __name__)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"  # 404s: one label value, however many paths are probed
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+SOURCES_KEY = "tracking.prometheus_sources"
+# How the scrape connections introduce themselves (pg_stat_activity, CLIENT LIST).
+SCRAPE_CLIENT_NAME = "tracking-scrape"
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,9 @@ def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> Non
 
 def init_app(app: Flask, config: Settings) -> None:
     process_metrics(config.prometheus_multiproc_dir)
+    sources = ScrapeSources(config)
+    app.extensions[SOURCES_KEY] = sources
+    on_close(app, sources.close)
     app.before_request(_start_timer)
     app.after_request(_observe_request)
     app.register_blueprint(bp)
@@ -122,41 +141,34 @@ def _observe_request(response: Response) -> Response:
     return response
 
 
-class _SourceCollector(Collector):
-    """A scrape-time collector that remembers whether it could read its source."""
-
-    name = ""
-    up = False
-
-
-class QueueCollector(_SourceCollector):
-    """Jobs waiting, running and failed per queue, read from Redis at scrape time."""
+class QueueSource:
+    """Jobs waiting, running and failed per queue, read from Redis at scrape time with one kept client."""
 
     name = "queue"
 
-    def __init__(self, redis_url: str, queues: dict[str, str], timeout: float) -> None:
-        self.redis_url = redis_url
+    def __init__(self, redis_url: str, namespace: str, queues: dict[str, str], timeout: float) -> None:
         self.queues = queues  # label -> Redis queue name
-        self.timeout = timeout
+        # Its own small pool: a connection the server dropped is replaced on the next scrape.
+        name = f"{SCRAPE_CLIENT_NAME}:{re.sub(r'[^A-Za-z0-9_.:-]', '_', namespace)}"  # CLIENT SETNAME's rules
+        self.client = Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                     client_name=name)
 
-    def collect(self) -> Iterator[Metric]:
+    def read(self) -> list[Metric] | None:
         jobs = GaugeMetricFamily("tracking_queue_jobs", "RQ jobs per queue and state (queued is the queue depth).",
                                  labels=["queue", "state"])
-        client = redis_probe(self.redis_url, self.timeout)
         try:
             for label, name in self.queues.items():
-                queue = Queue(name, connection=client)
+                queue = Queue(name, connection=self.client)
                 jobs.add_metric([label, "queued"], len(queue))
                 jobs.add_metric([label, "started"], queue.started_job_registry.count)
                 jobs.add_metric([label, "failed"], queue.failed_job_registry.count)
         except Exception as exc:  # Redis down must not fail the whole scrape
             log.warning("queue metrics unavailable: %s", type(exc).__name__)
-            self.up = False
-            return
-        finally:
-            client.close()
-        self.up = True
-        yield jobs
+            return None
+        return [jobs]
+
+    def close(self) -> None:
+        self.client.close()
 
 
 _RUNS = (
@@ -169,68 +181,120 @@ _RUNS = (
 )
 
 
-class CalculationCollector(_SourceCollector):
-    """Ended calculation runs by trigger and outcome, and their durations, from the ledger."""
+class CalculationSource:
+    """Ended calculation runs by trigger and outcome, and their durations, from the ledger.
+
+    One autocommit connection is kept for the scrapes of this process. A
+    scrape that finds it cut (a database restart since the last one) tries
+    once more on a fresh connection; a scrape that cannot have it within the
+    timeout (another scrape stuck on a hung server) reports the source down.
+    """
 
     name = "calculations"
 
     def __init__(self, database_url: str, timeout: float) -> None:
         self.database_url = database_url
         self.timeout = timeout
+        self.lock = threading.Lock()
+        self.connection: psycopg.Connection[Any] | None = None
 
-    def collect(self) -> Iterator[Metric]:
+    def _rows(self) -> list[tuple[Any, ...]]:
+        if self.connection is None or self.connection.closed:
+            self.connection = postgres_probe(self.database_url, self.timeout, application_name=SCRAPE_CLIENT_NAME)
+        return self.connection.execute(_RUNS).fetchall()
+
+    def read(self) -> list[Metric] | None:
+        if not self.lock.acquire(timeout=self.timeout):
+            log.warning("calculation metrics unavailable: the previous scrape still waits for PostgreSQL")
+            return None
         try:
-            with postgres_probe(self.database_url, self.timeout) as conn:
-                rows = conn.execute(_RUNS).fetchall()
+            reused = self.connection is not None
+            try:
+                rows = self._rows()
+            except psycopg.OperationalError:
+                if not reused:
+                    raise  # a fresh connection failed: the database is down
+                self.close()
+                rows = self._rows()
         except Exception as exc:  # the database down must not fail the whole scrape
             log.warning("calculation metrics unavailable: %s", type(exc).__name__)
-            self.up = False
-            return
-        self.up = True
-        runs = CounterMetricFamily("tracking_calculation_runs",
-                                   "Calculation runs that ended, by trigger and final status.",
-                                   labels=["trigger", "outcome"])
-        counts: dict[str, int] = {}
-        seconds: dict[str, float] = {}
-        within: dict[str, list[int]] = {}
-        last_success = None
-        for trigger, status, count, total_seconds, finished, *bucket_counts in rows:
-            runs.add_metric([trigger, status], count)
-            counts[status] = counts.get(status, 0) + count
-            seconds[status] = seconds.get(status, 0.0) + total_seconds
-            within[status] = [a + b for a, b in zip(within.get(status, [0] * len(bucket_counts)), bucket_counts)]
-            if status == "finished" and (last_success is None or finished > last_success):
-                last_success = finished
-        histogram = HistogramMetricFamily("tracking_calculation_run_duration_seconds",
-                                          "Duration of calculation runs that ended, by final status.",
-                                          labels=["outcome"])
-        for status, count in counts.items():
-            buckets = [(repr(bound), n) for bound, n in zip(RUN_DURATION_BUCKETS, within[status])] + [("+Inf", count)]
-            histogram.add_metric([status], buckets, seconds[status])
-        yield runs
-        yield histogram
-        if last_success is not None:
-            yield GaugeMetricFamily("tracking_calculation_last_success_timestamp_seconds",
-                                    "When the last successful calculation run finished (Unix time).",
-                                    value=last_success.timestamp())
+            self.close()
+            return None
+        finally:
+            self.lock.release()
+        return _run_metrics(rows)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def _run_metrics(rows: list[tuple[Any, ...]]) -> list[Metric]:
+    """The ledger's rows as the runs counter, the duration histogram and the last success."""
+    runs = CounterMetricFamily("tracking_calculation_runs",
+                               "Calculation runs that ended, by trigger and final status.",
+                               labels=["trigger", "outcome"])
+    counts: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    within: dict[str, list[int]] = {}
+    last_success = None
+    for trigger, status, count, total_seconds, finished, *bucket_counts in rows:
+        runs.add_metric([trigger, status], count)
+        counts[status] = counts.get(status, 0) + count
+        seconds[status] = seconds.get(status, 0.0) + total_seconds
+        within[status] = [a + b for a, b in zip(within.get(status, [0] * len(bucket_counts)), bucket_counts)]
+        if status == "finished" and (last_success is None or finished > last_success):
+            last_success = finished
+    histogram = HistogramMetricFamily("tracking_calculation_run_duration_seconds",
+                                      "Duration of calculation runs that ended, by final status.",
+                                      labels=["outcome"])
+    for status, count in counts.items():
+        buckets = [(repr(bound), n) for bound, n in zip(RUN_DURATION_BUCKETS, within[status])] + [("+Inf", count)]
+        histogram.add_metric([status], buckets, seconds[status])
+    metrics: list[Metric] = [runs, histogram]
+    if last_success is not None:
+        metrics.append(GaugeMetricFamily("tracking_calculation_last_success_timestamp_seconds",
+                                         "When the last successful calculation run finished (Unix time).",
+                                         value=last_success.timestamp()))
+    return metrics
+
+
+class ScrapeSources:
+    """The scrape-time sources of one app in one process, with the connections they keep."""
+
+    def __init__(self, config: Settings) -> None:
+        assert config.database_url is not None  # Settings.check() refuses to start without it
+        timeout = config.prometheus_scrape_timeout_seconds
+        self.queue = QueueSource(config.redis_url, config.redis_namespace,
+                                 {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}, timeout)
+        self.calculations = CalculationSource(config.database_url, timeout)
+
+    @property
+    def all(self) -> list[QueueSource | CalculationSource]:
+        return [self.queue, self.calculations]
+
+    def close(self) -> None:
+        for source in self.all:
+            source.close()
 
 
 class _Exposition(Collector):
-    """Everything one scrape reports: the process's own series, then the scrape-time collectors."""
+    """Everything one scrape reports: the process's own series, then the scrape-time sources."""
 
-    def __init__(self, process: Collector, sources: Iterable[_SourceCollector]) -> None:
+    def __init__(self, process: Collector, sources: Iterable[QueueSource | CalculationSource]) -> None:
         self.process = process
         self.sources = list(sources)
 
     def collect(self) -> Iterator[Metric]:
         yield from self.process.collect()
-        for source in self.sources:
-            yield from source.collect()
         up = GaugeMetricFamily("tracking_collector_up",
                                "1 when a scrape-time collector could read its source (Redis, PostgreSQL).",
                                labels=["collector"])
         for source in self.sources:
-            up.add_metric([source.name], 1.0 if source.up else 0.0)
+            metrics = source.read()
+            yield from metrics or []
+            up.add_metric([source.name], 0.0 if metrics is None else 1.0)
         yield up
 
 
@@ -242,15 +306,30 @@ def _process_collector(multiproc_dir: str | None) -> Collector:
     return registry
 
 
+def _refusal(config: Settings) -> Response | None:
+    """Why this request may not scrape, as the answer to give it; None when it may."""
+    if not config.metrics_token:
+        if not config.access_control_enabled:
+            return None
+        log.warning("refused a scrape of /internal/metrics: access control is on and METRICS_TOKEN is not set")
+        return Response("not found\n", status=404, mimetype="text/plain")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    presented = hashlib.sha256(token.strip().encode()).digest()
+    expected = hashlib.sha256(config.metrics_token.encode()).digest()
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented, expected):
+        return None
+    return Response("send METRICS_TOKEN as `Authorization: Bearer <token>`\n", status=401, mimetype="text/plain",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 @bp.get("/internal/metrics")
 def exposition() -> Response:
-    """The Prometheus text exposition; keep it off the public internet (see README)."""
+    """The Prometheus text exposition, for whoever may scrape it (see the module docstring)."""
     config = settings()
-    assert config.database_url is not None  # Settings.check() refuses to start without it
-    timeout = config.prometheus_scrape_timeout_seconds
-    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), [
-        QueueCollector(config.redis_url, {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}, timeout),
-        CalculationCollector(config.database_url, timeout),
-    ])
+    refusal = _refusal(config)
+    if refusal is not None:
+        return refusal
+    sources: ScrapeSources = current_app.extensions[SOURCES_KEY]
+    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), sources.all)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]

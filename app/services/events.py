@@ -6,6 +6,7 @@ the list query is a plain keyset scan of an index.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -226,13 +227,23 @@ class EventPage:
     next_cursor: Cursor | None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON value")
+
+
 def _metadata_condition(key: str, value: str) -> sa.ColumnElement[bool]:
-    """`key = value` as JSONB containment; `5` or `true` also match the JSON number or boolean."""
+    """`key = value` as JSONB containment; `5` or `true` also match the JSON number or boolean.
+
+    Only values JSON can hold count as numbers: `NaN`, `Infinity` or `1e400`
+    (a float overflowing to infinity) match the text alone.
+    """
     column = events_table.c.metadata
     candidates: list[Any] = [value]
     try:
-        parsed = json.loads(value)
+        parsed = json.loads(value, parse_constant=_reject_constant)
     except ValueError:
+        parsed = value
+    if isinstance(parsed, float) and not math.isfinite(parsed):
         parsed = value
     if isinstance(parsed, (int, float, bool)) or parsed is None:
         candidates.append(parsed)

@@ -11,6 +11,7 @@ from ..core.database import Database
 from ..core.errors import ValidationError
 from ..core.tables import user_activity_metrics
 from ..core.windows import EPOCH, ceil_window, floor_window, last_closed_boundary
+from ..core.validation import MAX_BIGINT
 from .pagination import decode_cursor, encode_cursor, keyset_page
 
 
@@ -34,7 +35,7 @@ class MetricCursor:
     @classmethod
     def decode(cls, token: str) -> MetricCursor:
         moment, key = decode_cursor(token)
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()) or int(key) > MAX_BIGINT:
             raise ValidationError("is not a cursor returned by this API", field="cursor")
         return cls(moment, int(key))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TypeVar
 
 from ..core.errors import ValidationError
@@ -21,6 +21,8 @@ from ..services.events import EventFilter
 MAX_FIELD_LENGTH = MAX_QUERY_VALUE_LENGTH
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
 _WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+EARLIEST_TIME = datetime(2, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 _TIME_HINT = "must be a date and time such as 2025-10-23T13:07 (UTC)"
 _META_HINT = "must look like key = value, for example page = /home"
 
@@ -65,12 +67,19 @@ def _text(args: Mapping[str, str], name: str) -> str:
 
 
 def parse_local_time(value: str, name: str) -> datetime:
-    """A datetime-local value (no offset) read as UTC; a full RFC 3339 time is accepted too."""
+    """A datetime-local value (no offset) read as UTC; a full RFC 3339 time is accepted too.
+
+    The pages count windows around these times (and PostgreSQL hands back
+    window ends past them), so a time must stay a year inside the calendar.
+    """
     if _LOCAL_TIME.match(value):
         value = value + ":00Z" if value.count(":") == 1 else value + "Z"
     elif not _WITH_OFFSET.match(value):
         raise ValidationError(_TIME_HINT, field=name)
-    return parse_query_time(value, name)
+    moment = parse_query_time(value, name)
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise ValidationError(f"must lie between {EARLIEST_TIME:%Y-%m-%d} and {LATEST_TIME:%Y-%m-%d}", field=name)
+    return moment
 
 
 def parse_metadata_pair(value: str, name: str = "meta") -> dict[str, str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from flask import Response, redirect, render_template, request, session, url_for
@@ -18,7 +20,7 @@ from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..extensions import redis_client, settings
+from ..extensions import guarded_redis, settings
 from ..http.signins import SignIns
 from . import bp
 from .rendering import message_response, wants_fragment
@@ -47,8 +49,11 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _signins() -> SignIns:
-    return SignIns.of(redis_client(), settings())
+@contextmanager
+def _signins() -> Iterator[SignIns]:
+    """The sign-in store, over the request path's Redis client: short timeouts, behind the breaker."""
+    with guarded_redis() as redis:
+        yield SignIns.of(redis, settings())
 
 
 def _signed_in() -> bool:
@@ -56,7 +61,8 @@ def _signed_in() -> bool:
     user, signin_id = session.get("user"), session.get(SIGNIN_KEY)
     if not user or not isinstance(signin_id, str):
         return False
-    return _signins().user(signin_id) == user
+    with _signins() as signins:
+        return signins.user(signin_id) == user
 
 
 def require_login() -> BaseResponse | None:
@@ -88,7 +94,8 @@ def login() -> BaseResponse | str | tuple[str, int]:
         return render_template("login.html", next=target, username=username, active=None,
                                error="That name and password do not match."), 401
     try:
-        signin_id = _signins().start(username)
+        with _signins() as signins:
+            signin_id = signins.start(username)
     except RedisError as exc:
         log.warning("cannot record a sign-in: %s", exc.__class__.__name__)
         return message_response(CANNOT_CHECK, 503)
@@ -105,5 +112,6 @@ def logout() -> BaseResponse:
     signin_id = session.get(SIGNIN_KEY)
     session.clear()
     if isinstance(signin_id, str):
-        _signins().end(signin_id)
+        with _signins() as signins:
+            signins.end(signin_id)
     return redirect(url_for("web.login"), code=303)

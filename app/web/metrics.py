@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..core.times import utcnow
 from ..core.windows import ceil_window, floor_window, last_closed_boundary
-from ..extensions import database, redis_client, settings
+from ..extensions import database, guarded_redis, settings
 from ..jobs.calculations import JobInfo, enqueue_calculation, get_job
 from ..jobs.schedule import next_scheduled_run
 from ..services.metrics import (RunRecord, last_finished_run, latest_metric_window, open_windows, recent_runs,
@@ -78,7 +78,8 @@ class NextRun:
 
 def _next_run() -> NextRun:
     try:
-        return NextRun(next_scheduled_run(redis_client(), settings()), True)
+        with guarded_redis() as redis:
+            return NextRun(next_scheduled_run(redis, settings()), True)
     except RedisError as exc:
         log.warning("cannot read the schedule: %s", exc.__class__.__name__)
         return NextRun(None, False)
@@ -172,7 +173,8 @@ def _job_response(job: JobInfo | None, *, status: int = 200, message: str | None
 def recalculate() -> BaseResponse:
     """Queue the calculation of every pending window, or get the job already doing it."""
     try:
-        job, _created = enqueue_calculation(redis_client(), settings())
+        with guarded_redis() as redis:
+            job, _created = enqueue_calculation(redis, settings())
     except RedisError as exc:
         log.warning("cannot queue a calculation: %s", exc.__class__.__name__)
         return _job_response(None, status=503, message=QUEUE_DOWN)
@@ -185,7 +187,8 @@ def recalculate() -> BaseResponse:
 def metrics_job(job_id: str) -> Response:
     """One job's progress; htmx polls it until the job ends."""
     try:
-        job = get_job(redis_client(), job_id)
+        with guarded_redis() as redis:
+            job = get_job(redis, settings().redis_namespace, job_id)
     except RedisError as exc:
         log.warning("cannot read job %s: %s", job_id, exc.__class__.__name__)
         return _job_response(None, status=503, poll_id=job_id,
