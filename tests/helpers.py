@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import Flask
 from app import create_app, extensions
 from app.dev.fixtures import free_port, wait_until
 from app.extensions import db
+from app.services.partitions import ensure_partitions
 
 __all__ = ["free_port", "wait_until"]  # shared with bench/ and soak/ through app.dev.fixtures
 
@@ -26,6 +28,13 @@ README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 def count_rows(app: Flask, table: str) -> int:
     with app.app_context():
         return db.session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def make_partitions(app: Flask, start: datetime, end: datetime) -> None:
+    """Partitions of `events` for `[start, end)`, for tests that insert rows with SQL of their own
+    (the service's write path makes the partitions it needs itself)."""
+    with app.app_context():
+        ensure_partitions(extensions.database(), start, end)
 
 
 def post_event(client: Any, **fields: Any) -> Any:
