@@ -26,7 +26,8 @@ def json_body(*, optional: bool = False) -> Any:
 
 def input_bounds() -> InputBounds:
     config = settings()
-    return InputBounds(metadata_max_bytes=config.metadata_max_bytes, future_tolerance=config.future_tolerance)
+    return InputBounds(metadata_max_bytes=config.metadata_max_bytes, future_tolerance=config.future_tolerance,
+                       events_retention_days=config.events_retention_days)
 
 
 def list_query(allowed: set[str], prefixes: tuple[str, ...] = ()) -> ListQuery:

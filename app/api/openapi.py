@@ -190,9 +190,12 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                                             f"encoded, nested at most {MAX_METADATA_DEPTH} levels; no NUL characters."},
                 "occurred_at": {**_nullable(_TIMESTAMP),
                                 "description": "When it happened (default: now); at most "
-                                               f"{settings.event_future_tolerance_seconds} s in the future."},
+                                               f"{settings.event_future_tolerance_seconds} s in the future"
+                                               + (f", at most {settings.events_retention_days} days old."
+                                                  if settings.events_retention_days else ".")},
                 "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
-                       "description": "Your id for the event: a retry with the same id is stored once."},
+                       "description": "Your id for the event, unique per user: a retry with the same id "
+                                      "and user_id is stored once."},
             },
             "examples": [{"user_id": 321, "action": "test_action", "metadata": {"page": "/hello/world"}}],
         },

@@ -37,6 +37,8 @@ class InputBounds:
 
     metadata_max_bytes: int = 16 * 1024
     future_tolerance: timedelta = timedelta(minutes=5)
+    # EVENTS_RETENTION_DAYS: an event older than what is kept would be dropped at once
+    events_retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,10 @@ def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent
             raise ValidationError("must not be more than "
                                   f"{int(bounds.future_tolerance.total_seconds())} seconds in the future",
                                   field="occurred_at")
+        days = bounds.events_retention_days
+        if days is not None and occurred_at < now - timedelta(days=days):
+            raise ValidationError(f"must be at most {days} days old: events are kept for {days} days "
+                                  "(EVENTS_RETENTION_DAYS)", field="occurred_at")
 
     event_id = None
     if payload.get("id") is not None:

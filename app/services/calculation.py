@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from ..core.database import Database
 from ..core.times import utcnow
 from ..core.windows import EPOCH, Window, ceil_window, floor_window, last_closed_boundary
+from .retention import RetentionPolicy, oldest_computable_window
 
 LOCK_NAME = "tracking:metrics-calculation"
 
@@ -29,6 +30,12 @@ class CalculationSettings:
     window_size: timedelta
     settle: timedelta = timedelta(seconds=30)
     chunk_windows: int = 42
+    events_retention_days: int | None = None
+    metrics_retention_days: int | None = None
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(self.events_retention_days, self.metrics_retention_days, self.window_size)
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,8 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
             run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id}).scalar_one()
             conn.commit()
             try:
-                summary = _compute_pending(conn, settings, closed, start, end, run_id, began)
+                oldest = oldest_computable_window(settings.retention, now)
+                summary = _compute_pending(conn, settings, closed, oldest, start, end, run_id, began)
             except Exception as exc:
                 conn.rollback()
                 conn.execute(_FINISH_RUN, {
@@ -198,14 +206,20 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
     return summary
 
 
-def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime,
+def _compute_pending(conn: sa.Connection, settings: CalculationSettings, closed: datetime, oldest: datetime | None,
                      start: datetime | None, end: datetime | None, run_id: int, began: float) -> CalculationSummary:
-    """Compute the planned windows range by range, committing each, and record the run's outcome."""
+    """Compute the planned windows range by range, committing each, and record the run's outcome.
+
+    Windows older than `oldest` are left alone: their events may be dropped
+    already, and recounting them would wipe metrics that retention keeps.
+    """
     size = settings.window_size
     if start is not None and end is not None:
         starts = _requested_windows(start, end, closed, size)
     else:
         starts = list(conn.execute(_PENDING, {"size": size, "origin": EPOCH, "closed": closed}).scalars())
+    if oldest is not None:
+        starts = [window_start for window_start in starts if window_start >= oldest]
     conn.commit()
     events = written = removed = 0
     for window_range in _contiguous_ranges(starts, size, settings.chunk_windows):

@@ -344,6 +344,13 @@ def list_events(database: Database, flt: EventFilter, *, limit: int, after: Curs
     return EventPage(events, next_cursor)
 
 
+def oldest_event_time(database: Database) -> datetime | None:
+    """When the oldest event still stored happened (one index probe per partition at most:
+    the partitions are scanned in time order and the first that holds a row ends it)."""
+    with database.read() as connection:
+        return connection.execute(sa.select(sa.func.min(events_table.c.occurred_at))).scalar_one()
+
+
 def iter_events(database: Database, flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:
     """Every matching event in time order, fetched `batch_size` rows at a time.
 
