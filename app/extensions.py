@@ -12,7 +12,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 
-from .core.database import Database
+from .core.database import Database, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
 
@@ -28,8 +28,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Bind the settings, the database engines and a lazily made Redis client to `app`."""
     app.extensions[SETTINGS_KEY] = settings
     db.init_app(app)
+    monitor = None
+    if settings.database_url and settings.database_read_url:
+        monitor = ReplicaMonitor(settings.database_url, settings.database_read_url,
+                                 max_lag=settings.database_read_max_lag_seconds,
+                                 interval=settings.database_read_check_seconds)
     with app.app_context():
-        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"))
+        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"), monitor)
     app.extensions[REDIS_KEY] = None
 
 

@@ -323,6 +323,15 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "properties": {"status": {"enum": ["ok", "fail", "skipped"]},
                            "error": {"type": "string"}, "revision": {"type": "string"}},
         },
+        "ReplicaCheck": {
+            "type": "object",
+            "required": ["status", "reads"],
+            "additionalProperties": False,
+            "description": "Present when DATABASE_READ_URL is set. `degraded` (the replica is down or further "
+                           "behind than DATABASE_READ_MAX_LAG_SECONDS) fails nothing: reads use the primary.",
+            "properties": {"status": {"enum": ["ok", "degraded"]}, "reads": {"enum": ["replica", "primary"]},
+                           "lag_seconds": {"type": ["number", "null"]}, "error": {"type": ["string", "null"]}},
+        },
         "Readiness": {
             "type": "object",
             "required": ["status", "checks"],
@@ -332,7 +341,8 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "failed": {"type": "array", "items": {"enum": ["postgres", "migrations", "redis"]}},
                 "checks": {"type": "object", "required": ["postgres", "migrations", "redis"],
                            "additionalProperties": False,
-                           "properties": {name: _ref("Check") for name in ("postgres", "migrations", "redis")}},
+                           "properties": {**{name: _ref("Check") for name in ("postgres", "migrations", "redis")},
+                                          "replica": _ref("ReplicaCheck")}},
             },
         },
     }

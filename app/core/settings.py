@@ -199,6 +199,9 @@ class Settings:
                           ("METRICS_RETENTION_DAYS", self.metrics_retention_days)):
             if days is not None and days < 1:
                 raise ConfigError(f"{key}={days} must be at least 1 (leave it unset to keep everything)")
+        if self.database_read_max_lag_seconds <= 0 or self.database_read_check_seconds < 0:
+            raise ConfigError("DATABASE_READ_MAX_LAG_SECONDS must be above 0 and DATABASE_READ_CHECK_SECONDS "
+                              "at least 0")
         if self.events_partitions_ahead_days < 1:
             raise ConfigError(f"EVENTS_PARTITIONS_AHEAD_DAYS={self.events_partitions_ahead_days} must be at least 1")
         if self.log_format not in LOG_FORMATS:

@@ -32,8 +32,9 @@ from prometheus_client.registry import Collector
 from rq import Queue
 from werkzeug.wrappers import Response
 
+from ..core.database import ReplicaMonitor
 from ..core.settings import Settings
-from ..extensions import settings
+from ..extensions import database, settings
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
 from .health import postgres_probe, redis_probe
 
@@ -215,6 +216,27 @@ class CalculationCollector(_SourceCollector):
                                     value=last_success.timestamp())
 
 
+class ReplicaCollector(_SourceCollector):
+    """Where this process sends its reads, and the replica's lag, when DATABASE_READ_URL is set."""
+
+    name = "replica"
+
+    def __init__(self, monitor: ReplicaMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.monitor.state()
+        self.up = True
+        yield GaugeMetricFamily("tracking_database_reads_on_replica",
+                                "1 while read-only queries go to the replica, 0 while they fall back to the primary "
+                                "(replica down or lagging beyond DATABASE_READ_MAX_LAG_SECONDS).",
+                                value=1.0 if state.usable else 0.0)
+        if state.lag_seconds is not None:
+            yield GaugeMetricFamily("tracking_database_replica_lag_seconds",
+                                    "How far the replica was behind the primary at the last check.",
+                                    value=state.lag_seconds)
+
+
 class _Exposition(Collector):
     """Everything one scrape reports: the process's own series, then the scrape-time collectors."""
 
@@ -248,9 +270,13 @@ def exposition() -> Response:
     config = settings()
     assert config.database_url is not None  # Settings.check() refuses to start without it
     timeout = config.prometheus_scrape_timeout_seconds
-    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), [
+    sources: list[_SourceCollector] = [
         QueueCollector(config.redis_url, {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}, timeout),
         CalculationCollector(config.database_url, timeout),
-    ])
+    ]
+    monitor = database().monitor
+    if monitor is not None:
+        sources.append(ReplicaCollector(monitor))
+    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), sources)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]
