@@ -32,6 +32,10 @@ events = sa.Table(
     sa.CheckConstraint("jsonb_typeof(metadata) = 'object'", name="ck_events_metadata_object"),
     # all events in a time range, in time order; also the metrics calculation's scan
     sa.Index("ix_events_time", "occurred_at", "id"),
+    # the list's `action` filter without a user, in time order
+    sa.Index("ix_events_action_time", "action", "occurred_at", "id"),
+    # the list's `meta.KEY=VALUE` filters: JSONB containment (`@>`)
+    sa.Index("ix_events_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 

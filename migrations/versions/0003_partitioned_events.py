@@ -72,6 +72,9 @@ def upgrade():
     op.execute(f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM events_unpartitioned")
     op.execute("ALTER TABLE events ADD CONSTRAINT pk_events PRIMARY KEY (user_id, occurred_at, id)")
     op.execute("CREATE INDEX ix_events_time ON events (occurred_at, id)")
+    # The list's other filters: `action` without a user, and `meta.KEY=VALUE` (JSONB containment).
+    op.execute("CREATE INDEX ix_events_action_time ON events (action, occurred_at, id)")
+    op.execute("CREATE INDEX ix_events_metadata ON events USING gin (metadata jsonb_path_ops)")
 
     op.execute("""
         CREATE TABLE event_keys (
