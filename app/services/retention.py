@@ -87,7 +87,7 @@ def apply_retention(database: Database, policy: RetentionPolicy, now: datetime, 
         metrics = _delete_metrics(connection, metrics_before)
         keys = _delete_keys(connection, events_before)
         for partition in expired:
-            _drop_partition(connection, partition)
+            drop_partition(connection, partition)
     return RetentionReport(False, events_before, expired, keys, metrics_before, metrics)
 
 
@@ -124,7 +124,7 @@ def _delete_keys(connection: psycopg.Connection[Any], before: datetime | None) -
             return removed
 
 
-def _drop_partition(connection: psycopg.Connection[Any], partition: Partition) -> None:
+def drop_partition(connection: psycopg.Connection[Any], partition: Partition) -> None:
     """Detach without blocking readers or writers (finishing a detach an earlier run began), then drop.
 
     DETACH ... CONCURRENTLY runs outside a transaction block and waits for the
