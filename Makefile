@@ -1,12 +1,13 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
-# `make bench` measures the service beside its references (see the Benchmarks section of README.md).
+# `make bench` measures the service beside its references (see the Benchmarks section of README.md);
+# `make bench-scale` measures it at 20 million events over 64 day partitions (README "Scaling out").
 PYTHON3 ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 
-.PHONY: run test soak bench install clean-data screenshots
+.PHONY: run test soak bench bench-scale install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -42,6 +43,13 @@ bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
 		|| echo "bench: could not install wrk; the asyncio load generator will be used"
 	$(PY) -m bench $(BENCH_ARGS)
+
+## The service at 20 million events over 64 day partitions beside the same run's small table (under 20 minutes):
+## writes bench/RESULTS-scale.md. Needs about 10 GB free on the PostgreSQL server's disk while it runs.
+bench-scale: $(BENCH_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
+		|| echo "bench-scale: could not install wrk; the asyncio load generator will be used"
+	$(PY) -m bench.scale $(BENCH_SCALE_ARGS)
 
 ## Forget the embedded servers' data (events, metrics) kept by `make run`.
 clean-data:

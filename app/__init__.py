@@ -30,7 +30,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def flask_config(settings: Settings) -> dict[str, Any]:
     """What Flask and its extensions read from `app.config`, derived from the settings."""
     assert settings.database_url is not None  # Settings.check() refuses to start without it
-    binds = {"read": sqlalchemy_url(settings.database_read_url)} if settings.database_read_url else {}
+    # every session computes in UTC, whatever the server's default time zone
+    connect_args = {"options": "-c timezone=UTC"}
+    binds = {"read": {
+        "url": sqlalchemy_url(settings.database_read_url),
+        # The replica may go away on its own: a pooled connection it dropped is found at checkout
+        # (one round trip per read) so the read moves to the primary instead of failing.
+        "pool_pre_ping": True,
+        "connect_args": {**connect_args, "connect_timeout": 2},
+    }} if settings.database_read_url else {}
     return {
         "SECRET_KEY": settings.secret_key,
         "SQLALCHEMY_DATABASE_URI": sqlalchemy_url(settings.database_url),
@@ -44,8 +52,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
             "pool_recycle": 1800,
             # statement parameters carry request data (event metadata); keep them out of errors and logs
             "hide_parameters": True,
-            # every session computes in UTC, whatever the server's default time zone
-            "connect_args": {"options": "-c timezone=UTC"},
+            "connect_args": connect_args,
         },
         "MAX_CONTENT_LENGTH": settings.max_body_bytes,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .core.breaker import CircuitBreaker
-from .core.database import Database
+from .core.database import Database, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
 
@@ -52,8 +52,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Bind the settings, the database engines, the Redis breaker and lazily made Redis clients to `app`."""
     app.extensions[SETTINGS_KEY] = settings
     db.init_app(app)
+    monitor = None
+    if settings.database_url and settings.database_read_url:
+        monitor = ReplicaMonitor(settings.database_url, settings.database_read_url,
+                                 max_lag=settings.database_read_max_lag_seconds,
+                                 interval=settings.database_read_check_seconds)
     with app.app_context():
-        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"),
+        app.extensions[DATABASE_KEY] = Database(db.engine, db.engines.get("read"), monitor,
                                                 read_timeout_ms=settings.database_read_timeout_ms)
     app.extensions[REDIS_KEY] = None
     app.extensions[REQUEST_REDIS_KEY] = None

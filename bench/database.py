@@ -23,6 +23,9 @@ import psycopg
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
+from app.core.partitions import partitions_covering
+from app.services.partitions import create_partitions
+
 from .servers import cpu_seconds
 
 EVENT_COLUMNS = "id, user_id, action, metadata, occurred_at, received_at"
@@ -44,6 +47,10 @@ SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || 
 FROM generate_series(1, %(events)s) AS g,
      LATERAL (SELECT %(start)s::timestamptz + (g - 1) * %(step)s::interval AS t) AS times
 """
+
+# As migration 0003 creates them.
+LIST_FILTER_INDEXES = {"ix_events_action_time": "(action, occurred_at, id)",
+                       "ix_events_metadata": "USING gin (metadata jsonb_path_ops)"}
 
 PLAIN_WINDOW_COUNT = ("INSERT INTO bench_window_counts (user_id, event_count) SELECT user_id, count(*) FROM events "
                       "WHERE occurred_at >= %s AND occurred_at < %s GROUP BY user_id")
@@ -90,10 +97,23 @@ class BenchDatabase:
         return facts
 
     def truncate_events(self) -> None:
-        self.execute("TRUNCATE events, metrics_windows, user_activity_metrics")
+        self.execute("TRUNCATE events, event_keys, metrics_windows, user_activity_metrics")
+
+    def list_filter_indexes(self, present: bool) -> None:
+        """Create or drop the indexes of the list's `action` and `meta.*` filters (instant on an empty table)."""
+        with self.connect() as conn:
+            for name, definition in LIST_FILTER_INDEXES.items():
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON events {definition}" if present
+                             else f"DROP INDEX IF EXISTS {name}")
+
+    def make_partitions(self, start: datetime, end: datetime) -> None:
+        """The day partitions for rows this benchmark inserts with SQL of its own."""
+        with self.connect() as conn:
+            create_partitions(conn, partitions_covering(start, end))
 
     def seed(self, *, events: int, users: int, hot_user: int, start: datetime, size: timedelta) -> float:
         """Fill one window with `events` events, then VACUUM ANALYZE; return the seconds it took."""
+        self.make_partitions(start, start + size)
         began = time.perf_counter()
         with self.connect() as conn:
             conn.execute("SELECT setseed(0.42)")

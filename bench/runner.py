@@ -68,6 +68,8 @@ DEEP_PAGE_TARGET = at_most(1.5)
 METRICS_TARGET = at_most(1.5)
 FIRST_PAGE_P99_MS = 25.0
 MEMORY_TOLERANCE = 0.10
+# Distinct bodies with client ids: more than one round of single events sends, so each is new.
+CLIENT_ID_BODIES = 40_000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -127,11 +129,16 @@ def cpu_split(samples: Sequence[HttpSample], per: int = 1, digits: int = 0) -> s
     return f"{worker:.{digits}f} us / {database}"
 
 
-def single_event_bodies(count: int = 200) -> list[bytes]:
-    """Small events as a tracking client sends them, spread over users, actions and pages."""
+def single_event_bodies(count: int = 200, *, client_ids: bool = False) -> list[bytes]:
+    """Small events as a tracking client sends them, spread over users, actions and pages.
+
+    With `client_ids` each carries an id of its own (so each is new, as long as a
+    round sends fewer requests than there are bodies).
+    """
     actions = ("page_view", "page_view", "click", "scroll", "search", "signup")
     return [json.dumps({"user_id": 2 + (i * 7919) % 10_000, "action": actions[i % len(actions)],
-                        "metadata": {"page": f"/p/{i % 50}", "ref": "direct"}}).encode()
+                        "metadata": {"page": f"/p/{i % 50}", "ref": "direct"},
+                        **({"id": str(uuid.uuid4())} if client_ids else {})}).encode()
             for i in range(count)]
 
 
@@ -256,6 +263,7 @@ class Bench:
         ]
         self.single = measured
         self.batch_path()
+        self.write_costs()
 
     def batch_path(self) -> None:
         """1,000-event batches against COPY of pre-built rows into the same table."""
@@ -288,6 +296,66 @@ class Bench:
             + (f"; PostgreSQL per COPY row: {median(copy_database):.1f} us." if copy_database else "."),
         ]
         self.batch = measured
+
+    def write_costs(self) -> None:
+        """What two schema choices cost the write path, each beside the same run's figure without it.
+
+        Client ids claim a key in event_keys (README "Events storage"); the indexes of
+        the list's `action` and `meta.*` filters are one more B-tree and a GIN index per
+        partition. Each round starts from an empty table, with or without the indexes.
+        """
+        size = self.args.batch_size
+        single = [Request("POST", "/api/event", body) for body in single_event_bodies()]
+        keyed = [Request("POST", "/api/event", body) for body in single_event_bodies(CLIENT_ID_BODIES, client_ids=True)]
+        batches = [Request("POST", "/api/events/batch", body) for body in batch_bodies(size)]
+
+        def fresh(requests: list[Request], indexes: bool) -> Callable[[], HttpSample]:
+            def run() -> HttpSample:
+                self.database.truncate_events()
+                self.database.list_filter_indexes(indexes)
+                return self.http(self.service, requests)
+            return run
+
+        self.warm(self.service, keyed)
+        self.log(f"write costs: {self.args.rounds} rounds of POST /api/event with the service's ids and client ids")
+        ids = self.rounds({"service": fresh(single, True), "client": fresh(keyed, True)})
+        self.log(f"write costs: {self.args.rounds} rounds of single events and batches with and without "
+                 "the list-filter indexes")
+        indexes = self.rounds({"with": fresh(single, True), "without": fresh(single, False),
+                               "batch with": fresh(batches, True), "batch without": fresh(batches, False)})
+        self.database.truncate_events()
+        self.database.list_filter_indexes(True)  # the schema as migrated, for the phases that follow
+        rates = {name: [s.rate for s in samples] for name, samples in {**ids, **indexes}.items()}
+        self.results.rows += [
+            Row("POST /api/event with a client id (claims its key in event_keys)", describe_http(ids["client"]),
+                "the same with the service's ids (no key)", describe_http(ids["service"]),
+                self.ratio(rates["client"], rates["service"])),
+            Row("POST /api/event with the list-filter indexes", describe_http(indexes["with"]),
+                "the same without them", describe_http(indexes["without"]),
+                self.ratio(rates["with"], rates["without"])),
+            Row(f"POST /api/events/batch ({size:,}) with the list-filter indexes",
+                describe_http(indexes["batch with"], "events/s", size), "the same without them",
+                describe_http(indexes["batch without"], "events/s", size),
+                self.ratio(rates["batch with"], rates["batch without"])),
+        ]
+        scaled = {name: [rate * (size if name.startswith("batch") else 1) for rate in values]
+                  for name, values in rates.items()}
+        single_ratio = self.ratio(rates["with"], rates["without"])
+        batch_ratio = self.ratio(rates["batch with"], rates["batch without"])
+        self.results.details += [
+            "Write costs per round: " + "; ".join(
+                f"{name} {', '.join(f'{r:,.0f}' for r in values)} {'events/s' if name.startswith('batch') else 'req/s'}"
+                for name, values in scaled.items()) + ".",
+            "CPU per request, web workers / PostgreSQL backends: client ids "
+            f"{cpu_split(ids['client'])}, service ids {cpu_split(ids['service'])}; with the list-filter indexes "
+            f"{cpu_split(indexes['with'])}, without {cpu_split(indexes['without'])}; per batched event with "
+            f"{cpu_split(indexes['batch with'], size, 1)}, without {cpu_split(indexes['batch without'], size, 1)}.",
+            f"Decision on the list-filter indexes: with them, single events ran at {single_ratio:.2f} and batches at "
+            f"{batch_ratio:.2f} of the throughput without them in this run (the PostgreSQL CPU per event above is "
+            "the steadier measure on a shared machine). Migration 0003 keeps both: an `action` or `meta.*` filter "
+            "without a user becomes an index lookup instead of a scan of every event in the range (the plans are "
+            "in bench/RESULTS-scale.md); README \"Storage at scale\" gives the reasoning.",
+        ]
 
     # 2. seed -------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
@@ -23,6 +24,24 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def partitions_left_out(connection):
+    """An `include_name` hook that hides partitions: they are made at run time, not declared in tables.py.
+
+    Only autogenerate calls it; the catalogue is read then, not before an upgrade's transaction begins.
+    """
+    partitions = []
+
+    def include_name(name, type_, parent_names):
+        if type_ != "table":
+            return True
+        if not partitions:
+            partitions.append(set(connection.execute(
+                sa.text("SELECT relname FROM pg_class WHERE relispartition")).scalars()))
+        return name not in partitions[0]
+
+    return include_name
+
+
 def run_migrations_online():
     def skip_empty_autogenerate(context, revision, directives):
         if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
@@ -32,6 +51,7 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
     with target_db.engine.connect() as connection:
+        conf_args.setdefault("include_name", partitions_left_out(connection))
         context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()

@@ -18,6 +18,7 @@ from flask import Flask
 from app import create_app, extensions
 from app.dev.fixtures import free_port, wait_until
 from app.extensions import db
+from app.services.partitions import ensure_partitions
 
 __all__ = ["free_port", "wait_until"]  # shared with bench/ and soak/ through app.dev.fixtures
 
@@ -28,6 +29,13 @@ README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 def count_rows(app: Flask, table: str) -> int:
     with app.app_context():
         return db.session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def make_partitions(app: Flask, start: datetime, end: datetime) -> None:
+    """Partitions of `events` for `[start, end)`, for tests that insert rows with SQL of their own
+    (the service's write path makes the partitions it needs itself)."""
+    with app.app_context():
+        ensure_partitions(extensions.database(), start, end)
 
 
 def post_event(client: Any, **fields: Any) -> Any:
@@ -89,7 +97,7 @@ def csrf_token_of(client: Any) -> str:
 
 
 @contextmanager
-def catch_up_held_at(database_url: str, user_id: int, first: datetime, windows: int,
+def catch_up_held_at(app: Flask, user_id: int, first: datetime, windows: int,
                      held: int) -> Iterator[datetime]:
     """A backlog of `windows` closed 4-hour windows from `first`, one event each, whose calculation
     stops at window `held` until the block ends: that window's metrics row is locked meanwhile.
@@ -99,6 +107,9 @@ def catch_up_held_at(database_url: str, user_id: int, first: datetime, windows: 
     """
     size = timedelta(hours=4)
     start = first + held * size
+    make_partitions(app, first, first + windows * size)
+    with app.app_context():
+        database_url = extensions.settings().database_url
     with psycopg.connect(database_url, autocommit=True) as setup:
         setup.execute(
             "INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at) "

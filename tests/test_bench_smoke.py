@@ -25,7 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 300
 FIGURES = ("POST /api/event (one event)", "Bare Flask endpoint", "PostgreSQL alone", "POST /api/events/batch",
            "GET /api/events first page", "GET /api/events deep keyset page", "calculate_metrics()",
-           "Web worker RSS")
+           "Web worker RSS", "POST /api/event with a client id", "POST /api/event with the list-filter indexes",
+           "with the list-filter indexes")
 
 
 class QuietHandler(WSGIRequestHandler):

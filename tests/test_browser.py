@@ -352,7 +352,7 @@ def test_the_window_in_progress_shows_live_and_a_run_that_counted_nothing_is_not
 
 
 def test_the_recalculate_widget_shows_how_far_a_long_catch_up_is(page, server, client, worker, app_config):
-    with catch_up_held_at(app_config["DATABASE_URL"], 9, DAY0 - 1000 * timedelta(hours=4), windows=1000,
+    with catch_up_held_at(client.application, 9, DAY0 - 1000 * timedelta(hours=4), windows=1000,
                           held=700) as held:
         page.get(f"{server}/metrics?user_id=9")
         page.find_element(By.XPATH, "//button[normalize-space()='Recalculate now']").click()

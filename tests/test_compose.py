@@ -36,13 +36,17 @@ COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"
 SETTING_NAMES = {setting.key for setting in SETTINGS}
 APP_SERVICES = {"migrate", "web", "worker", "scheduler"}
 # Variables that configure the PostgreSQL container; compose builds DATABASE_URL from them.
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+COMPOSE_ONLY_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_HOST"}
+CITUS_NODES = {"citus-coordinator", "citus-worker-1", "citus-worker-2"}
+CITUS_SETUP = "deploy/citus/setup.sql"
 # Environment of the third-party images, by service.
 IMAGE_VARIABLES = {
     "db": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
     "adminer": {"ADMINER_DEFAULT_SERVER"},
     "rq-dashboard": {"RQ_DASHBOARD_REDIS_URL"},
     "proxy": {"NGINX_ENVSUBST_FILTER", "UPSTREAM", "LISTEN_PORT", "MAX_BODY_BYTES"},
+    **{node: {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_HOST_AUTH_METHOD"} for node in CITUS_NODES},
+    "citus-setup": {"PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE"},
 }
 IMPORTANT_IN_ENV_EXAMPLE = {"SECRET_KEY", "POSTGRES_PASSWORD", "APP_ENV", "PORT", "LOG_LEVEL", "LOG_FORMAT",
                             "METRICS_WINDOW_HOURS", "METRICS_SCHEDULE", "GUNICORN_WORKERS"}
@@ -90,6 +94,32 @@ def test_compose_accepts_the_file_with_the_example_env(tmp_path):
     assert set(default["services"]) == {"db", "redis", "migrate", "web", "worker", "scheduler", "proxy"}
     with_tools = resolved(tmp_path, filled_env(), "--profile", "tools")
     assert set(with_tools["services"]) - set(default["services"]) == {"adminer", "rq-dashboard"}
+    with_citus = resolved(tmp_path, filled_env(), "--profile", "citus")
+    assert set(with_citus["services"]) - set(default["services"]) == CITUS_NODES | {"citus-setup"}
+
+
+def test_the_citus_profile_lays_out_a_cluster_after_the_migrations(tmp_path):
+    services = resolved(tmp_path, filled_env(POSTGRES_HOST="citus-coordinator"), "--profile", "citus")["services"]
+    for name in CITUS_NODES | {"citus-setup"}:
+        assert services[name]["image"].startswith("citusdata/citus:") and "ports" not in services[name]
+        assert set(services[name].get("environment", {})) <= IMAGE_VARIABLES[name], name
+    for name in CITUS_NODES:
+        assert "pg_isready" in " ".join(services[name]["healthcheck"]["test"])
+        assert services[name]["volumes"][0]["type"] == "volume"
+    setup = services["citus-setup"]
+    assert {name: setup["depends_on"][name]["condition"] for name in setup["depends_on"]} == {
+        **{node: "service_healthy" for node in CITUS_NODES}, "migrate": "service_completed_successfully"}
+    (mount,) = setup["volumes"]
+    assert mount["read_only"] and mount["source"].endswith("/" + CITUS_SETUP) and (ROOT / CITUS_SETUP).is_file()
+    assert setup["command"][-1] == mount["target"] and setup["environment"]["PGHOST"] == "citus-coordinator"
+    # The app and its migrations go to the coordinator.
+    for name in APP_SERVICES:
+        assert "@citus-coordinator:5432/" in services[name]["environment"]["DATABASE_URL"]
+    script = (ROOT / CITUS_SETUP).read_text()
+    for table in ("events", "event_keys", "user_activity_metrics"):
+        assert re.search(rf"create_distributed_table\('{table}', 'user_id'", script), table
+    for table in ("metrics_windows", "calculation_runs"):
+        assert f"create_reference_table('{table}')" in script
 
 
 def test_compose_refuses_to_run_without_the_database_password(tmp_path):

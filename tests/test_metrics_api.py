@@ -176,7 +176,7 @@ def test_include_open_takes_true_or_false_only(client):
 
 def test_a_long_catch_up_shows_its_progress_in_the_job(app_config, client, worker):
     first = DAY0 - timedelta(hours=4) * 1000
-    with catch_up_held_at(app_config["DATABASE_URL"], 9, first, windows=1000, held=700) as held:
+    with catch_up_held_at(client.application, 9, first, windows=1000, held=700) as held:
         job = client.post("/api/metrics").get_json()["job"]
         # a fast worker may have started already, but it cannot have counted past the held window
         assert job["progress"] is None or job["progress"]["done"] <= 700

@@ -9,7 +9,7 @@ import pytest
 from dataclasses import replace
 
 from app.extensions import redis_client, settings
-from app.jobs.schedule import make_scheduler, next_run, sync_periodic_jobs
+from app.jobs.schedule import make_scheduler, next_run, next_scheduled_run, sync_periodic_jobs
 
 UTC = timezone.utc
 
@@ -24,19 +24,24 @@ def local_zone(monkeypatch):
     time.tzset()
 
 
-def test_registering_ten_times_leaves_one_job_due_at_the_next_utc_run(app, local_zone):
+def test_registering_ten_times_leaves_each_periodic_job_once_due_at_its_next_utc_run(app, local_zone):
     with app.app_context():
         scheduler = make_scheduler(redis_client(), settings())
         before = datetime.now(UTC)
         for _ in range(10):
             sync_periodic_jobs(scheduler, settings())
         jobs = list(scheduler.get_jobs(with_times=True))
-    assert len(jobs) == 1
-    job, due = jobs[0]
+    assert sorted(job.description for job, _ in jobs) == ["periodic calculate-metrics", "periodic maintain-storage"]
+    job, due = next((job, due) for job, due in jobs if job.description == "periodic calculate-metrics")
     due = due.replace(tzinfo=UTC)
     assert job.meta["cron_string"] == "1 */4 * * *"
     assert due.minute == 1 and due.hour % 4 == 0 and due.second == 0
     assert before < due <= before.replace(minute=0, second=0, microsecond=0) + timedelta(hours=4, minutes=1)
+    storage, storage_due = next((job, due) for job, due in jobs if job.description == "periodic maintain-storage")
+    assert storage.meta["cron_string"] == "17 * * * *"
+    assert storage_due.minute == 17 and before < storage_due.replace(tzinfo=UTC) <= before + timedelta(hours=1)
+    with app.app_context():
+        assert next_scheduled_run(redis_client(), settings()) == due  # the calculation's, not the storage job's
 
 
 def test_a_changed_schedule_replaces_the_old_job(app):
@@ -46,7 +51,7 @@ def test_a_changed_schedule_replaces_the_old_job(app):
         new_ids = sync_periodic_jobs(scheduler, replace(settings(), metrics_schedule="5 * * * *"))
         jobs = list(scheduler.get_jobs())
     assert old_ids != new_ids
-    assert [job.id for job in jobs] == new_ids
+    assert sorted(job.id for job in jobs) == sorted(new_ids)
 
 
 @pytest.mark.parametrize(("now", "expected"), [

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
@@ -24,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.extensions import database, db, settings
 from app.jobs.tasks import calculation_settings
 from app.services.calculation import calculate_metrics
-from tests.helpers import free_port, separate_app, stop, wait_until
+from tests.helpers import free_port, make_partitions, separate_app, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -44,6 +45,8 @@ def json_lines(path: Path) -> list[dict]:
 def backlog(app) -> int:
     """A few thousand events spread over a year and ending a day ago (all in closed windows), so a
     catch-up run has many windows to compute."""
+    now = datetime.now(timezone.utc)
+    make_partitions(app, now - timedelta(days=CATCH_UP_DAYS + 1), now)
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text("""

@@ -201,9 +201,13 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "occurred_at": {**_nullable(_TIMESTAMP),
                                 "description": "When it happened (default: now); at most "
                                                f"{settings.event_future_tolerance_seconds} s in the future and at "
-                                               f"most {settings.event_max_age_days} days in the past."},
+                                               f"most {settings.event_max_age_days} days in the past"
+                                               + (f" (and at most {settings.events_retention_days} days old: "
+                                                  "EVENTS_RETENTION_DAYS)." if settings.events_retention_days
+                                                  else ".")},
                 "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
-                       "description": "Your id for the event: a retry with the same id is stored once."},
+                       "description": "Your id for the event, unique per user: a retry with the same id "
+                                      "and user_id is stored once."},
             },
             "examples": [{"user_id": 321, "action": "test_action", "metadata": {"page": "/hello/world"}}],
         },
@@ -374,6 +378,15 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "properties": {"status": {"enum": ["ok", "fail", "skipped"]},
                            "error": {"type": "string"}, "revision": {"type": "string"}},
         },
+        "ReplicaCheck": {
+            "type": "object",
+            "required": ["status", "reads"],
+            "additionalProperties": False,
+            "description": "Present when DATABASE_READ_URL is set. `degraded` (the replica is down or further "
+                           "behind than DATABASE_READ_MAX_LAG_SECONDS) fails nothing: reads use the primary.",
+            "properties": {"status": {"enum": ["ok", "degraded"]}, "reads": {"enum": ["replica", "primary"]},
+                           "lag_seconds": {"type": ["number", "null"]}, "error": {"type": ["string", "null"]}},
+        },
         "Readiness": {
             "type": "object",
             "required": ["status", "checks"],
@@ -383,7 +396,8 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "failed": {"type": "array", "items": {"enum": ["postgres", "migrations", "redis"]}},
                 "checks": {"type": "object", "required": ["postgres", "migrations", "redis"],
                            "additionalProperties": False,
-                           "properties": {name: _ref("Check") for name in ("postgres", "migrations", "redis")}},
+                           "properties": {**{name: _ref("Check") for name in ("postgres", "migrations", "redis")},
+                                          "replica": _ref("ReplicaCheck")}},
             },
         },
     }

@@ -1,9 +1,12 @@
-"""Where statements go: writes to the primary, list queries to the read engine.
+"""Where statements go: writes to the primary, read-only queries to the read engine.
 
 The services take a `Database` and call `read()` or `write()`; when
-`DATABASE_READ_URL` names a replica the list queries move there without any
-change to them. The engines themselves are made by Flask-SQLAlchemy in the
-application factory (or by any caller that has engines of its own).
+`DATABASE_READ_URL` names a replica the read-only queries move there without
+any change to them. While that replica is down, or further behind the primary
+than `DATABASE_READ_MAX_LAG_SECONDS`, `read()` uses the primary instead
+(`ReplicaMonitor`), so a broken replica costs load on the primary, never
+errors or stale pages. The engines themselves are made by Flask-SQLAlchemy in
+the application factory (or by any caller that has engines of its own).
 
 Reads serve web requests, so each gets a `statement_timeout`: a query that
 would scan for minutes is cancelled (psycopg's `QueryCanceled`) and its
@@ -12,6 +15,9 @@ the calculation (`primary.connect()`) are not bound by it.
 """
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +25,96 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+_DRIVER_PREFIX = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+# libpq's smallest connect timeout; a replica that does not answer within it counts as down
+CHECK_CONNECT_TIMEOUT = 2
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy-style PostgreSQL URL as libpq (psycopg) reads it."""
+    return _DRIVER_PREFIX.sub("postgresql://", url)
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """What the last check found: whether reads may use the replica, how far behind it is, and why not."""
+
+    usable: bool
+    lag_seconds: float | None = None
+    error: str | None = None
+
+
+_PRIMARY_POSITION = "SELECT pg_current_wal_lsn()"
+# Behind when it has not replayed what the primary had written before this query; then the
+# lag is the age of the last transaction it did replay (under steady writes, a few ms).
+_REPLICA_LAG = """
+SELECT pg_is_in_recovery(),
+       pg_last_wal_replay_lsn() >= %s::pg_lsn,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+"""
+
+
+class ReplicaMonitor:
+    """Decides, at most every `interval` seconds per process, whether reads may go to the replica.
+
+    The check opens connections of its own with short timeouts, so it never
+    waits behind the pools; the thread that finds the state out of date runs
+    it, and others go on with the state they have.
+    """
+
+    def __init__(self, primary_url: str, replica_url: str, max_lag: float, interval: float) -> None:
+        self.primary_url = libpq_url(primary_url)
+        self.replica_url = libpq_url(replica_url)
+        self.max_lag = max_lag
+        self.interval = interval
+        self._state = ReplicaState(usable=True)
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def state(self) -> ReplicaState:
+        """The current verdict, checked again first when it is older than `interval`."""
+        if time.monotonic() - self._checked >= self.interval and self._lock.acquire(blocking=False):
+            try:
+                self._check()
+            finally:
+                self._lock.release()
+        return self._state
+
+    def check(self) -> ReplicaState:
+        """Check now (for /readyz and Prometheus), whatever the age of the last check."""
+        with self._lock:
+            return self._check()
+
+    def mark_down(self, error: BaseException) -> None:
+        """A read could not reach the replica: use the primary until the next check says otherwise."""
+        self._state = ReplicaState(usable=False, error=type(error).__name__)
+        self._checked = time.monotonic()
+
+    def _check(self) -> ReplicaState:
+        try:
+            self._state = self._measure()
+        except (psycopg.Error, OSError) as exc:
+            self._state = ReplicaState(usable=False, error=type(exc).__name__)
+        self._checked = time.monotonic()
+        return self._state
+
+    def _measure(self) -> ReplicaState:
+        timeout = f"-c statement_timeout={CHECK_CONNECT_TIMEOUT * 1000}"
+        with psycopg.connect(self.primary_url, autocommit=True, connect_timeout=CHECK_CONNECT_TIMEOUT,
+                             options=timeout) as primary:
+            position = primary.execute(_PRIMARY_POSITION).fetchone()[0]  # type: ignore[index]
+        with psycopg.connect(self.replica_url, autocommit=True, connect_timeout=CHECK_CONNECT_TIMEOUT,
+                             options=timeout) as replica:
+            recovering, caught_up, age = replica.execute(_REPLICA_LAG, (position,)).fetchone()  # type: ignore[misc]
+        if not recovering or caught_up:
+            return ReplicaState(usable=True, lag_seconds=0.0)
+        if age is None or age > self.max_lag:
+            shown = "an unknown time" if age is None else f"{age:.1f} s"
+            return ReplicaState(usable=False, lag_seconds=age,
+                                error=f"{shown} behind the primary (limit {self.max_lag:g} s)")
+        return ReplicaState(usable=True, lag_seconds=age)
 
 
 @dataclass(frozen=True)
@@ -27,16 +123,28 @@ class Database:
 
     primary: Engine
     replica: Engine | None = None
+    monitor: ReplicaMonitor | None = None
     read_timeout_ms: int = 0  # 0: reads may take as long as they take
 
     @property
     def read_engine(self) -> Engine:
-        return self.replica or self.primary
+        if self.replica is None or (self.monitor is not None and not self.monitor.state().usable):
+            return self.primary
+        return self.replica
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A short read-only unit of work on the read engine, each statement cancelled after `read_timeout_ms`."""
-        with self.read_engine.connect() as connection:
+        """A short read-only unit of work on the read engine (the primary when the replica cannot serve),
+        each statement cancelled after `read_timeout_ms`."""
+        engine = self.read_engine
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            if engine is self.primary or self.monitor is None:
+                raise
+            self.monitor.mark_down(exc)
+            connection = self.primary.connect()
+        with connection:
             if self.read_timeout_ms > 0:
                 # LOCAL: it ends with this unit's transaction, so the pooled connection is left as it was.
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.read_timeout_ms)}")

@@ -56,7 +56,14 @@ class Settings:
     database_url: str | None = _setting(
         "DATABASE_URL", None, str, "PostgreSQL URL for writes (and reads unless DATABASE_READ_URL is set).")
     database_read_url: str | None = _setting(
-        "DATABASE_READ_URL", None, str, "Optional PostgreSQL replica URL that serves the list queries.")
+        "DATABASE_READ_URL", None, str,
+        "Optional PostgreSQL replica URL that serves every read-only query (lists, exports, dashboard).")
+    database_read_max_lag_seconds: float = _setting(
+        "DATABASE_READ_MAX_LAG_SECONDS", 10.0, float,
+        "Reads go back to the primary while the replica is down or further behind than this.")
+    database_read_check_seconds: float = _setting(
+        "DATABASE_READ_CHECK_SECONDS", 5.0, float,
+        "How often each process checks the replica's health and lag.")
     database_pool_size: int = _setting("DATABASE_POOL_SIZE", 5, int, "Connections kept per process.")
     database_read_timeout_ms: int = _setting(
         "DATABASE_READ_TIMEOUT_MS", 5000, int,
@@ -104,6 +111,18 @@ class Settings:
         "Seconds a finished calculation job (and its summary) stays readable at /api/metrics/jobs/<id>.")
     metrics_job_failure_ttl: int = _setting("METRICS_JOB_FAILURE_TTL", 7 * 24 * 3600, int,
                                             "Seconds a failed calculation job stays readable.")
+    events_retention_days: int | None = _setting(
+        "EVENTS_RETENTION_DAYS", None, int,
+        "Days of events kept: older day partitions are dropped and older events refused (unset: keep everything).")
+    metrics_retention_days: int | None = _setting(
+        "METRICS_RETENTION_DAYS", None, int,
+        "Days of per-window metrics kept: older windows are deleted (unset: keep everything).")
+    events_partitions_ahead_days: int = _setting(
+        "EVENTS_PARTITIONS_AHEAD_DAYS", 7, int,
+        "Days of event partitions the storage job keeps made ahead of time.")
+    storage_schedule: str = _setting(
+        "STORAGE_SCHEDULE", "17 * * * *", str,
+        "Cron expression (UTC) of the storage job: partitions ahead, then retention.")
     log_level: str = _setting("LOG_LEVEL", "INFO", str, "Python log level.")
     log_format: str = _setting("LOG_FORMAT", "kv", str,
                                "`kv` (key=value) or `json`: one structured line per request and per job.")
@@ -244,6 +263,15 @@ class Settings:
                 raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not a log level such as INFO or DEBUG")
+        for key, days in (("EVENTS_RETENTION_DAYS", self.events_retention_days),
+                          ("METRICS_RETENTION_DAYS", self.metrics_retention_days)):
+            if days is not None and days < 1:
+                raise ConfigError(f"{key}={days} must be at least 1 (leave it unset to keep everything)")
+        if self.database_read_max_lag_seconds <= 0 or self.database_read_check_seconds < 0:
+            raise ConfigError("DATABASE_READ_MAX_LAG_SECONDS must be above 0 and DATABASE_READ_CHECK_SECONDS "
+                              "at least 0")
+        if self.events_partitions_ahead_days < 1:
+            raise ConfigError(f"EVENTS_PARTITIONS_AHEAD_DAYS={self.events_partitions_ahead_days} must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
         for key, seconds in (("SESSION_LIFETIME_SECONDS", self.session_lifetime_seconds),

@@ -13,21 +13,42 @@ metadata = sa.MetaData()
 
 _TIME = sa.DateTime(timezone=True)
 
+# Range-partitioned on occurred_at (see `app/core/partitions.py`); the partitions are created
+# by the migrations, the periodic job and on demand (`app/services/partitions.py`), never here.
+# Every key starts with user_id so the table can be distributed by user (README "Scaling out").
 events = sa.Table(
     "events", metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("id", sa.Uuid, nullable=False),
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("occurred_at", _TIME, nullable=False),
     sa.Column("received_at", _TIME, nullable=False, server_default=sa.func.now()),
+    # one user's events in a time range, in time order (and keyset pages of it); a retry
+    # carrying the same id and time lands on it
+    sa.PrimaryKeyConstraint("user_id", "occurred_at", "id", name="pk_events"),
     sa.CheckConstraint("user_id > 0", name="ck_events_user_id_positive"),
     sa.CheckConstraint("action <> '' AND length(action) <= 255", name="ck_events_action_length"),
     sa.CheckConstraint("jsonb_typeof(metadata) = 'object'", name="ck_events_metadata_object"),
-    # one user's events in a time range, in time order (and keyset pages of it)
-    sa.Index("ix_events_user_time", "user_id", "occurred_at", "id"),
     # all events in a time range, in time order; also the metrics calculation's scan
     sa.Index("ix_events_time", "occurred_at", "id"),
+    # the list's `action` filter without a user, in time order
+    sa.Index("ix_events_action_time", "action", "occurred_at", "id"),
+    # the list's `meta.KEY=VALUE` filters: JSONB containment (`@>`)
+    sa.Index("ix_events_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
+    postgresql_partition_by="RANGE (occurred_at)",
+)
+
+# The client ids: one row per event whose id the client chose, so a retry of it is
+# stored once whatever time it carries. Ids the service makes are UUIDv7 and never
+# collide, so they need no row here. occurred_at locates the stored event (and lets
+# retention forget keys whose events it dropped).
+event_keys = sa.Table(
+    "event_keys", metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("occurred_at", _TIME, nullable=False),
+    sa.Index("ix_event_keys_occurred", "occurred_at"),
 )
 
 # How many events one user produced in one window, and of which actions.

@@ -40,6 +40,8 @@ class InputBounds:
     # Each event in a distinct closed window makes that window stale; the age bound caps the
     # windows one client can make the calculation redo (365 days: 2,190 windows of 4 hours).
     max_age: timedelta = timedelta(days=365)
+    # EVENTS_RETENTION_DAYS: an event older than what is kept would be dropped at once
+    events_retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,10 @@ def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent
         if now - occurred_at > bounds.max_age:  # (now - max_age could fall before year 1)
             raise ValidationError(f"must not be more than {bounds.max_age.days} days in the past "
                                   f"(not before {format_rfc3339(now - bounds.max_age)})", field="occurred_at")
+        days = bounds.events_retention_days
+        if days is not None and occurred_at < now - timedelta(days=days):
+            raise ValidationError(f"must be at most {days} days old: events are kept for {days} days "
+                                  "(EVENTS_RETENTION_DAYS)", field="occurred_at")
 
     event_id = None
     if payload.get("id") is not None:

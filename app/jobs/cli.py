@@ -11,11 +11,14 @@ from flask import Flask
 from werkzeug.security import generate_password_hash
 
 from ..core.errors import ValidationError
+from ..core.times import utcnow
 from ..core.validation import parse_calculation_range
 from ..extensions import database, redis_client, settings
 from ..core.times import format_rfc3339
 from ..services.calculation import CalculationProgress, calculate_metrics
+from ..services.retention import apply_retention
 from .schedule import run_scheduler
+from .storage import report_fields, retention_policy
 from .tasks import calculation_settings, summary_fields
 
 
@@ -59,6 +62,13 @@ def init_app(app: Flask) -> None:
             if bar is not None:
                 bar.finish()
         click.echo(json.dumps(summary_fields(summary)))
+
+    @app.cli.command("apply-retention")
+    @click.option("--dry-run", is_flag=True, help="Only say which partitions and rows would go.")
+    def apply_retention_command(dry_run: bool) -> None:
+        """Drop event partitions beyond EVENTS_RETENTION_DAYS, delete metrics beyond METRICS_RETENTION_DAYS."""
+        report = apply_retention(database(), retention_policy(settings()), utcnow(), dry_run=dry_run)
+        click.echo(json.dumps(report_fields(report)))
 
     @app.cli.command("hash-password")
     @click.password_option(help="The dashboard password to hash (asked for when not given).")

@@ -23,6 +23,7 @@ from ..core.settings import Settings
 from ..core.times import utcnow
 from .calculations import CALCULATE_FUNC
 from .queue import CALCULATION_QUEUE, keep_running, namespaced, namespaced_id
+from .storage import STORAGE_FUNC
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     return [
         PeriodicJob(settings.redis_namespace, "calculate-metrics", CALCULATE_FUNC, settings.metrics_schedule,
                     {"trigger": "schedule"}),
+        PeriodicJob(settings.redis_namespace, "maintain-storage", STORAGE_FUNC, settings.storage_schedule),
     ]
 
 
@@ -121,6 +123,7 @@ def next_scheduled_run(redis: Redis, settings: Settings) -> datetime | None:
     should. Redis errors propagate: the caller decides how to show them.
     """
     scheduler = make_scheduler(redis, settings)
-    scores = [scheduler.connection.zscore(scheduler.scheduled_jobs_key, job.id) for job in periodic_jobs(settings)]
+    scores = [scheduler.connection.zscore(scheduler.scheduled_jobs_key, job.id) for job in periodic_jobs(settings)
+              if job.func == CALCULATE_FUNC]
     due = [score for score in scores if score is not None]
     return datetime.fromtimestamp(min(due), tz=timezone.utc) if due else None

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 def calculation_settings(config: Settings) -> CalculationSettings:
     return CalculationSettings(window_size=config.window_size, settle=config.settle,
-                               chunk_windows=config.metrics_chunk_windows)
+                               chunk_windows=config.metrics_chunk_windows,
+                               events_retention_days=config.events_retention_days,
+                               metrics_retention_days=config.metrics_retention_days)
 
 
 def summary_fields(summary: CalculationSummary) -> dict[str, Any]:

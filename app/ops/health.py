@@ -3,7 +3,10 @@
 `/healthz` answers while the process serves requests and touches nothing
 else, so an orchestrator restarts only a process that is really stuck.
 `/readyz` answers 200 only when PostgreSQL runs `SELECT 1`, the database's
-alembic revision is the head of migrations/, and Redis answers PING.
+alembic revision is the head of migrations/, and Redis answers PING. With a
+replica configured it also says where reads go: a replica that is down or
+lagging is reported (`degraded`) but fails nothing, since reads then fall
+back to the primary.
 
 Each check opens a fresh connection with short timeouts instead of using the
 app's pools (a checkout could wait behind busy requests), and all checks run
@@ -28,9 +31,10 @@ from flask import Blueprint, Flask, current_app, jsonify
 from redis import Redis
 from werkzeug.wrappers import Response
 
+from ..core.database import ReplicaMonitor
 from ..core.logs import log_fields
 from ..core.settings import Settings
-from ..extensions import settings
+from ..extensions import database, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -113,13 +117,15 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
-def check_readiness(config: Settings, heads: frozenset[str], executor: ThreadPoolExecutor) -> dict[str, dict[str, Any]]:
-    """Each dependency's state (`ok`, `fail` or `skipped`, and why), all checked under one deadline."""
+def check_readiness(config: Settings, heads: frozenset[str], executor: ThreadPoolExecutor,
+                    replica: ReplicaMonitor | None = None) -> dict[str, dict[str, Any]]:
+    """Each dependency's state (`ok`, `fail`, `skipped` or `degraded`, and why), all checked under one deadline."""
     assert config.database_url is not None  # Settings.check() refuses to start without it
     timeout = config.readyz_timeout_seconds
     deadline = time.monotonic() + timeout
     database = executor.submit(_database_revisions, config.database_url, timeout)
     redis = executor.submit(_redis_ping, config.redis_url, timeout)
+    replica_check = executor.submit(replica.check) if replica is not None else None
 
     checks: dict[str, dict[str, Any]] = {}
     revisions, error = _outcome(database, deadline, timeout)
@@ -134,14 +140,29 @@ def check_readiness(config: Settings, heads: frozenset[str], executor: ThreadPoo
         checks["migrations"] = {"status": "ok", "revision": ", ".join(sorted(heads))}
     _, error = _outcome(redis, deadline, timeout)
     checks["redis"] = {"status": "fail", "error": error} if error else {"status": "ok"}
+    if replica is not None and replica_check is not None:
+        checks["replica"] = replica_report(replica, *_outcome(replica_check, deadline, timeout))
     return checks
+
+
+def replica_report(replica: ReplicaMonitor, state: Any, error: str | None) -> dict[str, Any]:
+    """Where reads go and why; a check that did not finish in time leaves the last verdict in force."""
+    if state is None:
+        return {"status": "degraded", "reads": "replica" if replica.state().usable else "primary", "error": error}
+    report: dict[str, Any] = {"status": "ok" if state.usable else "degraded",
+                              "reads": "replica" if state.usable else "primary", "lag_seconds": state.lag_seconds}
+    if state.error:
+        report["error"] = state.error
+    return report
 
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """200 when PostgreSQL, the schema and Redis are all usable, else 503 naming what failed."""
-    checks = check_readiness(settings(), migration_heads(current_app.extensions["migrate"].directory), _executor())
-    failed = [name for name, check in checks.items() if check["status"] != "ok"]
+    checks = check_readiness(settings(), migration_heads(current_app.extensions["migrate"].directory), _executor(),
+                             database().monitor)
+    # a degraded replica fails nothing: reads have moved to the primary
+    failed = [name for name, check in checks.items() if check["status"] not in ("ok", "degraded")]
     if failed:
         log.warning("not ready", extra=log_fields(failed=",".join(failed),
                                                   **{name: checks[name].get("error") for name in failed}))

@@ -45,8 +45,9 @@ from redis import Redis
 from rq import Queue
 from werkzeug.wrappers import Response
 
+from ..core.database import ReplicaMonitor
 from ..core.settings import Settings
-from ..extensions import on_close, settings
+from ..extensions import database, on_close, settings
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
 from .health import postgres_probe
 
@@ -279,10 +280,38 @@ class ScrapeSources:
             source.close()
 
 
+class ReplicaSource:
+    """Where this process sends its reads, and the replica's lag, when DATABASE_READ_URL is set."""
+
+    name = "replica"
+
+    def __init__(self, monitor: ReplicaMonitor) -> None:
+        self.monitor = monitor
+
+    def read(self) -> list[Metric] | None:
+        state = self.monitor.state()
+        metrics: list[Metric] = [GaugeMetricFamily(
+            "tracking_database_reads_on_replica",
+            "1 while read-only queries go to the replica, 0 while they fall back to the primary "
+            "(replica down or lagging beyond DATABASE_READ_MAX_LAG_SECONDS).",
+            value=1.0 if state.usable else 0.0)]
+        if state.lag_seconds is not None:
+            metrics.append(GaugeMetricFamily("tracking_database_replica_lag_seconds",
+                                             "How far the replica was behind the primary at the last check.",
+                                             value=state.lag_seconds))
+        return metrics
+
+    def close(self) -> None:
+        """Nothing of its own to close: the monitor belongs to the app's Database."""
+
+
+Source = QueueSource | CalculationSource | ReplicaSource
+
+
 class _Exposition(Collector):
     """Everything one scrape reports: the process's own series, then the scrape-time sources."""
 
-    def __init__(self, process: Collector, sources: Iterable[QueueSource | CalculationSource]) -> None:
+    def __init__(self, process: Collector, sources: Iterable[Source]) -> None:
         self.process = process
         self.sources = list(sources)
 
@@ -330,6 +359,10 @@ def exposition() -> Response:
     if refusal is not None:
         return refusal
     sources: ScrapeSources = current_app.extensions[SOURCES_KEY]
-    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), sources.all)
+    collectors: list[Source] = list(sources.all)
+    monitor = database().monitor
+    if monitor is not None:
+        collectors.append(ReplicaSource(monitor))
+    scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), collectors)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]

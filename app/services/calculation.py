@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from ..core.database import Database
 from ..core.times import utcnow
 from ..core.windows import EPOCH, ceil_window, floor_window, last_closed_boundary
+from .retention import RetentionPolicy, oldest_computable_window
 
 LOCK_NAME = "tracking:metrics-calculation"
 RUN_LOCK_NAME = "tracking:calculation-run"
@@ -46,6 +47,12 @@ class CalculationSettings:
     window_size: timedelta
     settle: timedelta = timedelta(seconds=30)
     chunk_windows: int = 42
+    events_retention_days: int | None = None
+    metrics_retention_days: int | None = None
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(self.events_retention_days, self.metrics_retention_days, self.window_size)
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,7 @@ VALUES (:trigger, :job_id, clock_timestamp(), 'running', :first_window, :last_wi
 _COUNT_STALE = sa.text("""
 SELECT count(*) FROM metrics_windows
 WHERE stale AND window_end <= :closed AND NOT (window_start = ANY(:unseen))
+  AND (CAST(:floor AS timestamptz) IS NULL OR window_start >= :floor)
 """)
 
 # Where the windows left to older, live runs of the "every pending window" mode end.
@@ -237,18 +245,21 @@ class _Pending:
     they are considered again should it end first.
     """
 
-    def __init__(self, unseen: list[datetime], closed: datetime) -> None:
-        self.unseen = unseen
+    def __init__(self, unseen: list[datetime], closed: datetime, oldest: datetime | None) -> None:
+        self.unseen = [start for start in unseen if oldest is None or start >= oldest]
         self.closed = closed
+        self.oldest = oldest
 
     def size(self, conn: sa.Connection) -> int:
         """How many windows are pending now: the run's total for its progress (late events may add some)."""
-        stale = conn.execute(_COUNT_STALE, {"closed": self.closed, "unseen": self.unseen}).scalar_one()
+        stale = conn.execute(_COUNT_STALE, {"closed": self.closed, "unseen": self.unseen,
+                                            "floor": self.oldest}).scalar_one()
         return len(self.unseen) + stale
 
     def next_chunk(self, conn: sa.Connection, claimed_until: datetime | None, limit: int) -> list[datetime]:
+        floor = max(filter(None, (claimed_until, self.oldest)), default=None)
         while True:
-            stale = conn.execute(_STALE, {"closed": self.closed, "floor": claimed_until,
+            stale = conn.execute(_STALE, {"closed": self.closed, "floor": floor,
                                           "limit": limit}).scalars().all()
             first = bisect_left(self.unseen, claimed_until) if claimed_until else 0
             candidates = self.unseen[first:first + limit]
@@ -307,14 +318,18 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
     size = settings.window_size
     closed = last_closed_boundary(now, size, settings.settle)
     began = time.monotonic()
+    # Windows older than this are left alone: their events may be dropped already, and
+    # recounting them would wipe metrics that retention keeps.
+    oldest = oldest_computable_window(settings.retention, now)
     with database.primary.connect() as conn:
         plan: _Requested | _Pending
         if start is not None and end is not None:
-            plan = _Requested(_requested_windows(start, end, closed, size))
+            plan = _Requested([window_start for window_start in _requested_windows(start, end, closed, size)
+                               if oldest is None or window_start >= oldest])
             span = (start, end)
         else:
             plan = _Pending(list(conn.execute(_UNSEEN, {"size": size, "origin": EPOCH, "closed": closed}).scalars()),
-                            closed)
+                            closed, oldest)
             span = (None, closed)
         conn.execute(_LOCK_CHUNK, {"name": LOCK_NAME})
         run_id = conn.execute(_START_RUN, {"trigger": trigger, "job_id": job_id, "first_window": span[0],

@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from ..core.database import Database
 from ..core.errors import ConflictError, ValidationError
+from ..core.partitions import partitions_for
 from ..core.tables import events as events_table
 from ..core.validation import NewEvent
 from ..core.windows import EPOCH, floor_window
 from .pagination import decode_cursor, encode_cursor, keyset_page
+from .partitions import create_partitions, is_missing_partition
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def new_event_ids(count: int) -> list[uuid.UUID]:
             for i in range(0, 10 * count, 10)]
 
 
+_COLUMNS = "id, user_id, action, metadata, occurred_at, received_at"
+
 _ONE_ROW = "VALUES (%(id)s, %(user_id)s, %(action)s, %(metadata)s::jsonb, %(occurred_at)s, %(received_at)s)"
 
 _MANY_ROWS = """
@@ -75,38 +80,79 @@ _MANY_ROWS = """
     FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
                 %(occurred_at)b::timestamptz[]) AS t(id, user_id, action, metadata, occurred_at)"""
 
-_INSERT = """
-INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
-{rows}
-ON CONFLICT (id) DO NOTHING
-RETURNING id"""
+# Events whose ids the service made: those ids are new by construction, so a plain insert.
+_INSERT = f"INSERT INTO events ({_COLUMNS})\n{{rows}}\nRETURNING user_id, id, occurred_at"
 
-# The same insert returning each new row's window too, so the windows of late
-# events are marked stale in the same statement.
-_MARKING_LATE = """
-WITH inserted AS ({insert}, date_bin(%(size)s, occurred_at, %(origin)s) AS window_start
-), late AS (
+# Events with ids the client chose: each client id claims its key in event_keys first,
+# (the first occurrence of a key in the call, keys in key order so two calls never
+# deadlock), and only events that claimed theirs, or have the service's ids, go in.
+_ONE_KEYED_INPUT = """
+    SELECT %(id)s::uuid AS id, %(user_id)s::bigint AS user_id, %(action)s::text AS action,
+           %(metadata)s::jsonb AS metadata, %(occurred_at)s::timestamptz AS occurred_at, true AS client, 1 AS ord"""
+
+_MANY_KEYED_INPUT = """
+    SELECT * FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
+                         %(occurred_at)b::timestamptz[], %(clients)b::boolean[]) WITH ORDINALITY
+                  AS t(id, user_id, action, metadata, occurred_at, client, ord)"""
+
+_KEYED = """
+WITH input AS ({input}
+), firsts AS (
+    SELECT DISTINCT ON (user_id, id) ord, user_id, id, occurred_at FROM input WHERE client ORDER BY user_id, id, ord
+), claimed AS (
+    INSERT INTO event_keys (user_id, id, occurred_at)
+    SELECT user_id, id, occurred_at FROM firsts ORDER BY user_id, id
+    ON CONFLICT (user_id, id) DO NOTHING
+    RETURNING user_id, id
+), inserted AS (
+    INSERT INTO events ({columns})
+    SELECT i.id, i.user_id, i.action, i.metadata, i.occurred_at, %(received_at)s FROM input i
+    WHERE NOT i.client OR i.ord IN (SELECT f.ord FROM firsts f JOIN claimed c USING (user_id, id))
+    -- a client may send an id the service once made: then the same time is the same event
+    ON CONFLICT (user_id, occurred_at, id) DO NOTHING
+    RETURNING user_id, id, occurred_at
+){late}
+SELECT user_id, id, occurred_at FROM inserted"""
+
+# Late events mark their closed windows stale in the same statement, so the next run recounts them.
+_LATE = """, late AS (
     INSERT INTO metrics_windows (window_start, window_end, stale)
-    SELECT DISTINCT window_start, window_start + %(size)s, true FROM inserted
+    SELECT DISTINCT window_start, window_start + %(size)s, true
+    FROM (SELECT date_bin(%(size)s, occurred_at, %(origin)s) AS window_start FROM inserted) AS windows
     WHERE window_start + %(size)s <= %(received_at)s
     -- every writer locks ledger rows in window order, so two batches never deadlock
     ORDER BY window_start
     ON CONFLICT (window_start) DO UPDATE SET stale = true WHERE NOT metrics_windows.stale
-)
-SELECT id FROM inserted"""
+)"""
 
 
-def _insert_sql(*, batch: bool, late: bool) -> str:
-    """One event binds scalars, a batch binds arrays; only late events pay for marking windows stale."""
+def _insert_sql(*, batch: bool, keyed: bool, late: bool) -> str:
+    """The insert for one shape of call: one event or many, client ids or not, late events or not.
+
+    The common case, one event with the service's id and on time, is a bare
+    INSERT ... VALUES: the cheapest statement there is.
+    """
+    if keyed:
+        return _KEYED.format(input=_MANY_KEYED_INPUT if batch else _ONE_KEYED_INPUT, columns=_COLUMNS,
+                             late=_LATE if late else "")
     insert = _INSERT.format(rows=_MANY_ROWS if batch else _ONE_ROW)
-    return _MARKING_LATE.format(insert=insert) if late else insert
+    if not late:
+        return insert
+    return f"WITH inserted AS ({insert}){_LATE}\nSELECT user_id, id, occurred_at FROM inserted"
 
 
-_INSERTS = {(batch, late): _insert_sql(batch=batch, late=late) for batch in (False, True) for late in (False, True)}
+_INSERTS = {(batch, keyed, late): _insert_sql(batch=batch, keyed=keyed, late=late)
+            for batch in (False, True) for keyed in (False, True) for late in (False, True)}
 
-_SELECT_EVENTS = """
-SELECT id, user_id, action, metadata, occurred_at, received_at FROM events WHERE id = ANY(%(ids)s)
+# The stored events of client ids seen before: their key says where each one is.
+_SELECT_KEYED = f"""
+SELECT {", ".join(f"e.{column}" for column in _COLUMNS.split(", "))}
+FROM unnest(%(user_ids)s::bigint[], %(ids)s::uuid[]) AS wanted(user_id, id)
+JOIN event_keys k USING (user_id, id)
+JOIN events e ON e.user_id = k.user_id AND e.occurred_at = k.occurred_at AND e.id = k.id
 """
+
+EventKey = tuple[int, uuid.UUID]
 
 
 def _same_event(stored: StoredEvent, new: NewEvent) -> bool:
@@ -118,20 +164,24 @@ def _same_event(stored: StoredEvent, new: NewEvent) -> bool:
 
 def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent], window_size: timedelta,
                       late: bool) -> tuple[str, dict[str, Any]]:
-    """The insert for these events and its parameters; the common case, none late, is a plain insert."""
+    """The insert for these events and its parameters."""
+    keyed = any(new.id is not None for new in news)
     params: dict[str, Any] = {"received_at": events[0].received_at, "size": window_size, "origin": EPOCH}
     if len(events) == 1:
         event, new = events[0], news[0]
-        return _INSERTS[False, late], {**params, "id": event.id, "user_id": event.user_id, "action": event.action,
-                                       "metadata": new.metadata_json, "occurred_at": event.occurred_at}
-    return _INSERTS[True, late], {
-        **params,
-        "ids": [event.id for event in events],
-        "user_ids": [event.user_id for event in events],
-        "actions": [event.action for event in events],
-        "metadata": [new.metadata_json for new in news],
-        "occurred_at": [event.occurred_at for event in events],
-    }
+        return _INSERTS[False, keyed, late], {
+            **params, "id": event.id, "user_id": event.user_id, "action": event.action,
+            "metadata": new.metadata_json, "occurred_at": event.occurred_at}
+    params.update(
+        ids=[event.id for event in events],
+        user_ids=[event.user_id for event in events],
+        actions=[event.action for event in events],
+        metadata=[new.metadata_json for new in news],
+        occurred_at=[event.occurred_at for event in events],
+    )
+    if keyed:
+        params["clients"] = [new.id is not None for new in news]
+    return _INSERTS[True, keyed, late], params
 
 
 def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime,
@@ -139,14 +189,18 @@ def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime
     """Store events once each, in one statement, all or none.
 
     Returns each event as stored and whether this call created it. A client id
-    seen before returns the stored event instead of a second row; the same id
-    with different content is a conflict and nothing is stored. Events that
-    fall into an already closed window mark that window stale in the same
-    statement, so the next calculation recounts it.
+    seen before for the same user returns the stored event instead of a second
+    row; the same id with different content is a conflict and nothing is
+    stored. Events that fall into an already closed window mark that window
+    stale in the same statement, so the next calculation recounts it.
 
     One event needs no transaction block: its statement commits on its own, and
     when it inserted no row it wrote nothing to undo. A batch runs in one, so a
     conflict found after the insert rolls back the rows it did insert.
+
+    An event for a day that has no partition yet (a late one, typically) makes
+    the insert fail as a whole; the partitions the call needs are then created
+    and the call runs once more.
     """
     fresh_ids = iter(new_event_ids(sum(1 for new in news if new.id is None)))
     events = [
@@ -157,33 +211,48 @@ def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime
     current_window = floor_window(now, window_size)
     late = [event.occurred_at < current_window for event in events]
     statement, params = _insert_statement(events, news, window_size, any(late))
-    with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
-        inserted = connection.execute(statement, params).fetchall()
-        if len(inserted) == len(events):
-            results = [(event, True) for event in events]
-        else:
-            created = {row[0] for row in inserted}
-            retried = [event.id for event in events if event.id not in created]
-            stored = {row[0]: StoredEvent(*row) for row in connection.execute(_SELECT_EVENTS, {"ids": retried})}
-            results = _resolve_retries(events, news, created, stored)
+    try:
+        results = _store(database, events, news, statement, params)
+    except psycopg.errors.CheckViolation as error:
+        if not is_missing_partition(error):
+            raise
+        with database.write() as connection:
+            create_partitions(connection, partitions_for([event.occurred_at for event in events]))
+        results = _store(database, events, news, statement, params)
     return Recorded(results, late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
 
 
-def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], created: set[uuid.UUID],
-                     stored: dict[uuid.UUID, StoredEvent]) -> list[tuple[StoredEvent, bool]]:
-    """Match events whose id was not new against what is stored; raise on any conflict.
+def _store(database: Database, events: list[StoredEvent], news: Sequence[NewEvent], statement: str,
+           params: dict[str, Any]) -> list[tuple[StoredEvent, bool]]:
+    """Run the insert; look up the stored events of client ids that were not new."""
+    with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
+        inserted = connection.execute(statement, params).fetchall()
+        if len(inserted) == len(events):
+            return [(event, True) for event in events]
+        created = {(row[0], row[1]) for row in inserted}
+        retried = [(event.user_id, event.id) for event in events if (event.user_id, event.id) not in created]
+        stored = {(row[1], row[0]): StoredEvent(*row) for row in connection.execute(
+            _SELECT_KEYED, {"user_ids": [key[0] for key in retried], "ids": [key[1] for key in retried]})}
+        return _resolve_retries(events, news, created, stored)
+
+
+def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], created: set[EventKey],
+                     stored: dict[EventKey, StoredEvent]) -> list[tuple[StoredEvent, bool]]:
+    """Match events whose key was not new against what is stored; raise on any conflict.
 
     Raised inside the transaction, the conflict rolls back every row of the call.
     """
     results: list[tuple[StoredEvent, bool]] = []
     conflicts = []
-    first_of: dict[uuid.UUID, int] = {}
+    first_of: dict[EventKey, int] = {}
     for index, (event, new) in enumerate(zip(events, news)):
-        fresh = event.id in created and first_of.setdefault(event.id, index) == index
-        if not fresh and not _same_event(stored.get(event.id) or events[first_of[event.id]], new):
+        key = (event.user_id, event.id)
+        fresh = key in created and first_of.setdefault(key, index) == index
+        earlier = stored.get(key) or (events[first_of[key]] if key in first_of else None)
+        if not fresh and (earlier is None or not _same_event(earlier, new)):
             conflicts.append({"index": index, "field": "id",
                               "message": "an event with this id already exists with different content"})
-        results.append((event, True) if fresh else (stored.get(event.id, event), False))
+        results.append((event, True) if fresh else (stored.get(key, event), False))
     if conflicts:
         raise ConflictError(conflicts[0]["message"] if len(events) == 1 else
                             f"{len(conflicts)} events reuse an id with different content",
@@ -284,6 +353,13 @@ def list_events(database: Database, flt: EventFilter, *, limit: int, after: Curs
     events = [StoredEvent(*row) for row in rows]
     next_cursor = Cursor(last.occurred_at, last.id) if last else None
     return EventPage(events, next_cursor)
+
+
+def oldest_event_time(database: Database) -> datetime | None:
+    """When the oldest event still stored happened (one index probe per partition at most:
+    the partitions are scanned in time order and the first that holds a row ends it)."""
+    with database.read() as connection:
+        return connection.execute(sa.select(sa.func.min(events_table.c.occurred_at))).scalar_one()
 
 
 def iter_events(database: Database, flt: EventFilter, *, batch_size: int = 1000) -> Iterator[StoredEvent]:

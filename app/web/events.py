@@ -7,9 +7,9 @@ from flask import Response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..core.errors import ValidationError
-from ..extensions import database
+from ..extensions import database, settings
 from ..http.csv_download import csv_download
-from ..services.events import Cursor, list_events
+from ..services.events import Cursor, list_events, oldest_event_time
 from . import bp
 from .forms import FilterForm, parse_event_form
 from .rendering import history_headers, message_response, render, wants_fragment
@@ -50,6 +50,10 @@ def events() -> Response:
                        newest=Cursor(page.events[0].occurred_at, page.events[0].id).encode()
                        if page.events and after is None else None,
                        export_url=url_for("web.export_events", **form.query()))
+    if not wants_fragment():
+        # the page's footer: what is kept, and for how long (a fragment does not show it)
+        context.update(oldest_event=oldest_event_time(database()),
+                       retention_days=settings().events_retention_days)
     canonical = url_for("web.events", **form.query())
     return render(TEMPLATE, ("results", "errors_oob"), status=200 if form.valid else 400,
                   headers=history_headers(canonical), **context)

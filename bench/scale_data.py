@@ -1,0 +1,206 @@
+"""The database side of `make bench-scale`: tens of millions of events, and what only the database measures.
+
+Each day is loaded the way a bulk loader fills a partitioned table: into a
+table of its own, indexed once, sorted, then attached (a CHECK constraint
+matching its bounds spares ATTACH the scan). Two connections load days side
+by side. Then: dropping a partition beside a DELETE of the same rows, and
+the daily-or-weekly span comparison on tables of their own.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from app.core.partitions import SPAN, Partition, partition_of, partitions_covering
+from app.services.partitions import attached_partitions, create_partitions
+from app.services.retention import drop_partition
+
+from .database import ACTIONS, HOT_EVERY
+
+KEY_EVERY = 10  # one seeded event in KEY_EVERY carries a client id, so event_keys holds a key for it
+
+# Events spread evenly over one day in time order, ids UUIDv7-shaped, as bench/database.py seeds a window.
+_DAY_ROWS = """
+INSERT INTO {table} (id, user_id, action, metadata, occurred_at, received_at)
+SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || lpad(to_hex(g %% 4096), 3, '0')
+        || '8' || lpad(to_hex(g), 15, '0'))::uuid,
+       CASE WHEN g %% %(hot_every)s = 0 THEN %(hot_user)s ELSE 2 + floor(power(random(), 2) * %(users)s)::bigint END,
+       (%(actions)s::text[])[1 + floor(random() * cardinality(%(actions)s::text[]))::int],
+       jsonb_build_object('page', '/p/' || (g %% 500), 'ref', CASE WHEN g %% 3 = 0 THEN 'search' ELSE 'direct' END),
+       t, t + interval '2 seconds'
+FROM generate_series(1, %(events)s) AS g,
+     LATERAL (SELECT %(start)s::timestamptz + (g - 1) * %(step)s::interval AS t) AS times
+"""
+
+_INDEXES = (
+    "ALTER TABLE {table} ADD PRIMARY KEY (user_id, occurred_at, id)",
+    "CREATE INDEX ON {table} (occurred_at, id)",
+    "CREATE INDEX ON {table} (action, occurred_at, id)",
+    "CREATE INDEX ON {table} USING gin (metadata jsonb_path_ops)",
+)
+
+
+@dataclass(frozen=True)
+class SeedShape:
+    users: int
+    hot_user: int
+    events_per_day: int
+
+
+class ScaleDatabase:
+    """The benchmark's own database, reached with plain psycopg connections."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True, options="-c timezone=UTC")
+
+    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            cursor = conn.execute(query, params)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    def scalar(self, query: str, params: Any = None) -> Any:
+        return self.execute(query, params)[0][0]
+
+    def drop_all_partitions(self) -> None:
+        """Forget every partition (the empty-table phase is over), so each day can be loaded whole."""
+        with self.connect() as conn:
+            for partition in attached_partitions(conn):
+                drop_partition(conn, partition)
+
+    def load_days(self, days: list[datetime], shape: SeedShape, parallel: int = 2) -> float:
+        """Load and attach one partition per day; returns the seconds it took."""
+        began = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            list(pool.map(lambda day: self._load_day(day, shape), days))
+        return time.perf_counter() - began
+
+    def _load_day(self, day: datetime, shape: SeedShape) -> None:
+        partition = partition_of(day)
+        table = sql.Identifier(partition.name)
+        with self.connect() as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute("SET synchronous_commit = off")
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+                         .format(table))
+            conn.execute(sql.SQL(_DAY_ROWS).format(table=table), {
+                "events": shape.events_per_day, "users": shape.users, "hot_user": shape.hot_user,
+                "hot_every": HOT_EVERY, "start": partition.start, "step": SPAN / shape.events_per_day,
+                "actions": list(ACTIONS)})
+            for statement in _INDEXES:
+                conn.execute(sql.SQL(statement).format(table=table))
+            conn.execute(sql.SQL("INSERT INTO event_keys (user_id, id, occurred_at) SELECT user_id, id, occurred_at "
+                                 "FROM {} WHERE get_byte(uuid_send(id), 15) % {} = 0")
+                         .format(table, sql.Literal(KEY_EVERY)))
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+            bound = sql.Identifier(f"{partition.name}_bound")
+            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (occurred_at >= {} AND occurred_at < {})")
+                         .format(table, bound, sql.Literal(partition.start), sql.Literal(partition.end)))
+            conn.execute(sql.SQL("ALTER TABLE events ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})")
+                         .format(table, sql.Literal(partition.start), sql.Literal(partition.end)))
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bound))
+
+    def partitions(self) -> list[Partition]:
+        with self.connect() as conn:
+            return attached_partitions(conn)
+
+    def drop_beside_delete(self, partition: Partition) -> tuple[int, float, float]:
+        """(rows, seconds of a DELETE of the day's rows, rolled back, seconds of detaching and dropping it)."""
+        with self.connect() as conn:
+            with conn.transaction(force_rollback=True):
+                began = time.perf_counter()
+                rows = conn.execute("DELETE FROM events WHERE occurred_at >= %s AND occurred_at < %s",
+                                    (partition.start, partition.end)).rowcount
+                deleted = time.perf_counter() - began
+            began = time.perf_counter()
+            drop_partition(conn, partition)
+            dropped = time.perf_counter() - began
+        return rows, deleted, dropped
+
+    def index_bytes_per_event(self, partition: Partition) -> float:
+        """The indexes of one loaded day, per event: what a day's indexes weigh at a given rate."""
+        with self.connect() as conn:
+            size, rows = conn.execute(sql.SQL("SELECT pg_indexes_size(%s::regclass), (SELECT count(*) FROM {})")
+                                      .format(sql.Identifier(partition.name)), (partition.name,)).fetchone()  # type: ignore[misc]
+        return size / max(rows, 1)
+
+
+@dataclass(frozen=True)
+class SpanFigures:
+    """One candidate span: its partition count and what the partition count costs."""
+
+    name: str
+    partitions: int
+    list_p50_ms: float
+    list_p99_ms: float
+    insert_rate: float
+
+
+_SPAN_LIST = ("SELECT id, user_id, action, metadata, occurred_at, received_at FROM {table} "
+              "WHERE user_id = %s AND occurred_at >= %s AND occurred_at < %s ORDER BY occurred_at, id LIMIT 101")
+
+
+def compare_spans(database: ScaleDatabase, *, events: int, start: datetime, days: int,
+                  spans: dict[str, timedelta], runs: int = 400, insert_seconds: float = 3.0) -> list[SpanFigures]:
+    """The same events in a table partitioned per span: a one-day list page and single inserts on each.
+
+    The list runs as the service runs it (a prepared statement on one
+    connection), so the plan PostgreSQL settles on, with its partition
+    locking and pruning, is part of the time.
+    """
+    figures = []
+    end = start + timedelta(days=days)
+    for name, span in spans.items():
+        table = f"span_{name}"
+        with database.connect() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+                         "PARTITION BY RANGE (occurred_at)")
+            conn.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (user_id, occurred_at, id)")
+            conn.execute(f"CREATE INDEX ON {table} (occurred_at, id)")
+            made = create_partitions(conn, [replace(p, parent=table) for p in partitions_covering(start, end, span)])
+            conn.execute(sql.SQL(_DAY_ROWS).format(table=sql.Identifier(table)), {
+                "events": events, "users": 10_000, "hot_user": 1, "hot_every": HOT_EVERY, "start": start,
+                "step": (end - start) / events, "actions": list(ACTIONS)})
+            conn.execute(f"VACUUM ANALYZE {table}")
+            day = start + timedelta(days=days // 2)
+            query = _SPAN_LIST.format(table=table)
+            latencies = _timed(lambda: conn.execute(query, (1, day, day + timedelta(days=1)), prepare=True).fetchall(),
+                               runs)
+            rate = _insert_rate(conn, table, end - timedelta(hours=1), insert_seconds)
+            conn.execute(f"DROP TABLE {table}")
+        figures.append(SpanFigures(name, len(made), statistics.median(latencies),
+                                   statistics.quantiles(latencies, n=100)[98], rate))
+    return figures
+
+
+def _timed(call: Callable[[], object], runs: int) -> list[float]:
+    for _ in range(10):
+        call()  # past psycopg's prepare threshold and PostgreSQL's first custom plans
+    latencies = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - began) * 1000)
+    return latencies
+
+
+def _insert_rate(conn: psycopg.Connection[Any], table: str, moment: datetime, seconds: float) -> float:
+    query = (f"INSERT INTO {table} (id, user_id, action, metadata, occurred_at) "
+             "VALUES (gen_random_uuid(), %s, 'page_view', '{}', %s)")
+    count = 0
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        conn.execute(query, (1 + count % 10_000, moment), prepare=True)
+        count += 1
+    return count / (time.perf_counter() - began)
