@@ -456,7 +456,8 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         "",
         "## Settings",
         "",
-        f"- {ServerSettings(args.workers, args.threads).describe()}; load generator: {loadgen}",
+        f"- gunicorn gthread, {args.workers} workers x {args.threads} threads, no access log, the same command line "
+        f"for both databases; load generator: {loadgen}",
         f"- {args.rounds} rounds of {args.seconds:.0f} s per HTTP figure after {args.warmup:.0f} s of warm-up; "
         "medians of the rounds",
         "- Two databases, each behind its own gunicorn with the same command line: \"small\" (ingestion into an "
