@@ -45,7 +45,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## The service at 20 million events over 64 day partitions beside the same run's small table (under 20 minutes):
-## writes bench/RESULTS-scale.md. Needs about 10 GB free on the PostgreSQL server's disk while it runs.
+## writes bench/RESULTS-scale.md. Needs about 8 GB free on the PostgreSQL server's disk while it runs.
 bench-scale: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
 		|| echo "bench-scale: could not install wrk; the asyncio load generator will be used"

@@ -1,20 +1,21 @@
 """`make bench-scale`: the service at 20 million events over 64 day partitions, beside the same run's small table.
 
-One run, one database of its own (`tracking_scale_<random>`, dropped at the end),
-one gunicorn serving the service. In order:
+One run, two databases of its own (`tracking_scale_<random>`, dropped at the
+end), each served by a gunicorn with the same command line: "full" holds 20
+million events, one partition a day over 64 days (today's included); "small"
+holds at most the one day the lists read. Each figure is measured on both in
+interleaved rounds, so a busy moment on a shared machine lands on both sides:
 
-1. empty table: POST /api/event and POST /api/events/batch, each round from an
-   empty `events`;
-2. one day: every partition is dropped and the hot day alone is loaded; the
-   events lists (first and deep keyset page of the hot user's day, an action
-   filter, a metadata filter) and one window's calculation are measured;
-3. full size: the other days are loaded (20 million events, one partition a
-   day, today's included), and every figure of 1 and 2 is measured again,
-   with the EXPLAIN (ANALYZE, BUFFERS) plans of the service's own statements;
+1. ingestion: POST /api/event and POST /api/events/batch, into "small" emptied
+   before each round and into "full";
+2. reads: the events lists (first and deep keyset page of the hot user's day,
+   an action filter, a metadata filter) and one window's calculation, with the
+   same day loaded alone in "small";
+3. plans: EXPLAIN (ANALYZE, BUFFERS) of the service's own statements on "full";
 4. retention: a DELETE of a day's rows (rolled back) beside detaching and
    dropping the same partition; a late event for a day without partition;
-5. span: the same events partitioned per day and per week, for the list's
-   latency and single inserts (the measurement behind the daily span).
+5. span: the same events partitioned per day and per week, for the list and
+   single inserts (the measurement behind the daily span).
 
 Writes `bench/RESULTS-scale.md`. Ratios compare figures of this one run.
 """
@@ -54,7 +55,7 @@ from app.services.events import Cursor, EventFilter, iter_events, list_events
 from app.services.metrics import window_totals
 
 from . import load
-from .database import HOT_EVERY, captured_statements, explain
+from .database import HOT_EVERY, BenchDatabase, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import machine_description
 from .runner import batch_bodies, redis_version, single_event_bodies
@@ -96,6 +97,30 @@ def median(values: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
+class Sample:
+    """One load run, and the CPU the web workers and their PostgreSQL backends spent per request."""
+
+    result: LoadResult
+    worker_cpu_us: float
+    database_cpu_us: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.result.rate
+
+    @property
+    def p99_ms(self) -> float:
+        return self.result.p99_ms
+
+
+def cpu(samples: Sequence[Sample], per: int = 1) -> str:
+    """`web / PostgreSQL` CPU microseconds per request (or per `per` events), medians of the rounds."""
+    known = [s.database_cpu_us for s in samples if s.database_cpu_us is not None]
+    database = f"{median(known) / per:,.0f}" if known else "n/a"
+    return f"{median([s.worker_cpu_us for s in samples]) / per:,.0f} / {database} us"
+
+
+@dataclass(frozen=True)
 class Figure:
     """One measured thing at the small size and at full size."""
 
@@ -107,20 +132,31 @@ class Figure:
     met: bool | None = None
 
 
-class ScaleBench:
-    """One run's servers, database and findings."""
+@dataclass
+class Side:
+    """One database and the gunicorn that serves it."""
 
-    def __init__(self, args: argparse.Namespace, loadgen: LoadGenerator, data: ScaleDatabase, app: Flask,
-                 service: Gunicorn) -> None:
+    name: str
+    data: ScaleDatabase
+    backends: BenchDatabase
+    app: Flask
+    server: Gunicorn
+
+
+class ScaleBench:
+    """One run's two sides and its findings."""
+
+    def __init__(self, args: argparse.Namespace, loadgen: LoadGenerator, small: Side, full: Side) -> None:
         self.args = args
         self.loadgen = loadgen
-        self.data = data
-        self.app = app
-        self.service = service
+        self.sides = {"small": small, "full": full}
+        self.data = full.data
+        self.app = full.app
+        self.service = full.server
         today = partition_of(utcnow()).start
         self.days = [today - timedelta(days=i) for i in range(args.days - 1, -1, -1)]
         self.hot_day = today - timedelta(days=2)
-        with app.app_context():
+        with full.app.app_context():
             self.window_size = settings().window_size
         self.window = self.hot_day + 3 * self.window_size  # a closed window in the middle of the hot day
         self.shape = SeedShape(users=args.users, hot_user=HOT_USER, events_per_day=args.events // args.days)
@@ -136,46 +172,56 @@ class ScaleBench:
 
     # measuring ---------------------------------------------------------------------------------------
 
-    def http(self, requests: Sequence[Request], connections: int | None = None) -> LoadResult:
-        result = self.loadgen.run(self.service.base_url, requests, connections=connections or self.args.connections,
+    def http(self, side: Side, requests: Sequence[Request], connections: int | None = None) -> Sample:
+        server = side.server
+        workers_before = server.workers_cpu_seconds()
+        database_before = side.backends.backends_cpu_seconds(server.application_name)
+        result = self.loadgen.run(server.base_url, requests, connections=connections or self.args.connections,
                                   seconds=self.args.seconds)
-        self.service.wait_idle()
+        server.wait_idle()
         if result.errors > result.requests * 0.001:
             raise RuntimeError(f"{result.errors} of {result.requests} {requests[0].method} {requests[0].path} "
-                               f"failed; see {self.service.log_path}")
-        return result
+                               f"failed; see {server.log_path}")
+        database_after = side.backends.backends_cpu_seconds(server.application_name)
+        per_request = 1e6 / max(result.requests, 1)
+        database_us = (database_after - database_before) * per_request \
+            if database_before is not None and database_after is not None else None
+        return Sample(result, (server.workers_cpu_seconds() - workers_before) * per_request, database_us)
 
-    def rounds(self, requests: Sequence[Request], before: Callable[[], None] | None = None,
-               connections: int | None = None) -> list[LoadResult]:
-        if self.args.warmup > 0:
-            self.loadgen.run(self.service.base_url, requests, connections=connections or self.args.connections,
-                             seconds=self.args.warmup)
-            self.service.wait_idle()
-        results = []
-        for _ in range(self.args.rounds):
-            if before is not None:
-                before()
-            results.append(self.http(requests, connections))
-        return results
+    def paired(self, name: str, requests: dict[str, Sequence[Request]], *, empty_small: bool = False,
+               connections: int | None = None) -> None:
+        """The same load on both sides, round by round, alternating which goes first."""
+        for side_name, side in self.sides.items():
+            if self.args.warmup > 0:
+                self.loadgen.run(side.server.base_url, requests[side_name],
+                                 connections=connections or self.args.connections, seconds=self.args.warmup)
+                side.server.wait_idle()
+        samples: dict[str, list[Sample]] = {"small": [], "full": []}
+        for index in range(self.args.rounds):
+            for side_name in (("small", "full") if index % 2 == 0 else ("full", "small")):
+                side = self.sides[side_name]
+                if side_name == "small" and empty_small:
+                    side.data.execute("TRUNCATE events, event_keys, metrics_windows")
+                samples[side_name].append(self.http(side, requests[side_name], connections))
+        self.small[name], self.full[name] = samples["small"], samples["full"]
 
-    def ingestion(self, into: dict[str, Any], empty: bool) -> None:
-        """Single events and batches; with `empty`, each round starts from an empty table."""
-        truncate = (lambda: self.data.execute("TRUNCATE events, event_keys, metrics_windows")) if empty else None
+    def ingestion(self) -> None:
+        """Single events and batches: "small" starts each round empty, "full" keeps its 20 million."""
         single = [Request("POST", "/api/event", body) for body in single_event_bodies()]
         batches = [Request("POST", "/api/events/batch", body) for body in batch_bodies(self.args.batch_size)]
-        into["single"] = self.rounds(single, truncate)
-        into["batch"] = self.rounds(batches, truncate)
+        self.paired("single", {"small": single, "full": single}, empty_small=True)
+        self.paired("batch", {"small": batches, "full": batches}, empty_small=True)
 
-    def list_paths(self) -> dict[str, str]:
+    def list_paths(self, data: ScaleDatabase) -> dict[str, str]:
         """The hot user's day, first and deep page; an action and a metadata filter over the same day."""
         day = {"from": format_rfc3339(self.hot_day), "till": format_rfc3339(self.hot_day + timedelta(days=1)),
                "limit": LIST_LIMIT}
-        hot_events = self.data.scalar("SELECT count(*) FROM events WHERE user_id = %s AND occurred_at >= %s "
-                                      "AND occurred_at < %s", (HOT_USER, self.hot_day, self.hot_day + timedelta(days=1)))
+        hot_events = data.scalar("SELECT count(*) FROM events WHERE user_id = %s AND occurred_at >= %s "
+                                 "AND occurred_at < %s", (HOT_USER, self.hot_day, self.hot_day + timedelta(days=1)))
         offset = max(0, min(hot_events * 9 // 10, hot_events - LIST_LIMIT - 1))
-        moment, key = self.data.execute("SELECT occurred_at, id FROM events WHERE user_id = %s AND occurred_at >= %s "
-                                        "AND occurred_at < %s ORDER BY occurred_at, id OFFSET %s LIMIT 1",
-                                        (HOT_USER, self.hot_day, self.hot_day + timedelta(days=1), offset))[0]
+        moment, key = data.execute("SELECT occurred_at, id FROM events WHERE user_id = %s AND occurred_at >= %s "
+                                   "AND occurred_at < %s ORDER BY occurred_at, id OFFSET %s LIMIT 1",
+                                   (HOT_USER, self.hot_day, self.hot_day + timedelta(days=1), offset))[0]
         return {
             "first": "/api/events?" + urlencode({"user_id": HOT_USER, **day}),
             "deep": "/api/events?" + urlencode({"user_id": HOT_USER, **day, "cursor": Cursor(moment, key).encode()}),
@@ -183,16 +229,22 @@ class ScaleBench:
             "meta": "/api/events?" + urlencode({"meta.page": "/p/7", **day}),
         }
 
-    def reads(self, into: dict[str, Any]) -> None:
-        latency = self.args.workers  # one request in flight per worker
-        for name, path in self.list_paths().items():
-            into[f"list {name}"] = self.rounds([Request("GET", path)], connections=latency)
-        into["calculation"] = [self.calculation() for _ in range(self.args.rounds)]
+    def reads(self) -> None:
+        """Each list on both sides (one request in flight per worker), then the calculation on both."""
+        paths = {side_name: self.list_paths(side.data) for side_name, side in self.sides.items()}
+        for name in paths["full"]:
+            self.paired(f"list {name}", {side: [Request("GET", paths[side][name])] for side in self.sides},
+                        connections=self.args.workers)
+        times: dict[str, list[float]] = {"small": [], "full": []}
+        for index in range(self.args.rounds):
+            for side_name in (("small", "full") if index % 2 == 0 else ("full", "small")):
+                times[side_name].append(self.calculation(self.sides[side_name]))
+        self.small["calculation"], self.full["calculation"] = times["small"], times["full"]
 
-    def calculation(self) -> float:
+    def calculation(self, side: Side) -> float:
         """Seconds of calculate_metrics() for one window, recomputed from scratch."""
-        self.data.execute("TRUNCATE user_activity_metrics, metrics_windows")
-        with self.app.app_context():
+        side.data.execute("TRUNCATE user_activity_metrics, metrics_windows")
+        with side.app.app_context():
             began = time.perf_counter()
             calculate_metrics(database(), CalculationSettings(window_size=self.window_size), start=self.window,
                               end=self.window + self.window_size, trigger="bench")
@@ -201,38 +253,36 @@ class ScaleBench:
     # phases ------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.log("empty table: single events and batches")
-        self.ingestion(self.small, empty=True)
-        self.data.execute("TRUNCATE events, event_keys, metrics_windows, user_activity_metrics")
-        self.data.drop_all_partitions()
-        self.log(f"one day: loading {self.shape.events_per_day:,} events into {self.hot_day:%Y-%m-%d}")
-        self.data.load_days([self.hot_day], self.shape, parallel=1)
-        self.data.execute("ANALYZE events")
-        self.reads(self.small)
-        rest = [day for day in self.days if day != self.hot_day]
-        self.log(f"full size: loading {len(rest)} more days of {self.shape.events_per_day:,} events")
-        seconds = self.data.load_days(rest, self.shape)
-        self.data.execute("ANALYZE events")
-        total = self.data.scalar("SELECT count(*) FROM events")
-        partitions = len(self.data.partitions())
+        small, full = self.sides["small"], self.sides["full"]
+        full.data.drop_all_partitions()
+        self.log(f"full: loading {len(self.days)} days of {self.shape.events_per_day:,} events")
+        seconds = full.data.load_days(self.days, self.shape)
+        full.data.settle()
+        total = full.data.scalar("SELECT count(*) FROM events")
+        partitions = len(full.data.partitions())
         self.details.append(
             f"Loaded {total:,} events over {partitions} day partitions ({self.days[0]:%Y-%m-%d} to "
             f"{self.days[-1]:%Y-%m-%d}, today included) in {seconds:.0f} s: {self.shape.events_per_day:,} a day, "
             f"{self.args.users:,} users skewed towards a few very active ones, user {HOT_USER} with one event in "
             f"{HOT_EVERY}; one event in {KEY_EVERY} has a client id (a key in event_keys). Each day is loaded into "
-            "a table of its own, indexed, vacuumed and attached.")
+            "a table of its own, indexed, vacuumed and attached. The small side gets the same rows for its one day.")
         self.full["events"], self.full["partitions"] = total, partitions
-        self.log("full size: single events and batches")
-        self.ingestion(self.full, empty=False)
-        self.log("full size: lists and the calculation")
-        self.reads(self.full)
-        self.log("full size: plans")
+        self.log("ingestion: single events and batches, empty table beside full size")
+        self.ingestion()
+        small.data.execute("TRUNCATE events, event_keys, metrics_windows, user_activity_metrics")
+        small.data.drop_all_partitions()
+        small.data.load_days([self.hot_day], self.shape, parallel=1)
+        for side in (small, full):
+            side.data.settle()
+        self.log("reads: the lists and the calculation, one day beside full size")
+        self.reads()
+        self.log("plans at full size")
         self.explain_all()
         self.log("retention: DELETE of a day beside dropping its partition; a late event for a missing day")
         self.retention()
         self.late_event()
         self.log(f"span: {self.args.span_events:,} events partitioned per day and per week")
-        self.spans = compare_spans(self.data, events=self.args.span_events, days=self.args.span_days,
+        self.spans = compare_spans(small.data, events=self.args.span_events, days=self.args.span_days,
                                    start=self.days[-1] - timedelta(days=self.args.span_days),
                                    spans={"daily": timedelta(days=1), "weekly": timedelta(days=7)})
         self.summarise()
@@ -306,11 +356,11 @@ class ScaleBench:
     def summarise(self) -> None:
         size = self.args.batch_size
 
-        def rate(results: list[LoadResult], scale: float = 1) -> float:
-            return median([r.rate for r in results]) * scale
+        def rate(samples: list[Sample], scale: float = 1) -> float:
+            return median([s.rate for s in samples]) * scale
 
-        def p99(results: list[LoadResult]) -> float:
-            return median([r.p99_ms for r in results])
+        def p99(samples: list[Sample]) -> float:
+            return median([s.p99_ms for s in samples])
 
         events = f"{self.full['events']:,} events"
         for name, label, scale in (("single", "POST /api/event, requests/s", 1),
@@ -338,6 +388,12 @@ class ScaleBench:
         self.figures.append(Figure("POST /api/event for a day without partition (one request)",
                                    f"{present:.1f} ms (partition exists)", f"{missing:.1f} ms (made on the way)",
                                    missing / present if present else None))
+        missed = [figure.name for figure in self.figures if figure.met is False]
+        if missed:
+            self.details.append(
+                "Missed: " + "; ".join(missed) + ". Compare the CPU each request cost on the two sides (below): where "
+                "it is the same, the table's size added no work, and the rest of the latency is time spent waiting "
+                "for one of the machine's two cores (see the load average above).")
         per_event = self.data.index_bytes_per_event(self.data.partitions()[-2])
         self.details += [
             "Per round, empty table: single " + ", ".join(f"{r.rate:,.0f}" for r in self.small["single"])
@@ -350,6 +406,12 @@ class ScaleBench:
                 f"{', '.join(f'{r.p99_ms:.1f}' for r in self.full[f'list {name}'])}"
                 for name in ("first", "deep", "action", "meta")) + f". {self.args.workers} connections, one request "
             "in flight per web worker.",
+            "CPU per request, web workers / PostgreSQL backends, small table then full size (medians of the "
+            "rounds; steadier than latency on a shared machine): "
+            f"single {cpu(self.small['single'])} then {cpu(self.full['single'])}; per batched event "
+            f"{cpu(self.small['batch'], size)} then {cpu(self.full['batch'], size)}; "
+            + "; ".join(f"list {name} {cpu(self.small[f'list {name}'])} then {cpu(self.full[f'list {name}'])}"
+                        for name in ("first", "deep", "action", "meta")) + ".",
             "Calculation per round (ms), one day / full size: "
             + ", ".join(f"{t * 1000:.0f}" for t in self.small["calculation"]) + " / "
             + ", ".join(f"{t * 1000:.0f}" for t in self.full["calculation"]) + ".",
@@ -374,9 +436,10 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         verdict = {True: "met", False: "MISSED", None: ""}[figure.met]
         ratio = f"{figure.ratio:.2f}" if figure.ratio is not None else ""
         rows.append(f"| {figure.name} | {figure.small} | {figure.full} | {ratio} | {figure.target} | {verdict} |")
-    spans = ["| Span | Partitions | One-day list page, p50 | p99 | Single INSERTs/s |", "|---|---|---|---|---|"]
-    spans += [f"| {s.name} | {s.partitions} | {s.list_p50_ms:.2f} ms | {s.list_p99_ms:.2f} ms | {s.insert_rate:,.0f} |"
-              for s in bench.spans]
+    spans = ["| Span | Partitions | One-day list page: PostgreSQL CPU | p50 | p99 | Single INSERT: PostgreSQL CPU "
+             "| INSERTs/s |", "|---|---|---|---|---|---|---|"]
+    spans += [f"| {s.name} | {s.partitions} | {s.list_cpu_us:,.0f} us | {s.list_p50_ms:.2f} ms | {s.list_p99_ms:.2f} ms "
+              f"| {s.insert_cpu_us:,.0f} us | {s.insert_rate:,.0f} |" for s in bench.spans]
     contended = float(loads[0].split()[0]) > 1.0 or float(loads[1].split()[0]) > 1.0
     parts = [
         "# Scale benchmark results",
@@ -393,11 +456,14 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         "",
         "## Settings",
         "",
-        f"- {ServerSettings(args.workers, args.threads).describe()}; load generator: {loadgen}",
+        f"- gunicorn gthread, {args.workers} workers x {args.threads} threads, no access log, the same command line "
+        f"for both databases; load generator: {loadgen}",
         f"- {args.rounds} rounds of {args.seconds:.0f} s per HTTP figure after {args.warmup:.0f} s of warm-up; "
         "medians of the rounds",
-        "- Small table: ingestion into an empty `events` (each round truncates it); lists and calculation with the "
-        "hot day alone loaded. Full size: every day loaded.",
+        "- Two databases, each behind its own gunicorn with the same command line: \"small\" (ingestion into an "
+        "empty `events`, truncated before each round; lists and calculation with the hot day alone loaded) and "
+        "\"full\" (every day loaded). The two take turns round by round, so other work on the machine falls on "
+        "both.",
         "",
         "## Figures",
         "",
@@ -410,7 +476,8 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         f"{args.span_events:,} events over {args.span_days} days, in a table partitioned per day and in one partitioned "
         "per week (primary key and time index, as `events`). The list page is one user's day, run as the service "
         "runs it (a prepared statement, so PostgreSQL's choice of plan and its partition locking count); the "
-        "inserts are single-row prepared INSERTs into the current partition, one connection.",
+        "inserts are single-row prepared INSERTs into the current partition. One connection per table, the two "
+        "taking turns for 3 rounds; CPU is the backend's own (from /proc) per statement, medians of the rounds.",
         "",
         *spans,
         "",
@@ -442,26 +509,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespace = f"bench-scale-{uuid.uuid4().hex[:12]}"
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
-        url = stack.enter_context(scale_database(args.database_url))
         stack.callback(drop_namespace, args.redis_url, namespace)
-        print(f"bench-scale: database {url.rsplit('/', 1)[-1]}, {loadgen.describe(args.connections)}", flush=True)
-        config = {"DATABASE_URL": url, "REDIS_URL": args.redis_url, "REDIS_NAMESPACE": namespace,
-                  "DATABASE_POOL_SIZE": args.threads, "LOG_LEVEL": "WARNING", "RATE_LIMIT_INGEST": "1000000 per second",
-                  "RATE_LIMIT_READ": "1000000 per second"}
-        app = create_app(config)
-        with app.app_context():
-            upgrade()
-        stack.callback(close_app, app)
-        env = {**os.environ, **{key: str(value) for key, value in config.items()}}
-        service = Gunicorn("service", "wsgi:app", env, ServerSettings(args.workers, args.threads), scratch)
-        stack.callback(service.stop)
-        service.start()
-        data = ScaleDatabase(url)
+        sides = {}
+        for name in ("small", "full"):
+            url = stack.enter_context(scale_database(args.database_url))
+            print(f"bench-scale: {name} database {url.rsplit('/', 1)[-1]}", flush=True)
+            config = {"DATABASE_URL": url, "REDIS_URL": args.redis_url, "REDIS_NAMESPACE": f"{namespace}-{name}",
+                      "DATABASE_POOL_SIZE": args.threads, "LOG_LEVEL": "WARNING",
+                      "RATE_LIMIT_INGEST": "1000000 per second", "RATE_LIMIT_READ": "1000000 per second"}
+            stack.callback(drop_namespace, args.redis_url, f"{namespace}-{name}")
+            app = create_app(config)
+            with app.app_context():
+                upgrade()
+            stack.callback(close_app, app)
+            env = {**os.environ, **{key: str(value) for key, value in config.items()}}
+            server = Gunicorn(name, "wsgi:app", env, ServerSettings(args.workers, args.threads), scratch)
+            backends = BenchDatabase(url)
+            # its backends carry the server's name, so their CPU can be told apart
+            server.env["DATABASE_URL"] = backends.url_for(server.application_name)
+            stack.callback(server.stop)
+            server.start()
+            sides[name] = Side(name, ScaleDatabase(url), backends, app, server)
+        print(f"bench-scale: {loadgen.describe(args.connections)}", flush=True)
+        data = sides["full"].data
         machine = machine_description(
             {name: str(data.scalar(f"SHOW {name}")) for name in
              ("server_version", "shared_buffers", "synchronous_commit", "work_mem", "max_parallel_workers_per_gather")},
             redis_version(args.redis_url))
-        bench = ScaleBench(args, loadgen, data, app, service)
+        bench = ScaleBench(args, loadgen, sides["small"], sides["full"])
         bench.run()
         minutes = (time.monotonic() - began) / 60
         report = markdown(bench, args, machine, " ".join(["python -m bench.scale", *argv]), minutes,

@@ -44,7 +44,7 @@ def test_a_tiny_scale_run_reports_every_figure_plan_and_span(servers, tmp_path):
     assert len(re.findall(r"\| (met|MISSED) \|", table)) == 7  # ingestion x2, lists x4, the drop
     assert "30,000 events" in table and "over 3 day partitions" in table
     spans = report.split("## Partition span", 1)[1]
-    assert re.search(r"\| daily \| 21 \|", spans) and re.search(r"\| weekly \| [34] \|", spans)
+    assert re.search(r"\| daily \| 21 \| [\d,]+ us \|", spans) and re.search(r"\| weekly \| [34] \|", spans)
     assert report.count("Execution Time") == 8  # six of the service's reads, the calculation and its pending windows
 
     name = re.search(r"database (tracking_scale_\w+)", output)[1]

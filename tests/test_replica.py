@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.dev.replica import ReplicaPair, postgres_bindir, start_replica_pair
 from tests.helpers import post_event, separate_app, wait_until
+from tests.openapi_check import ValidatingClient
 
 BINDIR = postgres_bindir()
 pytestmark = pytest.mark.skipif(BINDIR is None, reason="no PostgreSQL binaries (initdb, pg_ctl, pg_basebackup)")
@@ -67,6 +68,7 @@ def test_reads_use_the_replica_and_fall_back_to_the_primary_while_it_lags_or_is_
               "DATABASE_READ_CHECK_SECONDS": 0}
     with separate_app({**config, "DATABASE_READ_MAX_LAG_SECONDS": 3600}) as tolerant, \
             separate_app({**config, "DATABASE_READ_MAX_LAG_SECONDS": 1}) as strict:
+        tolerant.test_client_class = strict.test_client_class = ValidatingClient  # answers match the OpenAPI document
         patient, picky = tolerant.test_client(), strict.test_client()
         assert post_event(patient, user_id=1).status_code == 201
         wait_until(lambda: listed(patient) == [1], timeout=30, what="the replica replays the first event")

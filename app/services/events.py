@@ -83,9 +83,9 @@ _MANY_ROWS = """
 # Events whose ids the service made: those ids are new by construction, so a plain insert.
 _INSERT = f"INSERT INTO events ({_COLUMNS})\n{{rows}}\nRETURNING user_id, id, occurred_at"
 
-# Events with ids the client chose: each client id claims its key in event_keys first,
-# (the first occurrence of a key in the call, keys in key order so two calls never
-# deadlock), and only events that claimed theirs, or have the service's ids, go in.
+# Events with ids the client chose: each client id first claims its key in event_keys
+# (the first occurrence of a key in the call does, in key order so two calls never
+# deadlock); only events that claimed theirs, and those with the service's ids, go in.
 _ONE_KEYED_INPUT = """
     SELECT %(id)s::uuid AS id, %(user_id)s::bigint AS user_id, %(action)s::text AS action,
            %(metadata)s::jsonb AS metadata, %(occurred_at)s::timestamptz AS occurred_at, true AS client, 1 AS ord"""
