@@ -22,6 +22,7 @@ migrate = Migrate()
 SETTINGS_KEY = "tracking.settings"
 DATABASE_KEY = "tracking.database"
 REDIS_KEY = "tracking.redis"
+RATE_LIMITS_KEY = "tracking.rate_limits"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -58,6 +59,9 @@ def close(app: Flask) -> None:
     if client is not None:
         client.close()
         app.extensions[REDIS_KEY] = None
+    limits = app.extensions.pop(RATE_LIMITS_KEY, None)
+    if limits is not None:
+        limits.close()
     with app.app_context():
         db.session.remove()
         for engine in db.engines.values():

@@ -17,6 +17,7 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from ..core.settings import Settings
+from ..extensions import RATE_LIMITS_KEY
 from . import SAFE_METHODS
 from .auth import api_client_key
 from .errors import ApiError
@@ -62,6 +63,11 @@ class RateLimits:
             raise ApiError(f"rate limit of {item} exceeded; retry later", status=429, code="rate_limited",
                            retry_after=retry_after)
 
+    def close(self) -> None:
+        """Close the budget store's Redis connections (tests and tools build many apps in one process)."""
+        self.limiter.storage.storage.close()  # type: ignore[attr-defined]
+
 
 def init_app(app: Flask, settings: Settings) -> None:
-    app.before_request(RateLimits(settings).check)
+    limits = app.extensions[RATE_LIMITS_KEY] = RateLimits(settings)
+    app.before_request(limits.check)
