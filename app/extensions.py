@@ -3,9 +3,12 @@
 `create_app` builds one `Settings`, one `Database` and (lazily, once per
 process) one Redis client per app and keeps them in `app.extensions`; routes,
 CLI commands and jobs read them through the accessors below and hand them to
-the services and job functions explicitly.
+the services and job functions explicitly. `now()` is the one clock the
+adapters stamp requests and runs with, so tests can move time instead of waiting.
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 from flask import Flask, current_app
 from flask_migrate import Migrate
@@ -15,6 +18,7 @@ from redis import Redis
 from .core.database import Database
 from .core.settings import Settings
 from .core.tables import metadata
+from .core.times import utcnow
 
 db = SQLAlchemy(metadata=metadata)
 migrate = Migrate()
@@ -40,6 +44,12 @@ def settings() -> Settings:
 
 def database() -> Database:
     return current_app.extensions[DATABASE_KEY]
+
+
+def now() -> datetime:
+    """The current time: `utcnow()`, unless a test built the app with a `CLOCK` callable in its config."""
+    clock = current_app.config.get("CLOCK")
+    return clock() if clock is not None else utcnow()
 
 
 def redis_client() -> Redis:

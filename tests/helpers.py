@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,19 @@ def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
         yield app
     finally:
         extensions.close(app)
+
+
+class Clock:
+    """A clock a test sets and moves, given to the app as `CLOCK`: time-dependent cases move it instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def csrf_token_of(client: Any) -> str:

@@ -9,7 +9,7 @@ from werkzeug.security import generate_password_hash
 
 from ..core.errors import ValidationError
 from ..core.validation import parse_calculation_range
-from ..extensions import database, redis_client, settings
+from ..extensions import database, now, redis_client, settings
 from ..services.calculation import calculate_metrics
 from .schedule import run_scheduler
 from .tasks import calculation_settings, summary_fields
@@ -27,8 +27,8 @@ def init_app(app: Flask) -> None:
             if start is None or end is None:
                 raise click.UsageError("give both --from and --till, or neither") from None
             raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
-        summary = calculate_metrics(database(), calculation_settings(settings()), start=start_at, end=end_at,
-                                    trigger="cli")
+        summary = calculate_metrics(database(), calculation_settings(settings()), now=now(), start=start_at,
+                                    end=end_at, trigger="cli")
         click.echo(json.dumps(summary_fields(summary)))
 
     @app.cli.command("hash-password")

@@ -14,7 +14,7 @@ from rq import get_current_job
 from ..core.logs import log_fields
 from ..core.settings import Settings
 from ..core.times import format_rfc3339, parse_rfc3339
-from ..extensions import database, settings
+from ..extensions import database, now, settings
 from ..services.calculation import CalculationSettings, CalculationSummary, calculate_metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     try:
         summary = calculate_metrics(
             db, calculation_settings(settings()),
+            now=now(),
             start=parse_rfc3339(start) if start else None,
             end=parse_rfc3339(end) if end else None,
             trigger=trigger,

@@ -10,9 +10,8 @@ from flask import Response, redirect, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..core.times import utcnow
 from ..core.windows import ceil_window, floor_window, last_closed_boundary
-from ..extensions import database, redis_client, settings
+from ..extensions import database, now as clock_now, redis_client, settings
 from ..jobs.calculations import JobInfo, enqueue_calculation, get_job
 from ..jobs.schedule import next_scheduled_run
 from ..services.metrics import last_computed_at, latest_metric_window, recent_runs, window_totals
@@ -85,7 +84,7 @@ def _next_run() -> NextRun:
 def metrics() -> Response:
     """The whole page, or (for htmx) the results: after a filter change, or when a calculation finishes."""
     form = parse_metric_form(request.args)
-    now = utcnow()
+    now = clock_now()
     db = database()
     config = settings()
     context: dict[str, Any] = {
