@@ -4,8 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
+import psycopg
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -76,7 +80,37 @@ def test_export_refuses_paging_and_bad_filters_with_the_error_envelope(client):
         assert response.get_json()["error"]["field"] == field
 
 
-def test_a_large_export_streams_through_a_server_side_cursor(app, client):
+class CountingServerCursor(psycopg.ServerCursor):
+    """psycopg's own server-side cursor, noting each FETCH it sends: (rows asked for, rows received)."""
+
+    fetches: list[tuple[int, int]] = []
+
+    def fetchmany(self, size: int = 0) -> list:
+        rows = super().fetchmany(size)
+        self.fetches.append((size, len(rows)))
+        return rows
+
+
+@pytest.fixture
+def fetches(app) -> Iterator[list[tuple[int, int]]]:
+    """The FETCHes of every server-side cursor the app opens during the test, in order."""
+    def count_fetches(dbapi_connection, _record, _proxy) -> None:
+        dbapi_connection.server_cursor_factory = CountingServerCursor
+
+    CountingServerCursor.fetches = []
+    with app.app_context():
+        engine = database().read_engine
+    sa.event.listen(engine, "checkout", count_fetches)
+    yield CountingServerCursor.fetches
+    sa.event.remove(engine, "checkout", count_fetches)
+
+
+def batches_of(fetches: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The FETCHes after SQLAlchemy's first one, which reads a single row to learn the result's columns."""
+    return fetches[1:] if fetches[:1] == [(1, 1)] else fetches
+
+
+def test_a_large_export_streams_through_a_server_side_cursor_in_batches(app, client, fetches):
     insert_events(app, 3000)
     response = client.get("/api/events/export?user_id=7", buffered=False)
     try:
@@ -86,16 +120,17 @@ def test_a_large_export_streams_through_a_server_side_cursor(app, client):
         first = next(chunks)
         assert first.startswith(b"id,user_id,action")
         assert len(first) < 100 * 1024, "the first chunk must not hold the whole file"
-        with app.app_context():
-            fetching = db.session.execute(sa.text("""
-                SELECT query FROM pg_stat_activity
-                WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'FETCH FORWARD%'
-            """)).scalars().all()
-            db.session.rollback()
-        assert fetching, "the export should read its rows with FETCH from a declared cursor"
+        batches = batches_of(fetches)
+        assert len(batches) == 1, f"the first chunk leaves after one FETCH, not after reading every row: {fetches}"
+        batch = batches[0][0]
+        assert 1 < batch < 3000 and batches[0][1] == batch
         body = first + b"".join(chunks)
     finally:
         response.close()  # hands the cursor's connection back even when an assertion failed
+    batches = batches_of(fetches)
+    assert {asked for asked, _ in batches} == {batch}
+    assert sum(received for _, received in fetches) == 3000
+    assert len(batches) in (math.ceil(2999 / batch), math.ceil(2999 / batch) + 1)  # + the empty FETCH that ends it
     rows = read_csv(body)
     assert len(rows) == 3000
     times = [row["occurred_at"] for row in rows]
@@ -105,9 +140,15 @@ def test_a_large_export_streams_through_a_server_side_cursor(app, client):
     assert len({row["id"] for row in rows}) == 3000
 
 
-def test_iter_events_yields_in_time_order_in_batches(app):
+def test_iter_events_fetches_batch_size_rows_at_a_time_in_time_order(app, fetches):
     insert_events(app, 25)
     with app.app_context():
-        events = list(iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4))
-    assert len(events) == 13
-    assert [event.occurred_at for event in events] == sorted(event.occurred_at for event in events)
+        events = iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4)
+        first = next(events)
+        assert sum(received for _, received in fetches) <= 5, f"no more than a batch before the first event: {fetches}"
+        rest = list(events)
+    assert [asked for asked, _ in batches_of(fetches)] == [4] * len(batches_of(fetches))
+    assert [received for _, received in batches_of(fetches)] in ([4, 4, 4], [4, 4, 4, 0])
+    assert len([first, *rest]) == 13
+    times = [event.occurred_at for event in [first, *rest]]
+    assert times == sorted(times)
