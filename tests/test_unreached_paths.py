@@ -5,7 +5,7 @@ closed, so every window is late and marked stale, and the calculation's
 branch for windows never computed is never the one that finds them. Here an
 injectable clock (the `clock` fixture) stores events while their window is
 still open and then moves on, as production does. And the Recalculate button
-is pressed again after its first job has ended.
+is pressed again after its first job has ended, and a run fails half-way.
 """
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from app.core.times import format_rfc3339
 from app.extensions import db, redis_client, settings
 from app.jobs.queue import calculation_queue
-from tests.helpers import csrf_token_of, post_event
+from tests.helpers import csrf_token_of, post_event, separate_app
 from tests.test_web_metrics import job_poll_url, poll_until_done, window_rows
 
 UTC = timezone.utc
@@ -108,3 +109,66 @@ def test_pressing_recalculate_after_the_job_ended_queues_a_new_job(app, client, 
         assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 0
         runs = db.session.execute(sa.text("SELECT count(*) FROM calculation_runs WHERE status = 'finished'")).scalar_one()
     assert runs == 2
+
+
+def history(client) -> list[tuple[str, str, str, str, str]]:
+    """The dashboard's run history, newest first: (trigger, windows, users, events, outcome)."""
+    html = client.get("/metrics").get_data(as_text=True)
+    return [(trigger, re.sub(r"<[^>]+>", "", windows).strip(), users, events, re.sub(r"<[^>]+>", " ", outcome).strip())
+            for trigger, windows, users, events, outcome in re.findall(
+                r'data-label="Trigger">([^<]*)</td>\s*<td data-label="Windows">(.*?)</td>\s*'
+                r'<td class="col-num" data-label="Users">([^<]*)</td>\s*<td class="col-num" data-label="Events">([^<]*)</td>'
+                r'.*?data-label="Outcome">(.*?)</td>', html, re.S)]
+
+
+@pytest.fixture
+def impatient(app, app_config):
+    """The same database through an app whose connections give up on a lock after a tenth of a second."""
+    options = {"pool_size": 2, "connect_args": {"options": "-c timezone=UTC -c lock_timeout=100"}}
+    with separate_app({**app_config, "SQLALCHEMY_ENGINE_OPTIONS": options}) as impatient_app:
+        yield impatient_app
+
+
+def test_a_failed_run_is_recorded_with_its_error_and_the_next_run_completes_its_windows(app, client, impatient):
+    store(client, 1, datetime(2025, 10, 20, 1, tzinfo=UTC))
+    with app.app_context():
+        engine = db.engine  # outside the app context below, so the command runs in the impatient app's
+    with engine.connect() as blocker:
+        blocker.execute(sa.text("LOCK TABLE user_activity_metrics IN ACCESS EXCLUSIVE MODE"))
+        failed = impatient.test_cli_runner().invoke(args=["calculate-metrics"])
+        blocker.rollback()
+    assert failed.exit_code != 0
+    [(trigger, windows, users, events, outcome)] = history(client)
+    assert (trigger, windows, users, events, outcome.split()[:2]) == ("cli", "none", "0", "0", ["failed", "OperationalError:"])
+    assert "canceling statement due to lock timeout" in outcome
+    assert metrics(client) == {}
+    assert calculate(impatient.test_cli_runner())["windows"] == 1
+    assert [run[4].split()[0] for run in history(client)] == ["finished", "failed"], "the failed run stays failed"
+    assert metrics(client) == {(1, "2025-10-20T00:00:00.000000Z"): 1}
+
+
+def test_a_range_holding_only_the_open_window_computes_nothing(client, runner, clock):
+    store(client, 1, clock.now)
+    result = runner.invoke(args=["calculate-metrics", "--from", format_rfc3339(W0), "--till", format_rfc3339(clock.now)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["windows"], summary["users"], summary["events"], summary["from"]) == (0, 0, 0, None)
+    assert metrics(client) == {}
+
+
+def test_the_summary_adds_up_every_window_of_the_run(app, client, runner):
+    for hour in (1, 5, 9):
+        store(client, 1, datetime(2025, 10, 20, hour, tzinfo=UTC))
+        store(client, 2, datetime(2025, 10, 20, hour, 30, tzinfo=UTC))
+    first = calculate(runner)
+    assert (first["windows"], first["users"], first["events"], first["rows_written"], first["rows_removed"]) == (3, 2, 6, 6, 0)
+    with app.app_context():
+        db.session.execute(sa.text("DELETE FROM events WHERE user_id = 2"))
+        db.session.commit()
+        run_ids = db.session.execute(sa.text("SELECT id FROM calculation_runs ORDER BY id")).scalars().all()
+    assert first["run_id"] == run_ids[-1]
+    again = runner.invoke(args=["calculate-metrics", "--from", "2025-10-20T00:00:00Z", "--till", "2025-10-20T12:00:00Z"])
+    summary = json.loads(again.output)
+    assert (summary["windows"], summary["users"], summary["rows_written"], summary["rows_removed"]) == (3, 1, 0, 3)
+    assert metrics(client) == {(1, f"2025-10-20T{hour:02d}:00:00.000000Z"): 1 for hour in (0, 4, 8)}
+    assert calculate(runner)["users"] == 0
