@@ -73,6 +73,9 @@ def test_malformed_bodies_say_why(client, text, message):
 def test_the_largest_values_allowed_are_accepted(client):
     stored = client.post("/api/event", json=event(user_id=BIGINT, action="a" * 255)).get_json()
     assert (stored["user_id"], len(stored["action"])) == (BIGINT, 255)
+    assert client.get("/api/events", query_string={"action": "a" * 512}).status_code == 200
+    empty_range = client.get("/api/events?from=2025-10-23T00:00:00Z&till=2025-10-23T00:00:00Z")
+    assert (empty_range.status_code, empty_range.get_json()["events"]) == (200, [])
 
 
 @pytest.mark.parametrize(("sent", "stored"), [

@@ -71,3 +71,17 @@ def test_one_token_keeps_its_budget_from_any_address(tokens):
     for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         assert client.post("/api/event", json=EVENT, **bearer(TOKEN_A, address)).status_code == 201
     assert client.post("/api/event", json=EVENT, **bearer(TOKEN_A, "10.0.0.4")).status_code == 429
+
+
+def test_budgets_with_the_same_rate_stay_apart(app_config):
+    with separate_app({**app_config, "RATE_LIMIT_INGEST": "2 per minute", "RATE_LIMIT_RECALCULATE": "2 per minute"}) as same:
+        client = same.test_client()
+        assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 429]
+        assert client.post("/api/metrics").status_code == 202, "recording spent the recalculation budget"
+
+
+def test_reading_a_rate_limited_page_spends_no_budget(app_config):
+    with separate_app({**app_config, "API_TOKENS_FULL": TOKEN_A, "ADMIN_PASSWORD_HASH": "scrypt:dummy",
+                       "RATE_LIMIT_LOGIN": "2 per minute"}) as guarded:
+        client = guarded.test_client()
+        assert [client.get("/login").status_code for _ in range(4)] == [200] * 4
