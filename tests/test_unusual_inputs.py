@@ -119,6 +119,8 @@ def test_api_pages_through_ties_oldest_first_without_loss_or_repeats(client):
         if cursor is None:
             break
     assert seen == ["before", *by_id, "after"]
+    exported = csv.DictReader(io.StringIO(client.get("/api/events/export").get_data(as_text=True)))
+    assert [row["action"] for row in exported] == seen, "the export keeps the list's order, ties included"
 
 
 def test_dashboard_pages_through_ties_newest_first_without_loss_or_repeats(client):
@@ -160,6 +162,26 @@ def test_metadata_nested_in_lists_is_stored_and_returned_exactly(client):
     assert listed["metadata"] == metadata
     [exported] = csv.DictReader(io.StringIO(client.get("/api/events/export").get_data(as_text=True)))
     assert json.loads(exported["metadata"]) == metadata
+
+
+def test_integers_beyond_64_bits_in_metadata_are_kept_exactly(client):
+    metadata = {"big": 2**70, "list": [-(2**65), 1]}
+    assert post_event(client, metadata=metadata).get_json()["metadata"] == metadata
+    [listed] = client.get("/api/events").get_json()["events"]
+    assert listed["metadata"] == metadata
+
+
+def test_a_metadata_filter_matches_text_as_text_and_null_only_as_null(client):
+    home = post_event(client, metadata={"page": "/home"}).get_json()["id"]
+    nothing = post_event(client, metadata={"page": None}).get_json()["id"]
+    five = post_event(client, metadata={"page": 5}).get_json()["id"]
+
+    def ids(query: str) -> list[str]:
+        return [event["id"] for event in client.get(f"/api/events?{query}").get_json()["events"]]
+
+    assert ids("meta.page=/home") == [home]
+    assert ids("meta.page=null") == [nothing]
+    assert ids("meta.page=5") == [five]
 
 
 def test_nesting_depth_is_counted_through_lists_as_through_objects(client, app):
@@ -225,3 +247,19 @@ def test_occurred_at_up_to_the_tolerance_ahead_is_accepted_and_a_microsecond_mor
     assert in_batch.status_code == 400
     assert [(item["index"], item["field"]) for item in in_batch.get_json()["error"]["details"]] == [(1, "occurred_at")]
     assert count_rows(app, "events") == 3
+
+
+# --- cursors of one list handed to the other ------------------------------------------------------
+
+def test_metrics_page_through_users_of_one_window_and_refuse_an_events_cursor(client, runner):
+    for user_id in (3, 1, 2):
+        store(client, user_id, DAY0 + timedelta(hours=1))
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    first = client.get("/api/metrics?limit=2").get_json()
+    second = client.get(f"/api/metrics?limit=2&cursor={first['next_cursor']}").get_json()
+    assert [m["user_id"] for m in first["metrics"] + second["metrics"]] == [1, 2, 3]
+    assert second["next_cursor"] is None
+    refused = client.get(f"/api/events?cursor={first['next_cursor']}")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "cursor"
+    assert refused.get_json()["error"]["message"] == "is not a cursor returned by this API"
