@@ -21,7 +21,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 
 from app import create_app, extensions
-from app.dev.fixtures import drop_namespace, throwaway_database
+from app.dev.fixtures import borrowed_database, drop_namespace, throwaway_database
 from app.extensions import db
 from tests.helpers import WORKER, Clock, spawn, stop
 from tests.openapi_check import ValidatingClient
@@ -57,7 +57,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 @pytest.fixture(scope="session")
 def database_url(servers: Servers) -> Iterator[str]:
-    """A database of our own, migrated to head once per session, dropped at the end."""
+    """A database of our own, migrated to head once per session, dropped at the end.
+
+    `make mutate` runs a short session per mutant and lends them migrated databases
+    (TRACKING_TEST_DATABASES) instead; tests empty the tables they use either way.
+    """
+    lent = os.environ.get("TRACKING_TEST_DATABASES")
+    if lent:
+        with borrowed_database(lent.split(",")) as url:
+            if url is not None:
+                yield url
+                return
     with throwaway_database(servers.postgres_url, "tracking_test") as url:
         app = create_app({"DATABASE_URL": url})
         with app.app_context():
