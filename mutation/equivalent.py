@@ -63,6 +63,16 @@ EQUIVALENT: dict[str, str] = {
     "app.services.events.x_iter_events__mutmut_7": "both time indexes end in `id` and a cursor's plan reads one in "
                                                    "order, so ties come in id order without the sort key "
                                                    "(tests/test_unusual_inputs.py checks the order)",
+    "app.services.events.x_new_event_ids__mutmut_10": "timestamps fit in 48 bits until the year 10889",
+    "app.services.events.x_new_event_ids__mutmut_16": "only the first 10 bytes per id of the random bytes are read",
+    "app.services.events.x_new_event_ids__mutmut_23": "`from_bytes` reads big-endian by default",
+    "app.services.events.x_new_event_ids__mutmut_25": "the mask keeps 74 random bits either way",
+    "app.core.validation.x_parse_event__mutmut_4": "`field` is None by default",
+    "app.core.validation.x_decode_json_body__mutmut_4": "codec names are case-insensitive",
+    "app.services.pagination.x_keyset_page__mutmut_16": "reading more rows than the page needs changes only the cost: "
+                                                        "the page and its cursor are cut from them the same way",
+    "app.services.pagination.x_keyset_page__mutmut_18": "reading more rows than the page needs changes only the cost: "
+                                                        "the page and its cursor are cut from them the same way",
     "app.services.pagination.x_encode_cursor__mutmut_3": _PADDING,
     "app.services.pagination.x_encode_cursor__mutmut_4": _PADDING,
     "app.http.auth.x_api_client_key__mutmut_3": _KEY,

@@ -64,10 +64,31 @@ def test_event_errors_say_what_to_fix(client, app, body, expected):
     ('{"user_id": 1, "action": "a", "metadata": {"x": 1e999}}',
      "request body is not valid JSON: number 1e999 is out of range"),
     ("   ", "request body is empty; a JSON object is expected"),
+    (b'{"user_id": 1, "action": "\xff"}', "request body is not valid UTF-8"),
+    ('{"user_id": 1, "action": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+     "request body is nested too deeply"),
 ])
 def test_malformed_bodies_say_why(client, text, message):
     response = client.post("/api/event", data=text, content_type="application/json")
     assert error_of(response) == (400, "malformed_json", None, message)
+
+
+def test_metadata_may_take_exactly_its_byte_limit_when_encoded(client, app):
+    padding = 16 * 1024 - len('{"k":""}')
+    assert client.post("/api/event", json=event(metadata={"k": "x" * padding})).status_code == 201
+    over = client.post("/api/event", json=event(metadata={"k": "x" * (padding + 1)}))
+    assert error_of(over) == (400, "invalid_field", "metadata", "must be at most 16384 bytes when encoded")
+    assert count_rows(app, "events") == 1
+
+
+def test_ids_the_service_chooses_are_uuid7s_stamped_with_their_creation(client):
+    before = time.time_ns() // 1_000_000
+    ids = [uuid.UUID(client.post("/api/event", json=GOOD).get_json()["id"]) for _ in range(3)]
+    after = time.time_ns() // 1_000_000
+    for made in ids:
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
+        assert before <= made.int >> 80 <= after
+    assert len(set(ids)) == 3
 
 
 def test_the_largest_values_allowed_are_accepted(client):

@@ -241,6 +241,7 @@ def test_occurred_at_up_to_the_tolerance_ahead_is_accepted_and_a_microsecond_mor
     refused = post_event(client, occurred_at=at(now + timedelta(minutes=5, microseconds=1)))
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == "occurred_at"
+    assert refused.get_json()["error"]["message"] == "must not be more than 300 seconds in the future"
     in_batch = client.post("/api/events/batch", json={"events": [
         {"user_id": 1, "action": "ok", "occurred_at": at(now + timedelta(minutes=5))},
         {"user_id": 1, "action": "ahead", "occurred_at": at(now + timedelta(minutes=5, microseconds=1))}]})
@@ -263,3 +264,20 @@ def test_metrics_page_through_users_of_one_window_and_refuse_an_events_cursor(cl
     assert refused.status_code == 400
     assert refused.get_json()["error"]["field"] == "cursor"
     assert refused.get_json()["error"]["message"] == "is not a cursor returned by this API"
+
+
+# --- late events, as operators count them -----------------------------------------------------------
+
+def late_events_counted(client) -> float:
+    scrape = client.get("/internal/metrics").get_data(as_text=True)
+    return float(re.search(r"^tracking_events_late_total (\S+)$", scrape, re.M).group(1))
+
+
+def test_each_late_event_is_counted_once(client, clock):
+    before = late_events_counted(client)
+    assert post_event(client, occurred_at=at(clock.now - FOUR)).status_code == 201   # a window already closed
+    assert post_event(client, occurred_at=at(clock.now)).status_code == 201          # the window still open
+    response = client.post("/api/events/batch", json={"events": [
+        {"user_id": 1, "action": "a", "occurred_at": at(clock.now - 2 * FOUR)}, {"user_id": 1, "action": "b"}]})
+    assert response.status_code == 200
+    assert late_events_counted(client) - before == 2
