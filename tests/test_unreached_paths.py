@@ -73,7 +73,7 @@ def test_windows_never_computed_are_found_once_closed_without_any_stale_mark(app
     assert (summary["windows"], summary["events"]) == (1, 2)
     assert metrics(client) == {(1, format_rfc3339(W0)): 1, (2, format_rfc3339(W0)): 1}
 
-    clock.advance(timedelta(seconds=21))  # 30 s after its end: settled
+    clock.advance(timedelta(seconds=21))  # 31 s after its end: past the 30 s settle time
     summary = calculate(runner)
     assert (summary["windows"], summary["from"], summary["till"]) == (
         1, format_rfc3339(W0 + 2 * FOUR), format_rfc3339(W0 + 3 * FOUR))
