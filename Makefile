@@ -1,13 +1,15 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
 # `make bench` measures the service beside its references (see the Benchmarks section of README.md);
 # `make bench-scale` measures it at 20 million events over 64 day partitions (README "Scaling out").
+# `make mutate` runs mutation testing and writes tests/MUTATION.md (see "How we test" in README.md).
 PYTHON3 ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
+MUTATE_STAMP := $(VENV)/.mutate-installed-stamp
 
-.PHONY: run test soak bench bench-scale install clean-data screenshots
+.PHONY: run test soak bench bench-scale mutate install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -20,6 +22,10 @@ install: $(STAMP)
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(BENCH_STAMP)
+
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,mutate]"
+	touch $(MUTATE_STAMP)
 
 ## Serve on http://127.0.0.1:$${PORT:-8080} with a worker and the scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set).
 run: $(STAMP)
@@ -50,6 +56,11 @@ bench-scale: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
 		|| echo "bench-scale: could not install wrk; the asyncio load generator will be used"
 	$(PY) -m bench.scale $(BENCH_SCALE_ARGS)
+
+## Mutation testing of app/core, app/services and the API's auth and rate limits with mutmut (under 30 minutes):
+## writes tests/MUTATION.md (score, surviving mutants by file). Not part of `make test`.
+mutate: $(MUTATE_STAMP)
+	$(PY) -m mutation $(MUTATE_ARGS)
 
 ## Forget the embedded servers' data (events, metrics) kept by `make run`.
 clean-data:

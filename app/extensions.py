@@ -3,7 +3,8 @@
 `create_app` builds one `Settings`, one `Database` and (lazily, once per
 process) two Redis clients per app and keeps them in `app.extensions`; routes,
 CLI commands and jobs read them through the accessors below and hand them to
-the services and job functions explicitly.
+the services and job functions explicitly. `now()` is the one clock the
+adapters stamp requests and runs with, so tests can move time instead of waiting.
 
 Web requests reach Redis through `guarded_redis()`: a client with short
 timeouts and no retries, behind the app's Redis circuit breaker, so a Redis
@@ -14,6 +15,7 @@ rate limiter has a client and a breaker of its own, `app.http.rate_limits`.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +32,7 @@ from .core.breaker import CircuitBreaker
 from .core.database import Database, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
+from .core.times import utcnow
 
 db = SQLAlchemy(metadata=metadata)
 migrate = Migrate()
@@ -40,6 +43,7 @@ REDIS_KEY = "tracking.redis"
 REQUEST_REDIS_KEY = "tracking.request_redis"
 REDIS_BREAKER_KEY = "tracking.redis_breaker"
 CLOSERS_KEY = "tracking.closers"
+RATE_LIMITS_KEY = "tracking.rate_limits"
 # What says Redis is down or hanging, as opposed to answering with an error.
 REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError)
 
@@ -73,6 +77,12 @@ def settings() -> Settings:
 
 def database() -> Database:
     return current_app.extensions[DATABASE_KEY]
+
+
+def now() -> datetime:
+    """The current time: `utcnow()`, unless a test built the app with a `CLOCK` callable in its config."""
+    clock = current_app.config.get("CLOCK")
+    return clock() if clock is not None else utcnow()
 
 
 def redis_client() -> Redis:
@@ -126,6 +136,9 @@ def close(app: Flask) -> None:
             app.extensions[key] = None
     for close_resource in app.extensions.get(CLOSERS_KEY, []):
         close_resource()
+    limits = app.extensions.pop(RATE_LIMITS_KEY, None)
+    if limits is not None:
+        limits.close()
     with app.app_context():
         db.session.remove()
         for engine in db.engines.values():

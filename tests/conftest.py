@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 
 from app import create_app, extensions
-from app.dev.fixtures import drop_namespace, throwaway_database
+from app.dev.fixtures import borrowed_database, drop_namespace, throwaway_database
 from app.extensions import db
-from tests.helpers import WORKER, spawn, stop
+from tests.helpers import WORKER, Clock, spawn, stop
 from tests.openapi_check import ValidatingClient
 
 TABLES = ("event_keys", "user_activity_metrics", "metrics_windows", "calculation_runs")
@@ -56,7 +57,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 @pytest.fixture(scope="session")
 def database_url(servers: Servers) -> Iterator[str]:
-    """A database of our own, migrated to head once per session, dropped at the end."""
+    """A database of our own, migrated to head once per session, dropped at the end.
+
+    `make mutate` runs a short session per mutant and lends them migrated databases
+    (TRACKING_TEST_DATABASES) instead; tests empty the tables they use either way.
+    """
+    lent = os.environ.get("TRACKING_TEST_DATABASES")
+    if lent:
+        with borrowed_database(lent.split(",")) as url:
+            if url is not None:
+                yield url
+                return
     with throwaway_database(servers.postgres_url, "tracking_test") as url:
         app = create_app({"DATABASE_URL": url})
         with app.app_context():
@@ -88,8 +99,16 @@ def app_config(database_url: str, servers: Servers, redis_namespace: str) -> dic
 
 
 @pytest.fixture
-def app(app_config: dict[str, object], servers: Servers, redis_namespace: str) -> Iterator[Flask]:
-    app = create_app(app_config)
+def clock() -> Clock:
+    """A test that asks for this gets an app whose "now" is this clock, to move at will instead of sleeping."""
+    return Clock(datetime(2025, 10, 23, 13, 7, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def app(app_config: dict[str, object], servers: Servers, redis_namespace: str,
+        request: pytest.FixtureRequest) -> Iterator[Flask]:
+    clocked = {"CLOCK": request.getfixturevalue("clock")} if "clock" in request.fixturenames else {}
+    app = create_app({**app_config, **clocked})
     app.test_client_class = ValidatingClient
     with app.app_context():
         with db.engine.begin() as conn:
@@ -118,6 +137,13 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start a worker process, so `make mutate` can leave them out (they cost seconds each)."""
+    for item in items:
+        if "worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.fixture

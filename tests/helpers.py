@@ -90,6 +90,19 @@ def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
         extensions.close(app)
 
 
+class Clock:
+    """A clock a test sets and moves, given to the app as `CLOCK`: time-dependent cases move it instead of sleeping."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
 def csrf_token_of(client: Any) -> str:
     """The dashboard session's CSRF token, as the page hands it to htmx."""
     page = client.get("/events").get_data(as_text=True)

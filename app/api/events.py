@@ -6,9 +6,8 @@ from datetime import datetime
 
 from flask import Response, jsonify
 
-from ..core.times import utcnow
 from ..core.validation import META_PREFIX, NewEvent, check_metadata_filters, parse_batch, parse_event
-from ..extensions import database, settings
+from ..extensions import database, now as clock_now, settings
 from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
 from . import bp
@@ -25,7 +24,7 @@ def _record(news: Sequence[NewEvent], now: datetime) -> Recorded:
 @bp.post("/event")
 def create_event() -> tuple[Response, int]:
     """Store one event: 201 when new, 200 when the same client id was stored before."""
-    now = utcnow()
+    now = clock_now()
     new = parse_event(json_body(), now=now, bounds=input_bounds())
     event, created = _record([new], now).results[0]
     return jsonify(event_json(event)), 201 if created else 200
@@ -38,7 +37,7 @@ def create_events_batch() -> Response:
     Any invalid item rejects the whole batch with one error per bad index, so
     a client can fix and resend it; ids already stored count as duplicates.
     """
-    now = utcnow()
+    now = clock_now()
     recorded = _record(parse_batch(json_body(), now=now, bounds=input_bounds()), now)
     return jsonify(
         created=recorded.created,

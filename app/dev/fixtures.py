@@ -58,6 +58,26 @@ def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def borrowed_database(urls: list[str]) -> Iterator[str | None]:
+    """One of `urls` that no other process holds, held until the block ends; None when all are taken.
+
+    `make mutate` lends a few migrated databases to the many short test sessions
+    it runs, which would otherwise spend most of their time creating, migrating
+    and dropping a database each. A session advisory lock marks the one in use.
+    """
+    for url in urls:
+        conn = psycopg.connect(url, autocommit=True)
+        if conn.execute("SELECT pg_try_advisory_lock(hashtext('tracking:borrowed-database'))").fetchone()[0]:
+            try:
+                yield url
+            finally:
+                conn.close()
+            return
+        conn.close()
+    yield None
+
+
 def drop_namespace(redis_url: str, namespace: str) -> None:
     """Delete one Redis namespace's keys (see `app.jobs.queue.delete_namespace`) with a client of its own."""
     import redis

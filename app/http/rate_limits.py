@@ -35,12 +35,12 @@ from limits.strategies import FixedWindowRateLimiter
 
 from ..core.breaker import CircuitBreaker, CircuitOpenError
 from ..core.settings import Settings
+from ..extensions import RATE_LIMITS_KEY
 from .auth import address_key, client_key
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "tracking.rate_limits"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READS = frozenset({"GET", "HEAD"})
 # The blueprint that charges its own requests, after its CSRF check and sign-in.
@@ -147,13 +147,17 @@ class RateLimits:
         if refusal is not None:
             raise ApiError(refusal.message, status=429, code="rate_limited", retry_after=refusal.retry_after)
 
+    def close(self) -> None:
+        """Close the budget store's Redis connections (tests and tools build many apps in one process)."""
+        self.limiter.storage.storage.close()  # type: ignore[attr-defined]
+
 
 def charge_dashboard_request() -> Refusal | None:
     """Charge a dashboard request once the web blueprint has checked its CSRF token and sign-in."""
-    limits: RateLimits = current_app.extensions[EXTENSION_KEY]
+    limits: RateLimits = current_app.extensions[RATE_LIMITS_KEY]
     return limits.charge()
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    limits = app.extensions[EXTENSION_KEY] = RateLimits(settings)
+    limits = app.extensions[RATE_LIMITS_KEY] = RateLimits(settings)
     app.before_request(limits.check_request)

@@ -11,9 +11,8 @@ from flask import Flask
 from werkzeug.security import generate_password_hash
 
 from ..core.errors import ValidationError
-from ..core.times import utcnow
 from ..core.validation import parse_calculation_range
-from ..extensions import database, redis_client, settings
+from ..extensions import database, now, redis_client, settings
 from ..core.times import format_rfc3339
 from ..services.calculation import CalculationProgress, calculate_metrics
 from ..services.retention import apply_retention
@@ -57,8 +56,8 @@ def init_app(app: Flask) -> None:
         with ExitStack() as stack:
             # A person at a terminal sees how far a long catch-up is; a script gets the summary alone.
             bar = TerminalProgress(stack) if sys.stdout.isatty() else None
-            summary = calculate_metrics(database(), calculation_settings(settings()), start=start_at, end=end_at,
-                                        trigger="cli", progress=bar)
+            summary = calculate_metrics(database(), calculation_settings(settings()), now=now(), start=start_at,
+                                        end=end_at, trigger="cli", progress=bar)
             if bar is not None:
                 bar.finish()
         click.echo(json.dumps(summary_fields(summary)))
@@ -67,7 +66,7 @@ def init_app(app: Flask) -> None:
     @click.option("--dry-run", is_flag=True, help="Only say which partitions and rows would go.")
     def apply_retention_command(dry_run: bool) -> None:
         """Drop event partitions beyond EVENTS_RETENTION_DAYS, delete metrics beyond METRICS_RETENTION_DAYS."""
-        report = apply_retention(database(), retention_policy(settings()), utcnow(), dry_run=dry_run)
+        report = apply_retention(database(), retention_policy(settings()), now(), dry_run=dry_run)
         click.echo(json.dumps(report_fields(report)))
 
     @app.cli.command("hash-password")

@@ -16,7 +16,7 @@ from rq.job import Job
 from ..core.logs import log_fields
 from ..core.settings import Settings
 from ..core.times import format_rfc3339, parse_rfc3339
-from ..extensions import database, settings
+from ..extensions import database, now, settings
 from ..services.calculation import CalculationProgress, CalculationSettings, CalculationSummary, calculate_metrics
 from .calculations import PROGRESS_META, progress_meta
 
@@ -85,6 +85,7 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     try:
         summary = calculate_metrics(
             db, calculation_settings(settings()),
+            now=now(),
             start=parse_rfc3339(start) if start else None,
             end=parse_rfc3339(end) if end else None,
             trigger=trigger,

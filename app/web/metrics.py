@@ -10,9 +10,8 @@ from flask import Response, redirect, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..core.times import utcnow
 from ..core.windows import ceil_window, floor_window, last_closed_boundary
-from ..extensions import database, guarded_redis, settings
+from ..extensions import database, guarded_redis, now as clock_now, settings
 from ..jobs.calculations import JobInfo, enqueue_calculation, get_job
 from ..jobs.schedule import next_scheduled_run
 from ..services.metrics import (RunRecord, last_finished_run, latest_metric_window, open_windows, recent_runs,
@@ -114,7 +113,7 @@ def _windows_context(form: FilterForm, now: datetime, last_run: RunRecord | None
 def metrics() -> Response:
     """The whole page, or (for htmx) the results: after a filter change, or when a calculation finishes."""
     form = parse_metric_form(request.args)
-    now = utcnow()
+    now = clock_now()
     db = database()
     last_run = last_finished_run(db)
     context: dict[str, Any] = {
@@ -141,7 +140,7 @@ def metrics_live() -> BaseResponse:
     form = parse_metric_form(request.args)
     if not form.valid:
         return message_response("This view has expired; reload the page.", 400)
-    now = utcnow()
+    now = clock_now()
     last_run = last_finished_run(database())
     headers = {}
     if request.args.get("run", "") != str(last_run.id if last_run else 0):

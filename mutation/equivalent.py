@@ -1,0 +1,89 @@
+"""Mutants that no caller can tell from the original, each with the reason; tests/MUTATION.md leaves them out.
+
+Keyed by mutmut's mutant name, or a pattern (`*`) for every mutant of a
+function. A name changes when its function changes, so the report lists the
+entries that no longer match any mutant, to be reviewed.
+"""
+from __future__ import annotations
+
+_AT_IMPORT = "runs only at import, before mutmut switches a mutant on, so no test can ever see it"
+_SQL_CASE = "SQL keywords and unquoted names are case-insensitive"
+_FALSY = "`ensure_ascii=None` is as false as `False`"
+_STREAMS = "`yield_per` alone makes SQLAlchemy stream from a server-side cursor (the tests count its FETCHes)"
+_PADDING = "the cursor keeps its `=` padding, which decoding accepts: cursors are opaque"
+_KEY = "a budget's Redis key only has to differ per client; any prefix or digest length does"
+_GROUPING = ("the same windows get the same counts; only how many windows share a transaction changes "
+             "(windows between two pending ones hold no events or are already counted)")
+
+EQUIVALENT: dict[str, str] = {
+    "app.core.settings.x__setting__mutmut_*": _AT_IMPORT + " (it declares the Settings fields)",
+    "app.services.events.x__insert_sql__mutmut_*": _AT_IMPORT + " (it builds the four INSERT statements)",
+    "app.core.settings.x_settings_table__mutmut_17": "no setting's description holds a `|`, so no escaping happens",
+    "app.core.settings.x_settings_table__mutmut_18": "no setting's description holds a `|`, so no escaping happens",
+    "app.core.errors.xǁDomainErrorǁ__init____mutmut_1": "every reader of a domain error uses `.message`; `str()` of it "
+                                                       "is never shown",
+    "app.core.times.x_parse_rfc3339__mutmut_25": "`fromisoformat` reads a seventh fraction digit and drops it",
+    "app.core.times.x_parse_rfc3339__mutmut_26": "`fromisoformat` reads a seventh fraction digit and drops it",
+    "app.core.times.x_parse_rfc3339__mutmut_35": "the offset is `Z`, `z` or `±HH:MM`, so `in 'XXZzXX'` answers as "
+                                                 "`in 'Zz'`",
+    "app.core.times.x_parse_rfc3339__mutmut_36": "an upper-case `Z` left as it is is read by `fromisoformat` itself",
+    "app.core.times.x_parse_rfc3339__mutmut_49": "the same instant in the process's zone: every reader compares, "
+                                                 "stores or formats instants (output is tested under another zone)",
+    "app.core.validation.x_check_text__mutmut_10": "codec names are case-insensitive",
+    "app.services.calculation.x_calculate_metrics__mutmut_1": "every caller names its trigger (API, button, schedule, CLI)",
+    "app.services.calculation.x_calculate_metrics__mutmut_2": "every caller names its trigger (API, button, schedule, CLI)",
+    "app.services.calculation.x__contiguous_ranges__mutmut_6": _GROUPING,
+    "app.services.calculation.x__contiguous_ranges__mutmut_10": _GROUPING,
+    "app.services.calculation.x__contiguous_ranges__mutmut_11": _GROUPING,
+    "app.services.calculation.x__compute_pending__mutmut_2": "callers give both bounds or neither "
+                                                             "(`parse_calculation_range` refuses half a range)",
+    "app.services.calculation.x__compute_pending__mutmut_67": "with no windows the query counts no users: 0 either way",
+    "app.services.events.x_iter_events__mutmut_1": "a tuning constant: any batch size exports the same rows in the "
+                                                   "same order (the tests observe that batches are used)",
+    "app.services.metrics.x_window_totals__mutmut_5": _SQL_CASE,
+    "app.services.metrics.x_last_computed_at__mutmut_4": _SQL_CASE,
+    "app.services.metrics.x_last_computed_at__mutmut_5": _SQL_CASE,
+    "app.services.metrics.x_recent_runs__mutmut_1": "every caller passes its limit (the dashboard shows 10)",
+    "app.services.pagination.x_decode_cursor__mutmut_7": "cursors we issue are 4k, 4k+2 or 4k+3 long; padding them "
+                                                         "by `len % 4` only adds `=` that base64 ignores",
+    "app.services.pagination.x_decode_cursor__mutmut_11": "neither part of a cursor holds a `|`",
+    "app.services.pagination.x_decode_cursor__mutmut_14": "the message is replaced by the API's own before anyone sees it",
+    "app.services.pagination.x_decode_cursor__mutmut_15": "the message is replaced by the API's own before anyone sees it",
+    "app.services.pagination.x_decode_cursor__mutmut_16": "the message is replaced by the API's own before anyone sees it",
+    "app.core.logs.xǁStructuredFormatterǁ__init____mutmut_1": "every format but `json` is key=value",
+    "app.core.logs.xǁStructuredFormatterǁ__init____mutmut_2": "every format but `json` is key=value",
+    "app.core.logs.xǁStructuredFormatterǁformat__mutmut_59": _FALSY,
+    "app.core.logs.x__kv_value__mutmut_15": _FALSY,
+    "app.core.logs.x__kv_value__mutmut_23": _FALSY,
+    "app.services.events.x_record_events__mutmut_5": "the extra fresh ids drawn are never used",
+    "app.services.events.x_record_events__mutmut_41": "one statement in a transaction of its own commits as it would alone",
+    "app.services.events.x_iter_events__mutmut_14": _STREAMS,
+    "app.services.events.x_iter_events__mutmut_16": _STREAMS,
+    "app.services.events.x_iter_events__mutmut_18": _STREAMS,
+    "app.services.events.x_iter_events__mutmut_7": "both time indexes end in `id` and a cursor's plan reads one in "
+                                                   "order, so ties come in id order without the sort key "
+                                                   "(tests/test_unusual_inputs.py checks the order)",
+    "app.services.events.x_new_event_ids__mutmut_10": "timestamps fit in 48 bits until the year 10889",
+    "app.services.events.x_new_event_ids__mutmut_16": "only the first 10 bytes per id of the random bytes are read",
+    "app.services.events.x_new_event_ids__mutmut_23": "`from_bytes` reads big-endian by default",
+    "app.services.events.x_new_event_ids__mutmut_25": "the mask keeps 74 random bits either way",
+    "app.core.validation.x_parse_event__mutmut_4": "`field` is None by default",
+    "app.core.validation.x_decode_json_body__mutmut_4": "codec names are case-insensitive",
+    "app.services.pagination.x_keyset_page__mutmut_16": "reading more rows than the page needs changes only the cost: "
+                                                        "the page and its cursor are cut from them the same way",
+    "app.services.pagination.x_keyset_page__mutmut_18": "reading more rows than the page needs changes only the cost: "
+                                                        "the page and its cursor are cut from them the same way",
+    "app.services.pagination.x_encode_cursor__mutmut_3": _PADDING,
+    "app.services.pagination.x_encode_cursor__mutmut_4": _PADDING,
+    "app.http.auth.x_api_client_key__mutmut_3": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_4": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_6": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_8": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_9": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_11": _KEY,
+    "app.http.auth.x_api_client_key__mutmut_12": _KEY,
+    "app.http.auth.x__bearer_token__mutmut_9": "header names are case-insensitive",
+    "app.http.auth.x__bearer_token__mutmut_10": "header names are case-insensitive",
+    "app.http.auth.x__bearer_token__mutmut_11": "without the header, any default without a space is not a bearer scheme",
+    "app.http.rate_limits.xǁRateLimitsǁcheck__mutmut_4": "a request matching no route has no budget under any name",
+}

@@ -1,0 +1,203 @@
+"""The words of every error a client or an operator reads: the API's envelope and the start-up checks.
+
+Status, code and field say what went wrong to a program; the message says it
+to the person fixing the request. Each is pinned here, with the boundary
+values that are still accepted, so a changed or lost message is noticed.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from app.core.settings import ConfigError, Settings, load_config, sqlalchemy_url
+from tests.helpers import count_rows
+
+BIGINT = 2**63 - 1
+GOOD = {"user_id": 1, "action": "page_view"}
+
+
+def event(**changes) -> dict:
+    return {**GOOD, **changes}
+
+
+def error_of(response) -> tuple[int, str, str | None, str]:
+    error = response.get_json()["error"]
+    return response.status_code, error["code"], error["field"], error["message"]
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ([1, 2], ("invalid_field", None, "request body must be a JSON object")),
+    (event(metdata={}), ("unknown_field", "metdata", "unknown field 'metdata'")),
+    ({"action": "a"}, ("missing_field", "user_id", "is required")),
+    (event(user_id="321"), ("invalid_field", "user_id", "must be a positive integer")),
+    (event(user_id=0), ("invalid_field", "user_id", f"must be between 1 and {BIGINT}")),
+    (event(user_id=BIGINT + 1), ("invalid_field", "user_id", f"must be between 1 and {BIGINT}")),
+    (event(action=42), ("invalid_field", "action", "must be a string")),
+    (event(action="  "), ("invalid_field", "action", "must not be empty")),
+    (event(action="a" * 256), ("invalid_field", "action", "must be at most 255 characters")),
+    (event(action="a\u0000"), ("invalid_field", "action", "must not contain NUL characters")),
+    (event(metadata=[]), ("invalid_field", "metadata", "must be a JSON object")),
+    (event(metadata={"k\u0000": 1}), ("invalid_field", "metadata", "keys must not contain NUL characters")),
+    (event(metadata={"k": "\ud800"}),
+     ("invalid_field", "metadata", "must not contain lone surrogate escapes such as \\ud800")),
+    (event(occurred_at=123), ("invalid_field", "occurred_at", "must be an RFC 3339 timestamp string")),
+    (event(occurred_at="yesterday"),
+     ("invalid_field", "occurred_at", "must be an RFC 3339 timestamp such as 2025-10-23T13:07:00Z")),
+    (event(occurred_at="2025-10-23T13:07:00"),
+     ("invalid_field", "occurred_at", "must include a UTC offset, for example Z or +02:00")),
+    (event(occurred_at="2025-02-30T00:00:00Z"), ("invalid_field", "occurred_at", "is not a real date and time")),
+    (event(occurred_at="0001-01-01T00:00:00+01:00"), ("invalid_field", "occurred_at", "is out of range")),
+    (event(id=5), ("invalid_field", "id", "must be a UUID string")),
+    (event(id="nope"), ("invalid_field", "id", "must be a UUID such as 0b9f6c5e-3c1a-4d8e-9a57-1f2e3d4c5b6a")),
+])
+def test_event_errors_say_what_to_fix(client, app, body, expected):
+    response = client.post("/api/event", data=json.dumps(body), content_type="application/json")
+    assert error_of(response) == (400, *expected)
+    assert count_rows(app, "events") == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"user_id": 1, "action": "a", "metadata": {"x": NaN}}', "request body is not valid JSON: NaN is not valid JSON"),
+    ('{"user_id": 1, "action": "a", "metadata": {"x": 1e999}}',
+     "request body is not valid JSON: number 1e999 is out of range"),
+    ("   ", "request body is empty; a JSON object is expected"),
+    (b'{"user_id": 1, "action": "\xff"}', "request body is not valid UTF-8"),
+    ('{"user_id": 1, "action": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+     "request body is nested too deeply"),
+])
+def test_malformed_bodies_say_why(client, text, message):
+    response = client.post("/api/event", data=text, content_type="application/json")
+    assert error_of(response) == (400, "malformed_json", None, message)
+
+
+def test_metadata_may_take_exactly_its_byte_limit_when_encoded(client, app):
+    padding = 16 * 1024 - len('{"k":""}')
+    assert client.post("/api/event", json=event(metadata={"k": "x" * padding})).status_code == 201
+    over = client.post("/api/event", json=event(metadata={"k": "x" * (padding + 1)}))
+    assert error_of(over) == (400, "invalid_field", "metadata", "must be at most 16384 bytes when encoded")
+    assert count_rows(app, "events") == 1
+
+
+def test_ids_the_service_chooses_are_uuid7s_stamped_with_their_creation(client):
+    before = time.time_ns() // 1_000_000
+    ids = [uuid.UUID(client.post("/api/event", json=GOOD).get_json()["id"]) for _ in range(3)]
+    after = time.time_ns() // 1_000_000
+    for made in ids:
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
+        assert before <= made.int >> 80 <= after
+    assert len(set(ids)) == 3
+
+
+def test_the_largest_values_allowed_are_accepted(client):
+    stored = client.post("/api/event", json=event(user_id=BIGINT, action="a" * 255)).get_json()
+    assert (stored["user_id"], len(stored["action"])) == (BIGINT, 255)
+    assert client.get("/api/events", query_string={"action": "a" * 512}).status_code == 200
+    empty_range = client.get("/api/events?from=2025-10-23T00:00:00Z&till=2025-10-23T00:00:00Z")
+    assert (empty_range.status_code, empty_range.get_json()["events"]) == (200, [])
+
+
+@pytest.mark.parametrize(("sent", "stored"), [
+    ("2025-10-23t13:07:00.5z", "2025-10-23T13:07:00.500000Z"),
+    ("2025-10-23T13:07:00.123456789Z", "2025-10-23T13:07:00.123456Z"),
+    ("2025-10-23T15:07:00.05+02:00", "2025-10-23T13:07:00.050000Z"),
+])
+def test_timestamps_are_read_to_the_microsecond_in_any_accepted_spelling(client, sent, stored):
+    assert client.post("/api/event", json=event(occurred_at=sent)).get_json()["occurred_at"] == stored
+
+
+def test_times_are_written_in_utc_whatever_the_process_time_zone(client, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    time.tzset()
+    try:
+        stored = client.post("/api/event", json=event(occurred_at="2025-10-23T15:07:00+02:00")).get_json()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert stored["occurred_at"] == "2025-10-23T13:07:00.000000Z"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("colour=red", ("unknown_parameter", "colour", "unknown query parameter 'colour'")),
+    ("user_id=1&user_id=2", ("invalid_field", "user_id", "must be given once")),
+    ("action=", ("invalid_field", "action", "must not be empty; leave the parameter out instead")),
+    ("action=" + "a" * 513, ("invalid_field", "action", "must be at most 512 characters")),
+    ("limit=0", ("invalid_field", "limit", "must be between 1 and 1000")),
+    ("limit=ten", ("invalid_field", "limit", "must be a positive integer")),
+    ("cursor=abc", ("invalid_field", "cursor", "is not a cursor returned by this API")),
+    ("from=2025-10-24T00:00:00Z&till=2025-10-23T00:00:00Z", ("invalid_field", "till", "must not be before `from`")),
+])
+def test_list_errors_say_what_to_fix(client, query, expected):
+    assert error_of(client.get(f"/api/events?{query}")) == (400, *expected)
+
+
+def test_an_events_cursor_is_not_a_metrics_cursor(client):
+    for i in range(2):
+        client.post("/api/event", json=event(occurred_at=f"2025-10-23T13:07:0{i}Z"))
+    cursor = client.get("/api/events?limit=1").get_json()["next_cursor"]
+    assert error_of(client.get(f"/api/metrics?cursor={cursor}")) == (
+        400, "invalid_field", "cursor", "is not a cursor returned by this API")
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"evts": []}, ("invalid_field", "events", 'request body must be an object {"events": [...]}')),
+    ({"events": []}, ("invalid_field", "events", "must be a non-empty array of events")),
+    ({"events": [GOOD] * 1001}, ("batch_too_large", "events", "must hold at most 1000 events")),
+])
+def test_batch_errors_say_what_to_fix(client, body, expected):
+    assert error_of(client.post("/api/events/batch", json=body)) == (400, *expected)
+
+
+def test_a_batch_names_each_bad_item_and_each_reused_id(client, app):
+    response = client.post("/api/events/batch", json={"events": [GOOD, event(user_id=0)]})
+    assert error_of(response) == (400, "invalid_batch", "events", "1 of 2 events are invalid; nothing was stored")
+    assert response.get_json()["error"]["details"] == [
+        {"index": 1, "field": "user_id", "message": f"must be between 1 and {BIGINT}"}]
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    client.post("/api/events/batch", json={"events": [event(id=first), event(id=second)]})
+    reused = client.post("/api/events/batch", json={"events": [event(id=first, action="b"), event(id=second, action="c")]})
+    assert error_of(reused) == (409, "id_conflict", "id", "2 events reuse an id with different content")
+    assert [item["index"] for item in reused.get_json()["error"]["details"]] == [0, 1]
+    single = client.post("/api/event", json=event(id=first, action="b"))
+    assert error_of(single) == (409, "id_conflict", "id", "an event with this id already exists with different content")
+    assert "details" not in single.get_json()["error"] or single.get_json()["error"]["details"] is None
+    assert count_rows(app, "events") == 2
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"from": "2025-10-20T00:00:00Z"}, ("invalid_field", "till", "give both `from` and `till`, or neither")),
+    ({"till": "2025-10-20T00:00:00Z"}, ("invalid_field", "from", "give both `from` and `till`, or neither")),
+    ({"from": "2025-10-20T00:00:00Z", "till": "soon"},
+     ("invalid_field", "till", "must be an RFC 3339 timestamp such as 2025-10-23T13:07:00Z")),
+])
+def test_calculation_range_errors_say_what_to_fix(client, body, expected):
+    assert error_of(client.post("/api/metrics", json=body)) == (400, *expected)
+
+
+CONFIG = {"DATABASE_URL": "postgresql://db/tracking"}
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({}, "DATABASE_URL is not set (make run sets it for you)."),
+    ({"METRICS_WINDOW_HOURS": 5}, "METRICS_WINDOW_HOURS=5 must divide 24"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' must be one of kv, json"),
+    ({"APP_ENV": "production", "SECRET_KEY": "", "ACCESS_CONTROL": "off"},
+     "SECRET_KEY must be set to a secret value when APP_ENV=production"),
+    ({"ACCESS_CONTROL": "maybe"}, "ACCESS_CONTROL='maybe' must be auto, on or off"),
+    ({"ACCESS_CONTROL": "on"}, "access control is on but API_TOKENS_FULL is not set; ADMIN_PASSWORD_HASH is not set "
+                               "(flask --app wsgi hash-password makes one) (or set ACCESS_CONTROL=off)"),
+])
+def test_settings_that_cannot_work_are_refused_with_a_message_naming_the_variable(config, message):
+    mapping = {**(CONFIG if config else {}), **config}
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_mapping(mapping)
+    assert str(refused.value) == message
+
+
+def test_an_empty_variable_means_its_default_and_urls_get_the_psycopg_driver():
+    assert load_config({"PORT": "", "LOG_FORMAT": ""})["PORT"] == 8080
+    assert sqlalchemy_url("postgres://u@db/t") == "postgresql+psycopg://u@db/t"
+    assert sqlalchemy_url("postgresql://u@db/t") == "postgresql+psycopg://u@db/t"
+    assert sqlalchemy_url("postgresql+psycopg://u@db/t") == "postgresql+psycopg://u@db/t"
