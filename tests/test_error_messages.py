@@ -184,9 +184,12 @@ CONFIG = {"DATABASE_URL": "postgresql://db/tracking"}
     ({"METRICS_WINDOW_HOURS": 5}, "METRICS_WINDOW_HOURS=5 must divide 24"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' must be one of kv, json"),
     ({"APP_ENV": "production", "SECRET_KEY": "", "ACCESS_CONTROL": "off"},
-     "SECRET_KEY must be set to a secret value when APP_ENV=production"),
+     "SECRET_KEY is empty: the dashboard's sessions (and CSRF tokens) need one"),
+    ({"APP_ENV": "production", "ACCESS_CONTROL": "off"},
+     "SECRET_KEY must be set to a secret value when APP_ENV=production (the default is public, so anyone could "
+     "sign a session cookie); make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"),
     ({"ACCESS_CONTROL": "maybe"}, "ACCESS_CONTROL='maybe' must be auto, on or off"),
-    ({"ACCESS_CONTROL": "on"}, "access control is on but API_TOKENS_FULL is not set; ADMIN_PASSWORD_HASH is not set "
+    ({"ACCESS_CONTROL": "on", "SECRET_KEY": "a-real-secret"}, "access control is on but API_TOKENS_FULL is not set; ADMIN_PASSWORD_HASH is not set "
                                "(flask --app wsgi hash-password makes one) (or set ACCESS_CONTROL=off)"),
 ])
 def test_settings_that_cannot_work_are_refused_with_a_message_naming_the_variable(config, message):

@@ -85,7 +85,7 @@ def test_windows_never_computed_are_found_once_closed_without_any_stale_mark(app
 
 def test_the_dashboard_tells_an_open_window_from_a_pending_one_by_the_clock(client, runner, clock):
     store(client, 7, clock.now)
-    assert bar_of_w0(client) == "still open, counted once it closes"
+    assert bar_of_w0(client) == "in progress, 1 events from 1 users so far (not final)"
     clock.now = W0 + FOUR + timedelta(minutes=1)
     assert bar_of_w0(client) == "not counted yet"
     assert calculate(runner)["windows"] == 1
