@@ -190,7 +190,7 @@ CONFIG = {"DATABASE_URL": "postgresql://db/tracking"}
      "sign a session cookie); make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"),
     ({"ACCESS_CONTROL": "maybe"}, "ACCESS_CONTROL='maybe' must be auto, on or off"),
     ({"ACCESS_CONTROL": "on", "SECRET_KEY": "a-real-secret"}, "access control is on but API_TOKENS_FULL is not set; ADMIN_PASSWORD_HASH is not set "
-                               "(flask --app wsgi hash-password makes one) (or set ACCESS_CONTROL=off)"),
+                               "(the CLI's `hash-password` command makes one) (or set ACCESS_CONTROL=off)"),
 ])
 def test_settings_that_cannot_work_are_refused_with_a_message_naming_the_variable(config, message):
     mapping = {**(CONFIG if config else {}), **config}

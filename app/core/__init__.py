@@ -1,5 +1,5 @@
 """Core: settings, database engines, tables, time and window arithmetic, input rules, domain errors.
 
-Plain Python and SQLAlchemy; imports nothing of Flask or werkzeug, and no other
-package of `app` (everything else builds on it).
+Plain Python and SQLAlchemy: no web framework, no Redis, and no other package
+of `app` (everything else builds on it; tests/test_layers.py checks).
 """

@@ -186,7 +186,7 @@ class Settings:
                                     "Comma-separated bearer tokens that may use the whole API.")
     admin_username: str = _setting("ADMIN_USERNAME", "admin", str, "Dashboard login name.")
     admin_password_hash: str = _setting("ADMIN_PASSWORD_HASH", "", str,
-                                        "Dashboard password hash (`flask --app wsgi hash-password`).")
+                                        "Dashboard password hash (the CLI's `hash-password` command makes one).")
     session_lifetime_seconds: int = _setting("SESSION_LIFETIME_SECONDS", 12 * 3600, int,
                                              "How long a dashboard sign-in lasts at most, however active.")
     session_idle_seconds: int = _setting(
@@ -300,7 +300,7 @@ class Settings:
             if not self.full_tokens:
                 problems.append("API_TOKENS_FULL is not set")
             if not self.admin_password_hash:
-                problems.append("ADMIN_PASSWORD_HASH is not set (flask --app wsgi hash-password makes one)")
+                problems.append("ADMIN_PASSWORD_HASH is not set (the CLI's `hash-password` command makes one)")
             if problems:
                 raise ConfigError("access control is on but " + "; ".join(problems) + " (or set ACCESS_CONTROL=off)")
 
