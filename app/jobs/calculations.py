@@ -81,7 +81,9 @@ def _info(job: Job) -> JobInfo:
     if status == JobStatus.FINISHED and latest is not None:
         result = latest.return_value
     elif status == JobStatus.FAILED and latest is not None:
-        lines = (latest.exc_string or "").strip().splitlines()
+        # the last line names the exception; SQLAlchemy adds a link to its docs after its own
+        lines = [line for line in (latest.exc_string or "").strip().splitlines()
+                 if line.strip() and not line.startswith("(Background on this error at")]
         error = lines[-1] if lines else "the job failed"
     return JobInfo(
         id=job.id,

@@ -349,8 +349,13 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
                 raise
         finally:
             if not conn.invalidated:
-                conn.execute(_RELEASE_RUN, {"run_lock": RUN_LOCK_NAME, "run_id": run_id})
-                conn.commit()
+                try:
+                    conn.execute(_RELEASE_RUN, {"run_lock": RUN_LOCK_NAME, "run_id": run_id})
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    # An interrupted statement (a job timeout) can leave the connection unusable; the
+                    # error in flight is the one to report, and discarding the session frees its locks.
+                    conn.invalidate()
     return summary
 
 
