@@ -36,8 +36,8 @@ ACTIONS = ("page_view", "page_view", "page_view", "page_view", "click", "click",
 # Events spread evenly over one window, in time order as they would arrive; ids are
 # UUIDv7-shaped (time first) like the service's. One event in HOT_EVERY is the hot user's;
 # the others go to users 2..users+1, skewed towards low ids (a few very active users).
-_SEED = """
-INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
+SEED_ROWS = """
+INSERT INTO {table} (id, user_id, action, metadata, occurred_at, received_at)
 SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || lpad(to_hex(g %% 4096), 3, '0')
         || '8' || lpad(to_hex(g), 15, '0'))::uuid,
        CASE WHEN g %% %(hot_every)s = 0 THEN %(hot_user)s ELSE 2 + floor(power(random(), 2) * %(users)s)::bigint END,
@@ -47,6 +47,7 @@ SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || 
 FROM generate_series(1, %(events)s) AS g,
      LATERAL (SELECT %(start)s::timestamptz + (g - 1) * %(step)s::interval AS t) AS times
 """
+_SEED = SEED_ROWS.format(table="events")
 
 # As migration 0003 creates them.
 LIST_FILTER_INDEXES = {"ix_events_action_time": "(action, occurred_at, id)",

@@ -109,6 +109,10 @@ class HttpSample:
     def rate(self) -> float:
         return self.result.rate
 
+    @property
+    def p99_ms(self) -> float:
+        return self.result.p99_ms
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0

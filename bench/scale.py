@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -56,9 +55,10 @@ from app.services.metrics import window_totals
 
 from . import load
 from .database import HOT_EVERY, BenchDatabase, captured_statements, explain
-from .load import LoadGenerator, LoadResult, Request
+from .load import LoadGenerator, Request
 from .report import machine_description
-from .runner import batch_bodies, redis_version, single_event_bodies
+from .runner import HttpSample as Sample
+from .runner import batch_bodies, median, redis_version, single_event_bodies
 from .scale_data import KEY_EVERY, ScaleDatabase, SeedShape, SpanFigures, compare_spans
 from .servers import REPO_ROOT, Gunicorn, ServerSettings
 
@@ -90,27 +90,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-generator", choices=("auto", "wrk", "asyncio"), default="auto")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS-scale.md")
     return parser.parse_args(argv)
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One load run, and the CPU the web workers and their PostgreSQL backends spent per request."""
-
-    result: LoadResult
-    worker_cpu_us: float
-    database_cpu_us: float | None
-
-    @property
-    def rate(self) -> float:
-        return self.result.rate
-
-    @property
-    def p99_ms(self) -> float:
-        return self.result.p99_ms
 
 
 def cpu(samples: Sequence[Sample], per: int = 1) -> str:

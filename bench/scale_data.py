@@ -24,23 +24,13 @@ from app.core.partitions import SPAN, Partition, partition_of, partitions_coveri
 from app.services.partitions import attached_partitions, create_partitions
 from app.services.retention import drop_partition
 
-from .database import ACTIONS, HOT_EVERY
+from .database import ACTIONS, HOT_EVERY, SEED_ROWS
 from .servers import cpu_seconds
 
 KEY_EVERY = 10  # one seeded event in KEY_EVERY carries a client id, so event_keys holds a key for it
 
 # Events spread evenly over one day in time order, ids UUIDv7-shaped, as bench/database.py seeds a window.
-_DAY_ROWS = """
-INSERT INTO {table} (id, user_id, action, metadata, occurred_at, received_at)
-SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || lpad(to_hex(g %% 4096), 3, '0')
-        || '8' || lpad(to_hex(g), 15, '0'))::uuid,
-       CASE WHEN g %% %(hot_every)s = 0 THEN %(hot_user)s ELSE 2 + floor(power(random(), 2) * %(users)s)::bigint END,
-       (%(actions)s::text[])[1 + floor(random() * cardinality(%(actions)s::text[]))::int],
-       jsonb_build_object('page', '/p/' || (g %% 500), 'ref', CASE WHEN g %% 3 = 0 THEN 'search' ELSE 'direct' END),
-       t, t + interval '2 seconds'
-FROM generate_series(1, %(events)s) AS g,
-     LATERAL (SELECT %(start)s::timestamptz + (g - 1) * %(step)s::interval AS t) AS times
-"""
+_DAY_ROWS = SEED_ROWS
 
 _INDEXES = (
     "ALTER TABLE {table} ADD PRIMARY KEY (user_id, occurred_at, id)",
