@@ -31,10 +31,7 @@ def json_body(*, optional: bool = False) -> Any:
 
 
 def input_bounds() -> InputBounds:
-    config = settings()
-    return InputBounds(metadata_max_bytes=config.metadata_max_bytes, future_tolerance=config.future_tolerance,
-                       max_age=config.max_event_age,
-                       events_retention_days=config.events_retention_days)
+    return settings().input_bounds
 
 
 def list_query(allowed: set[str], prefixes: tuple[str, ...] = ()) -> ListQuery:

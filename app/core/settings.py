@@ -14,9 +14,11 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from datetime import timedelta
 from typing import Any
 
+from .validation import InputBounds
 from .windows import window_size
 
 
@@ -225,6 +227,12 @@ class Settings:
     @property
     def max_calculation_range(self) -> timedelta:
         return timedelta(days=self.metrics_max_range_days)
+
+    @cached_property
+    def input_bounds(self) -> InputBounds:
+        """The bounds every event is checked against; built once, since every POST needs them."""
+        return InputBounds(metadata_max_bytes=self.metadata_max_bytes, future_tolerance=self.future_tolerance,
+                           max_age=self.max_event_age, events_retention_days=self.events_retention_days)
 
     @property
     def production(self) -> bool:
