@@ -255,6 +255,43 @@ def test_progress_is_told_before_every_window_in_order(app):
     assert nothing == []
 
 
+def test_a_failure_that_leaves_the_connection_busy_is_the_error_reported_and_recorded(app):
+    """A job timeout can land while a statement is in flight and leave the connection busy with a
+    result nobody reads. The run's own error must still be what the caller sees (not the driver's
+    "another command is already in progress" from cleaning up), the run must be recorded as failed,
+    and the next run must not be blocked by the locks of the session left behind."""
+    for hour in (1, 5, 9):
+        store(app, 1, DAY0 + timedelta(hours=hour))
+    with app.app_context():
+        engine = database().primary
+    used: list[sa.Connection] = []
+
+    def remember(conn, *args) -> None:
+        used.append(conn)
+
+    def interrupted(progress: CalculationProgress) -> None:
+        # What an interruption mid-statement leaves behind: a query sent, its result never read.
+        used[-1].connection.dbapi_connection.pgconn.send_query(b"SELECT pg_sleep(0.5)")
+        raise RuntimeError("interrupted mid-statement")
+
+    sa.event.listen(engine, "before_cursor_execute", remember)
+    try:
+        try:
+            calculate(app, now=DAY0 + timedelta(days=1, minutes=1), progress=interrupted)
+        except RuntimeError as exc:
+            assert str(exc) == "interrupted mid-statement"
+        else:
+            raise AssertionError("the run's error was swallowed")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", remember)
+    assert run_statuses(app) == ["failed"]
+    with app.app_context():
+        error = db.session.execute(sa.text("SELECT error FROM calculation_runs")).scalar_one()
+    assert error == "RuntimeError: interrupted mid-statement"
+    assert calculate(app, now=DAY0 + timedelta(days=1, minutes=1)).events == 3
+    assert run_statuses(app) == ["failed", "finished"]
+
+
 def run_on_a_terminal(command: list[str], env: dict[str, str]) -> str:
     """Run `command` with its stdout on a pseudo-terminal, as a person at a shell would; its output."""
     leader, follower = pty.openpty()

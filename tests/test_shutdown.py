@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.extensions import database, db, settings
-from app.jobs.tasks import calculation_settings
+from app.jobs.queue import JobTimeout
+from app.jobs.tasks import calculation_settings, timeout_behind
 from app.services.calculation import calculate_metrics
 from tests.helpers import free_port, make_partitions, separate_app, stop, wait_until
 
@@ -196,3 +197,26 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, 
     finally:
         stop(worker)
         print(log_path.read_text())
+
+
+
+class Alarm(sa.types.TypeDecorator):
+    """A bind parameter whose processing is where RQ's alarm goes off."""
+
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        raise JobTimeout("Task exceeded maximum timeout value (2 seconds)")
+
+
+def test_a_timeout_landing_inside_sqlalchemy_is_still_reported_as_the_timeout(app):
+    """Where RQ's alarm lands is luck. Landing in SQLAlchemy's statement preparation, it comes out as a
+    StatementError (what CI once showed as the job's error: "[SQL parameters hidden...]"); the job
+    re-raises the timeout behind it, so its status says "exceeded maximum timeout value"."""
+    with app.app_context(), database().primary.connect() as conn:
+        with pytest.raises(sa.exc.StatementError) as wrapped:
+            conn.execute(sa.select(sa.literal(1, type_=Alarm())))
+    timeout = timeout_behind(wrapped.value)
+    assert isinstance(timeout, JobTimeout) and "exceeded maximum timeout value" in str(timeout)
+    assert timeout_behind(sa.exc.StatementError("unrelated", None, {}, ValueError("x"))) is None

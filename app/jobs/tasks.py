@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from ..core.logs import log_fields
 from ..core.settings import Settings
@@ -71,6 +72,21 @@ class JobProgress:
             log.warning("cannot save the job's progress: %s", exc.__class__.__name__)
 
 
+def timeout_behind(exc: BaseException) -> JobTimeoutException | None:
+    """The job timeout that caused `exc`, if one did.
+
+    A timeout landing mid-statement reaches us wrapped by SQLAlchemy (a
+    StatementError whose cause it is) or replaced by the error of cleaning up
+    after it; re-raised as itself, RQ and the job's status call it a timeout.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, JobTimeoutException):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def calculate_metrics_job(start: str | None = None, end: str | None = None,
                           trigger: str = "manual") -> dict[str, Any]:
     """Run the calculation for the queued request and return its summary as the job result."""
@@ -93,9 +109,12 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
             progress=progress,
         )
     except Exception as exc:
+        timeout = timeout_behind(exc)
         log.error("job failed", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end,
-                                                 error=type(exc).__name__,
+                                                 error=type(timeout or exc).__name__,
                                                  duration_ms=int((time.monotonic() - began) * 1000)))
+        if timeout is not None:
+            raise timeout from None
         raise
     if progress is not None:
         progress.save(CalculationProgress(summary.windows, summary.windows, None))

@@ -23,6 +23,7 @@ whose lock is free has lost its process, and is recorded as `abandoned`.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -341,11 +342,7 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
             try:
                 summary = _run(conn, plan, settings, run_id, began, progress)
             except Exception as exc:
-                conn.rollback()
-                conn.execute(_FINISH_RUN, {
-                    "id": run_id, "status": "failed", "first_window": None, "last_window": None,
-                    "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]})
-                conn.commit()
+                _record_failure(database, conn, run_id, exc)
                 raise
         finally:
             if not conn.invalidated:
@@ -357,6 +354,27 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
                     # error in flight is the one to report, and discarding the session frees its locks.
                     conn.invalidate()
     return summary
+
+
+def _record_failure(database: Database, conn: sa.Connection, run_id: int, exc: Exception) -> None:
+    """Mark the run failed with `exc`, the error the caller will see whatever happens here.
+
+    An interrupted statement (a job timeout landing at the wrong moment) can
+    leave the connection busy with a result nobody reads; then the session is
+    discarded, which frees its locks, and the failure is written on a fresh
+    connection. If even that fails, the next run marks this one abandoned.
+    """
+    failed = {"id": run_id, "status": "failed", "first_window": None, "last_window": None,
+              "windows": 0, "users": 0, "events": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    try:
+        conn.rollback()
+        conn.execute(_FINISH_RUN, failed)
+        conn.commit()
+        return
+    except sa.exc.DBAPIError:
+        conn.invalidate()
+    with contextlib.suppress(sa.exc.DBAPIError), database.primary.begin() as fresh:
+        fresh.execute(_FINISH_RUN, failed)
 
 
 def _run(conn: sa.Connection, plan: _Requested | _Pending, settings: CalculationSettings, run_id: int,
