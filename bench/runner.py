@@ -53,7 +53,7 @@ from app.services.events import Cursor, EventFilter, list_events, new_event_ids
 from app.services.metrics import MetricFilter, list_metrics
 
 from . import load, profile
-from .database import HOT_EVERY, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
+from .database import HOT_EVERY, PLAIN_WINDOW_ACTIONS, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, machine_description, text_table
 from .servers import REPO_ROOT, Gunicorn, ServerSettings, rss_mib
@@ -65,7 +65,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SINGLE_TARGET = at_least(0.8)
 BATCH_TARGET = at_least(0.5)
 DEEP_PAGE_TARGET = at_most(1.5)
-METRICS_TARGET = at_most(1.5)
+METRICS_TARGET = at_most(1.2)
 FIRST_PAGE_P99_MS = 25.0
 MEMORY_TOLERANCE = 0.10
 # Distinct bodies with client ids: more than one round of single events sends, so each is new.
@@ -444,7 +444,10 @@ class Bench:
         settings = CalculationSettings(window_size=self.window_size)
 
         def plain() -> float:
-            return self.database.plain_window_count(self.window.start, self.window.end)
+            return self.database.plain_window_count(PLAIN_WINDOW_COUNT, self.window.start, self.window.end)
+
+        def plain_actions() -> float:
+            return self.database.plain_window_count(PLAIN_WINDOW_ACTIONS, self.window.start, self.window.end)
 
         def service() -> float:
             self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
@@ -457,17 +460,23 @@ class Bench:
                 raise RuntimeError(f"calculate_metrics counted {summary.events} events, not {self.args.events}")
             return elapsed
 
-        self.log(f"metrics: {self.args.rounds} rounds of the plain INSERT ... SELECT and calculate_metrics()")
+        self.log(f"metrics: {self.args.rounds} rounds of the plain INSERT ... SELECTs and calculate_metrics()")
         plain()
-        measured = self.rounds({"plain": plain, "service": service})
-        self.row(f"calculate_metrics(), one window of {self.args.events:,} events",
-                 f"{median(measured['service']) * 1000:,.0f} ms",
-                 "plain INSERT ... SELECT user_id, count(*) GROUP BY",
-                 f"{median(measured['plain']) * 1000:,.0f} ms",
-                 self.ratio(measured["service"], measured["plain"]), METRICS_TARGET)
+        plain_actions()
+        measured = self.rounds({"plain": plain, "plain_actions": plain_actions, "service": service})
+        value = f"{median(measured['service']) * 1000:,.0f} ms"
+        self.row(f"calculate_metrics(), one window of {self.args.events:,} events", value,
+                 "plain INSERT ... SELECT grouped by user and action, folded per user",
+                 f"{median(measured['plain_actions']) * 1000:,.0f} ms",
+                 self.ratio(measured["service"], measured["plain_actions"]), METRICS_TARGET)
+        self.results.rows.append(Row("the same calculation", value,
+                                     "plain INSERT ... SELECT user_id, count(*) GROUP BY user only",
+                                     f"{median(measured['plain']) * 1000:,.0f} ms",
+                                     self.ratio(measured["service"], measured["plain"])))
         self.results.details.append(
             "Metrics per round: service " + ", ".join(f"{t * 1000:.0f}" for t in measured["service"])
-            + " ms; plain " + ", ".join(f"{t * 1000:.0f}" for t in measured["plain"]) + " ms.")
+            + " ms; plain by user and action " + ", ".join(f"{t * 1000:.0f}" for t in measured["plain_actions"])
+            + " ms; plain by user " + ", ".join(f"{t * 1000:.0f}" for t in measured["plain"]) + " ms.")
         self.calculation_plans(settings)
         self.database.execute("ANALYZE user_activity_metrics")  # as autovacuum would after the first run
         self.plan(f"Metrics list, one user (user {HOT_USER}, a day either side of the window)",
@@ -487,7 +496,9 @@ class Bench:
             prelude = ["TRUNCATE user_activity_metrics", *(sql for sql, _ in seen if sql.startswith("SET LOCAL"))]
             self.results.plans.append(("Metrics calculation, the service's statement for the window",
                                        explain(db.engine, statement, parameters, prelude)))
-        self.results.plans.append(("Metrics calculation, the plain INSERT ... SELECT for the same window",
+        self.results.plans.append(("Metrics calculation, the plain INSERT ... SELECT by user and action",
+                                   self.database.explain(PLAIN_WINDOW_ACTIONS, (self.window.start, self.window.end))))
+        self.results.plans.append(("Metrics calculation, the plain INSERT ... SELECT by user only",
                                    self.database.explain(PLAIN_WINDOW_COUNT, (self.window.start, self.window.end))))
 
     # 5. memory -----------------------------------------------------------------------------------
@@ -589,10 +600,9 @@ class Bench:
                     "millisecond, so the rest of the latency is the worker's CPU (building and encoding 100 "
                     "events) and waiting for a core shared with PostgreSQL, the load generator and other work.")
         if row.figure.startswith("calculate_metrics"):
-            return ("The plain statement hashes the window's events into one group per user; the calculation "
-                    "needs one per (user, action) for the per-action breakdown (about six times as many groups, "
-                    "a hash table that no longer fits the CPU caches), folds them into a JSON object per user, "
-                    "and upserts into a table with two indexes. See the two plans below.")
+            return ("Both statements group the window's events per (user, action) and fold them into a JSON "
+                    "object per user; the calculation also upserts into a table with two indexes, marks the "
+                    "window in the ledger and records its run. See the plans below.")
         return "The RSS grew beyond the tolerance during the run."
 
 

@@ -64,8 +64,9 @@ def test_a_tiny_bench_run_reports_every_figure_beside_its_reference(servers, tmp
     report = results.read_text()
     for section in ("## Machine", "## Settings", "## Figures", "## Query plans at the seeded size"):
         assert section in report
-    # events list first and deep page, metrics calculation and its plain reference, metrics list for one user and all
-    assert report.count("Execution Time") == 6
+    # events list first and deep page, metrics calculation and its two plain references, metrics list for one user
+    # and all
+    assert report.count("Execution Time") == 7
 
     name = re.search(r"database (tracking_bench_\w+)", completed.stdout)[1]
     admin = make_url(servers.postgres_url).set(drivername="postgresql", database="postgres")
