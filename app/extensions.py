@@ -33,6 +33,7 @@ from .core.database import Database, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
 from .core.times import utcnow
+from .services.group_commit import GroupCommit
 
 db = SQLAlchemy(metadata=metadata)
 migrate = Migrate()
@@ -44,6 +45,7 @@ REQUEST_REDIS_KEY = "tracking.request_redis"
 REDIS_BREAKER_KEY = "tracking.redis_breaker"
 CLOSERS_KEY = "tracking.closers"
 RATE_LIMITS_KEY = "tracking.rate_limits"
+GROUP_COMMIT_KEY = "tracking.group_commit"
 # What says Redis is down or hanging, as opposed to answering with an error.
 REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError)
 
@@ -77,6 +79,16 @@ def settings() -> Settings:
 
 def database() -> Database:
     return current_app.extensions[DATABASE_KEY]
+
+
+def group_commit() -> GroupCommit:
+    """This process's writer of single events (made on first use, after any fork)."""
+    writer = current_app.extensions.get(GROUP_COMMIT_KEY)
+    if writer is None:
+        config = settings()
+        writer = GroupCommit(database(), window_size=config.window_size, max_rows=config.group_commit_max_events)
+        current_app.extensions[GROUP_COMMIT_KEY] = writer
+    return writer
 
 
 def now() -> datetime:

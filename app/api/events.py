@@ -1,13 +1,10 @@
 """`POST /api/event`, `POST /api/events/batch` and `GET /api/events`: thin adapters over the events service."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
 from flask import Response, jsonify
 
-from ..core.validation import META_PREFIX, NewEvent, check_metadata_filters, parse_batch, parse_event
-from ..extensions import database, now as clock_now, settings
+from ..core.validation import META_PREFIX, check_metadata_filters, parse_batch, parse_event
+from ..extensions import database, group_commit, now as clock_now, settings
 from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
 from . import bp
@@ -15,18 +12,20 @@ from .inputs import input_bounds, json_body, list_query
 from .representations import event_json
 
 
-def _record(news: Sequence[NewEvent], now: datetime) -> Recorded:
-    recorded = record_events(database(), news, now=now, window_size=settings().window_size)
+def _counted(recorded: Recorded) -> Recorded:
     count_events(created=recorded.created, duplicates=recorded.duplicates, late=recorded.late)
     return recorded
 
 
 @bp.post("/event")
 def create_event() -> tuple[Response, int]:
-    """Store one event: 201 when new, 200 when the same client id was stored before."""
+    """Store one event: 201 when new, 200 when the same client id was stored before.
+
+    The event is committed with whatever others this process receives at the same time (group commit).
+    """
     now = clock_now()
     new = parse_event(json_body(), now=now, bounds=input_bounds())
-    event, created = _record([new], now).results[0]
+    event, created = _counted(group_commit().record(new, now=now)).results[0]
     return jsonify(event_json(event)), 201 if created else 200
 
 
@@ -38,7 +37,8 @@ def create_events_batch() -> Response:
     a client can fix and resend it; ids already stored count as duplicates.
     """
     now = clock_now()
-    recorded = _record(parse_batch(json_body(), now=now, bounds=input_bounds()), now)
+    news = parse_batch(json_body(), now=now, bounds=input_bounds())
+    recorded = _counted(record_events(database(), news, now=now, window_size=settings().window_size))
     return jsonify(
         created=recorded.created,
         duplicates=recorded.duplicates,

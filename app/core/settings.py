@@ -67,6 +67,10 @@ class Settings:
         "DATABASE_READ_CHECK_SECONDS", 5.0, float,
         "How often each process checks the replica's health and lag.")
     database_pool_size: int = _setting("DATABASE_POOL_SIZE", 5, int, "Connections kept per process.")
+    group_commit_max_events: int = _setting(
+        "GROUP_COMMIT_MAX_EVENTS", 64, int,
+        "Most single events (`POST /api/event`) a web process stores in one statement and one commit when "
+        "requests arrive together; each is answered after that commit. 1: every event commits alone.")
     database_read_timeout_ms: int = _setting(
         "DATABASE_READ_TIMEOUT_MS", 5000, int,
         "statement_timeout of the reads web requests make (lists, exports, dashboard); a slower statement is "
@@ -266,7 +270,7 @@ class Settings:
         except ValueError:
             raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
         for name in ("METRICS_CHUNK_WINDOWS", "METRICS_MAX_RANGE_DAYS", "EVENT_MAX_AGE_DAYS",
-                     "LIST_MAX_METADATA_FILTERS"):
+                     "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS"):
             if getattr(self, name.lower()) < 1:
                 raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
