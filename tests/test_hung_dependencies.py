@@ -92,13 +92,17 @@ def test_a_hung_redis_costs_no_request_seconds_and_the_breaker_recovers(app, app
         client = hung.test_client()
 
         # The job endpoints need Redis: a quick 503, never a wait for the socket timeout.
-        refused = timed(lambda: client.post("/api/metrics"))
-        assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "queue_unavailable"
-        assert refused.headers["Retry-After"].isdigit()
         job_id = f"{config['REDIS_NAMESPACE']}-calculate-1"
-        for _ in range(2):
+        for _ in range(3):
             assert timed(lambda: client.get(f"/api/metrics/jobs/{job_id}")).status_code == 503
-        # Ingestion is rate-limited, so it asks Redis too; the limiter steps aside at once.
+        # Recalculate's budget is exact (counted in Redis on each request): the limiter steps aside at once.
+        # (Its breaker opens after the job endpoints', so it closes after theirs too: the budget below is
+        # not spent on requests the queue refuses.)
+        for _ in range(3):
+            refused = timed(lambda: client.post("/api/metrics"))
+            assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "queue_unavailable"
+            assert refused.headers["Retry-After"].isdigit()
+        # Ingestion's budget is counted in the process: it goes on, and tries to share its count later.
         for _ in range(3):
             assert timed(lambda: post_event(client, user_id=5)).status_code == 201
 

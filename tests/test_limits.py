@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from app.dev.embedded import start_redis
-from tests.helpers import count_rows, separate_app
+from app.extensions import RATE_LIMITS_KEY
+from tests.helpers import count_rows, separate_app, wait_until
 from tests.openapi_check import ValidatingClient
 
 EVENT = {"user_id": 1, "action": "page_view"}
@@ -47,12 +48,27 @@ def test_recalculation_has_its_own_budget(limited):
     assert client.post("/api/event", json=EVENT).status_code == 201
 
 
-def test_limits_step_aside_while_redis_is_down(app, app_config, tmp_path):
+def test_while_redis_is_down_ingestion_goes_on_and_each_process_still_holds_the_limit(app, app_config, tmp_path):
     own = start_redis(tmp_path / "valkey")
     own.stop()
-    with separate_app({**app_config, "REDIS_URL": own.url, "RATE_LIMIT_INGEST": "1 per minute"}) as down:
+    with separate_app({**app_config, "REDIS_URL": own.url, "RATE_LIMIT_INGEST": "2 per minute"}) as down:
         client = down.test_client()
-        assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 201]
+        assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 429]
+    assert count_rows(app, "events") == 2
+
+
+def test_a_client_refused_by_one_web_process_is_refused_by_another(app, app_config):
+    """Ingestion budgets are counted in each process and shared through Redis in the background
+    (RATE_LIMIT_SYNC_MS): once shared, another process starts from the shared count, not from zero."""
+    config = {**app_config, "RATE_LIMIT_INGEST": "3 per hour", "RATE_LIMIT_SYNC_MS": 10}
+    with separate_app(config) as one, separate_app(config) as other:
+        client = one.test_client()
+        assert [client.post("/api/event", json=EVENT).status_code for _ in range(4)] == [201, 201, 201, 429]
+        counts = one.extensions[RATE_LIMITS_KEY].counts
+        wait_until(lambda: sum(int(counts.redis.get(key)) for key in counts.redis.scan_iter(f"{counts.prefix}:*")) == 3,
+                   what="the first process shares its count")
+        assert other.test_client().post("/api/event", json=EVENT).status_code == 429
+    assert count_rows(app, "events") == 3
 
 
 # Who pays: a client key comes only from a verified token, else from the address (issue 11, class 2).

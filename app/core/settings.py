@@ -178,7 +178,13 @@ class Settings:
         "(empty: no limit).")
     rate_limit_redis_timeout_seconds: float = _setting(
         "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.05, float,
-        "How long a rate-limit check waits for Redis before letting the request through.")
+        "How long a sign-in or Recalculate budget check (and each sharing of the other counts) waits for Redis; "
+        "a check that gets no answer lets the request through.")
+    rate_limit_sync_ms: int = _setting(
+        "RATE_LIMIT_SYNC_MS", 100, int,
+        "How often each web process shares its ingestion and read budget counts through Redis. Those budgets "
+        "are counted in the process, so a client may get past its limit by what other processes admitted "
+        "in this time; sign-in and Recalculate budgets ask Redis on every request.")
     trusted_proxies: int = _setting(
         "TRUSTED_PROXIES", 0, int,
         "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed (the client address "
@@ -286,6 +292,8 @@ class Settings:
             raise ConfigError(f"EVENTS_PARTITIONS_AHEAD_DAYS={self.events_partitions_ahead_days} must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+        if self.rate_limit_sync_ms < 10:
+            raise ConfigError(f"RATE_LIMIT_SYNC_MS={self.rate_limit_sync_ms} must be at least 10")
         for key, seconds in (("SESSION_LIFETIME_SECONDS", self.session_lifetime_seconds),
                              ("SESSION_IDLE_SECONDS", self.session_idle_seconds)):
             if seconds < 1:

@@ -12,11 +12,15 @@ CSRF check and the sign-in, from the web blueprint (`charge_dashboard_request`),
 so a cross-site form post without the session's token can never spend the
 admin's sign-in budget. A failed password has passed those checks, so it counts.
 
-Budgets are fixed windows counted in Redis (one round trip per budget), so
-every web process shares them. If Redis is unreachable the limits step aside
-rather than refuse traffic: ingestion must keep working while Redis is down. A check
-waits RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the limiter's circuit breaker
-is open (after failures) it does not ask Redis at all.
+Budgets are fixed windows shared by every web process through Redis. The
+busy ones, ingestion and reads, are counted in the process and shared in the
+background (`local_counts`): no round trip per request, a small documented
+overshoot across processes, and while Redis is away each process still holds
+the limit. Sign-in and Recalculate budgets are small and guard against abuse,
+so they are exact: one round trip per budget. If Redis is unreachable those
+step aside rather than refuse traffic; a check waits
+RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the limiter's circuit
+breaker is open (after failures) it does not ask Redis at all.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, request
 from limits import RateLimitItem, parse
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
@@ -38,6 +45,7 @@ from ..core.settings import Settings
 from ..extensions import RATE_LIMITS_KEY
 from .auth import address_key, client_key
 from .errors import ApiError
+from .local_counts import LocalCounts
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +67,24 @@ def _address_key(_settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class Budget:
-    """One budget: the setting holding its limit, the requests it charges, and who pays for each."""
+    """One budget: the setting holding its limit, the requests it charges, who pays for each, and whether
+    it is counted in the process (busy budgets) or in Redis on every request (exact ones)."""
 
     setting: str
     endpoints: frozenset[str]
     methods: frozenset[str]
     payer: Callable[[Settings], str]
+    local: bool = False
 
 
 # Budgets sharing a setting share one count (the API's and the dashboard's Recalculate, say).
 BUDGETS = (
-    Budget("rate_limit_ingest", frozenset({"api.create_event", "api.create_events_batch"}), WRITES, client_key),
+    Budget("rate_limit_ingest", frozenset({"api.create_event", "api.create_events_batch"}), WRITES, client_key,
+           local=True),
     Budget("rate_limit_recalculate", frozenset({"api.trigger_metrics", "web.recalculate"}), WRITES, client_key),
     Budget("rate_limit_read", frozenset({"api.get_events", "api.export_events", "api.get_metrics", "web.events",
                                          "web.more_events", "web.live_events", "web.export_events",
-                                         "web.metrics"}), READS, client_key),
+                                         "web.metrics"}), READS, client_key, local=True),
     Budget("rate_limit_login", frozenset({"web.login"}), WRITES, _address_key),
     Budget("rate_limit_login_username", frozenset({"web.login"}), WRITES, login_username_key),
 )
@@ -107,6 +118,12 @@ class RateLimits:
                                socket_connect_timeout=timeout, socket_timeout=timeout)
         self.limiter = FixedWindowRateLimiter(storage)
         self.breaker = CircuitBreaker("rate limits' Redis", reset_seconds=settings.redis_breaker_seconds)
+        # No retries: a failed sharing is simply tried again later, and a retry would only wait longer.
+        self.counts = LocalCounts(Redis.from_url(settings.redis_url, socket_connect_timeout=timeout,
+                                                 socket_timeout=timeout, retry=Retry(NoBackoff(), 0)),
+                                  prefix=f"{settings.redis_namespace}:ratelimit:local",
+                                  interval=settings.rate_limit_sync_ms / 1000,
+                                  pause_after_failure=settings.redis_breaker_seconds)
 
     def charge(self) -> Refusal | None:
         """Charge the current request to each of its budgets in turn; the first without room refuses it.
@@ -117,7 +134,11 @@ class RateLimits:
         for budget, limit in self.by_endpoint.get(request.endpoint or "", ()):
             if request.method not in budget.methods:
                 continue
-            retry_after = self.charge_in_redis(limit, budget.setting, budget.payer(self.settings))
+            payer = budget.payer(self.settings)
+            if budget.local:
+                retry_after = self.counts.hit(budget.setting, payer, limit.amount, limit.get_expiry())
+            else:
+                retry_after = self.charge_in_redis(limit, budget.setting, payer)
             if retry_after is not None:
                 return Refusal(limit, retry_after)
         return None
@@ -148,7 +169,9 @@ class RateLimits:
             raise ApiError(refusal.message, status=429, code="rate_limited", retry_after=refusal.retry_after)
 
     def close(self) -> None:
-        """Close the budget store's Redis connections (tests and tools build many apps in one process)."""
+        """Share the last counts and close the Redis connections (tests and tools build many apps in one process)."""
+        self.counts.close()
+        self.counts.redis.close()
         self.limiter.storage.storage.close()  # type: ignore[attr-defined]
 
 
