@@ -164,6 +164,7 @@ def healthy(port: int) -> bool:
         connection.close()
 
 
+@pytest.mark.processes
 def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, gunicorn):
     """SIGKILL runs no clean-up: whatever a killed worker had answered 201 must already be committed."""
     port, arbiter = gunicorn
