@@ -14,6 +14,10 @@ _PADDING = "the cursor keeps its `=` padding, which decoding accepts: cursors ar
 _KEY = "a budget's Redis key only has to differ per client; any prefix or digest length does"
 _GROUPING = ("the same windows get the same counts; only how many windows share a transaction changes "
              "(windows between two pending ones hold no events or are already counted)")
+_FLAG = "the flag is only ever read as a condition, where `None` is as false as `False`"
+_ONE_SELECT = ("one SELECT in a transaction of its own reads what it reads alone, and the connection "
+               "is closed right after")
+_PRCTL = "PR_SET_PDEATHSIG reads only prctl's second argument; the kernel ignores the others"
 
 EQUIVALENT: dict[str, str] = {
     "app.core.settings.x__setting__mutmut_*": _AT_IMPORT + " (it declares the Settings fields)",
@@ -86,4 +90,23 @@ EQUIVALENT: dict[str, str] = {
     "app.http.auth.x__bearer_token__mutmut_10": "header names are case-insensitive",
     "app.http.auth.x__bearer_token__mutmut_11": "without the header, any default without a space is not a bearer scheme",
     "app.http.rate_limits.xǁRateLimitsǁcheck__mutmut_4": "a request matching no route has no budget under any name",
+    "app.core.breaker.xǁCircuitBreakerǁ__init____mutmut_11": _FLAG,
+    "app.core.breaker.xǁCircuitBreakerǁsucceeded__mutmut_4": _FLAG,
+    "app.core.breaker.xǁCircuitBreakerǁfailed__mutmut_8": _FLAG,
+    "app.core.breaker.xǁCircuitBreakerǁ_release_trial__mutmut_1": _FLAG,
+    "app.core.database.xǁReplicaMonitorǁ__init____mutmut_14": "`float()` reads \"-INF\" as \"-inf\"",
+    "app.core.database.x__check_connection__mutmut_2": _ONE_SELECT,
+    "app.core.database.x__check_connection__mutmut_6": _ONE_SELECT,
+    "app.core.database.x__check_connection__mutmut_9": _ONE_SELECT,
+    "app.core.database.xǁReplicaMonitorǁ_measure__mutmut_21": "the lag is measured to the microsecond as time "
+                                                               "passes: it equals the limit exactly only by chance",
+    "app.core.lifetime.x_die_with_parent__mutmut_12": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_13": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_14": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_17": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_18": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_19": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_21": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_22": _PRCTL,
+    "app.core.lifetime.x_die_with_parent__mutmut_23": _PRCTL,
 }

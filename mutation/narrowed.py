@@ -5,7 +5,9 @@ it collected its stats. Settings, JSON decoding, the bearer token, rate
 limits and log lines are reached by nearly every test, so each of their
 mutants that survives would cost a run of the whole selection. Their mutants
 run only the test files about them (`OWN_TESTS`). Narrowing can only lower
-the score: a test left out can no longer kill anything.
+the score: a test left out can no longer kill anything. The other way round,
+functions that run only in processes the tests fork get their test files
+added (`FORKED_TESTS`), since mutmut sees no test reach them.
 
 Run by `python -m mutation` in a process of its own, which must not import
 `app` before mutmut puts `mutants/` first on the path.
@@ -32,6 +34,12 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "app.http.rate_limits": ("test_limits", "test_security_checks", "test_auth"),
 }
 
+# Modules whose functions run in processes their tests fork (a `preexec_fn`, a fork hook): mutmut
+# records the tests that reach a function in the test process only, so it would run none of these.
+FORKED_TESTS: dict[str, tuple[str, ...]] = {
+    "app.core.lifetime": ("test_lifetime",),
+}
+
 
 def narrowed(module: str, tests: set[str]) -> set[str]:
     """The tests a mutant of `module` runs: all that reach it, or its own files' when too many do."""
@@ -50,6 +58,12 @@ def narrow_stats() -> None:
     mapping = state().tests_by_mangled_function_name
     for function, tests in list(mapping.items()):
         mapping[function] = narrowed(function.rsplit(".", 1)[0], set(tests))
+    collected = set(state().duration_by_test)
+    for function in state().current_function_hashes:  # every mutated function, reached or not
+        own = FORKED_TESTS.get(function.rsplit(".", 1)[0])
+        if own:
+            mapping[function] = set(mapping.get(function, ())) | {
+                test for test in collected if Path(test.split("::", 1)[0]).stem in own}
     save_stats()
 
 

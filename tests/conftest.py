@@ -140,10 +140,12 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that start a worker process, so `make mutate` can leave them out (they cost seconds each)."""
+    """Mark the tests that start a worker process, so `make mutate` can leave them out (they cost seconds each);
+    run the tests marked `seconds` after the quick ones, so a mutant's `pytest -x` stops at a quick failure first."""
     for item in items:
         if "worker" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.processes)
+    items.sort(key=lambda item: item.get_closest_marker("seconds") is not None)  # stable: the rest keep their order
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +56,13 @@ SELECT pg_is_in_recovery(),
 """
 
 
+def _check_connection(url: str) -> psycopg.Connection[Any]:
+    """A connection of the check's own, on either server: a server that does not answer, or a statement
+    that does not finish, within CHECK_CONNECT_TIMEOUT counts as down rather than holding the check."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=CHECK_CONNECT_TIMEOUT,
+                           options=f"-c statement_timeout={CHECK_CONNECT_TIMEOUT * 1000}")
+
+
 class ReplicaMonitor:
     """Decides, at most every `interval` seconds per process, whether reads may go to the replica.
 
@@ -64,18 +71,20 @@ class ReplicaMonitor:
     it, and others go on with the state they have.
     """
 
-    def __init__(self, primary_url: str, replica_url: str, max_lag: float, interval: float) -> None:
+    def __init__(self, primary_url: str, replica_url: str, max_lag: float, interval: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.primary_url = libpq_url(primary_url)
         self.replica_url = libpq_url(replica_url)
         self.max_lag = max_lag
         self.interval = interval
+        self.clock = clock  # injectable, so tests can stand at the interval's exact end
         self._state = ReplicaState(usable=True)
         self._checked = float("-inf")
         self._lock = threading.Lock()
 
     def state(self) -> ReplicaState:
         """The current verdict, checked again first when it is older than `interval`."""
-        if time.monotonic() - self._checked >= self.interval and self._lock.acquire(blocking=False):
+        if self.clock() - self._checked >= self.interval and self._lock.acquire(blocking=False):
             try:
                 self._check()
             finally:
@@ -90,23 +99,20 @@ class ReplicaMonitor:
     def mark_down(self, error: BaseException) -> None:
         """A read could not reach the replica: use the primary until the next check says otherwise."""
         self._state = ReplicaState(usable=False, error=type(error).__name__)
-        self._checked = time.monotonic()
+        self._checked = self.clock()
 
     def _check(self) -> ReplicaState:
         try:
             self._state = self._measure()
         except (psycopg.Error, OSError) as exc:
             self._state = ReplicaState(usable=False, error=type(exc).__name__)
-        self._checked = time.monotonic()
+        self._checked = self.clock()
         return self._state
 
     def _measure(self) -> ReplicaState:
-        timeout = f"-c statement_timeout={CHECK_CONNECT_TIMEOUT * 1000}"
-        with psycopg.connect(self.primary_url, autocommit=True, connect_timeout=CHECK_CONNECT_TIMEOUT,
-                             options=timeout) as primary:
+        with _check_connection(self.primary_url) as primary:
             position = primary.execute(_PRIMARY_POSITION).fetchone()[0]  # type: ignore[index]
-        with psycopg.connect(self.replica_url, autocommit=True, connect_timeout=CHECK_CONNECT_TIMEOUT,
-                             options=timeout) as replica:
+        with _check_connection(self.replica_url) as replica:
             recovering, caught_up, age = replica.execute(_REPLICA_LAG, (position,)).fetchone()  # type: ignore[misc]
         if not recovering or caught_up:
             return ReplicaState(usable=True, lag_seconds=0.0)
