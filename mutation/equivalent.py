@@ -12,6 +12,7 @@ _FALSY = "`ensure_ascii=None` is as false as `False`"
 _STREAMS = "`yield_per` alone makes SQLAlchemy stream from a server-side cursor (the tests count its FETCHes)"
 _PADDING = "the cursor keeps its `=` padding, which decoding accepts: cursors are opaque"
 _KEY = "a budget's Redis key only has to differ per client; any prefix or digest length does"
+_ONE_ROW = "a `SELECT count(*)` without GROUP BY returns exactly one row, so the `else` is never taken"
 _GROUPING = ("the same windows get the same counts; only how many windows share a transaction changes "
              "(windows between two pending ones hold no events or are already counted)")
 _FLAG = "the flag is only ever read as a condition, where `None` is as false as `False`"
@@ -109,4 +110,18 @@ EQUIVALENT: dict[str, str] = {
     "app.core.lifetime.x_die_with_parent__mutmut_21": _PRCTL,
     "app.core.lifetime.x_die_with_parent__mutmut_22": _PRCTL,
     "app.core.lifetime.x_die_with_parent__mutmut_23": _PRCTL,
+    "app.services.partitions.x__is_missing_partition__mutmut_3": "the default stands only for a missing message, "
+                                                                 "and neither it nor `\"\"` names the refusal",
+    "app.services.partitions.x_create_partitions__mutmut_13": _SQL_CASE,
+    "app.services.partitions.x_create_partitions__mutmut_39": _SQL_CASE,
+    "app.services.partitions.x_create_partitions__mutmut_51": _SQL_CASE,
+    "app.services.partitions.x_create_partitions__mutmut_20": _SQL_CASE,
+    "app.services.retention.x_apply_retention__mutmut_19": _SQL_CASE,
+    "app.services.retention.x_apply_retention__mutmut_29": _SQL_CASE,
+    "app.services.retention.x__delete_metrics__mutmut_8": _SQL_CASE,
+    "app.services.retention.x_drop_partition__mutmut_20": _SQL_CASE,
+    "app.services.retention.x_drop_partition__mutmut_29": _SQL_CASE,
+    "app.services.retention.x_drop_partition__mutmut_34": _SQL_CASE,
+    "app.services.retention.x__count__mutmut_9": _ONE_ROW,
+    "app.services.retention.x__count__mutmut_12": _ONE_ROW,
 }

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,21 @@ def make_partitions(app: Flask, start: datetime, end: datetime) -> None:
     (the service's write path makes the partitions it needs itself)."""
     with app.app_context():
         ensure_partitions(extensions.database(), start, end)
+
+
+def drop_partitions(app: Flask, start: datetime, end: datetime) -> None:
+    """Drop the day partitions of `events` for `[start, end)` that exist, so a test that expects
+    them made sees them made: a database outlives the session (`make mutate` lends the same few
+    to every mutant's session), and with it the partitions earlier sessions made."""
+    utc = start.astimezone(timezone.utc)
+    day = datetime(utc.year, utc.month, utc.day, tzinfo=timezone.utc)
+    with app.app_context():
+        while True:
+            db.session.execute(sa.text(f"DROP TABLE IF EXISTS events_p{day:%Y%m%d}"))
+            day += timedelta(days=1)
+            if day >= end:
+                break
+        db.session.commit()
 
 
 def post_event(client: Any, **fields: Any) -> Any:

@@ -92,11 +92,15 @@ def apply_retention(database: Database, policy: RetentionPolicy, now: datetime, 
 
 
 def _expired_partitions(connection: psycopg.Connection[Any], before: datetime | None) -> list[Partition]:
-    """Partitions wholly before `before`, and any a previous run left half-detached."""
+    """Any partition a previous run left half-detached, then those wholly before `before`, oldest first.
+
+    The half-detached one goes first: PostgreSQL refuses to detach another partition
+    CONCURRENTLY while one is pending, whichever is older.
+    """
     pending = attached_partitions(connection, detaching=True)
     if before is None:
         return pending
-    return sorted(pending + [p for p in attached_partitions(connection) if p.end <= before])
+    return pending + [p for p in attached_partitions(connection) if p.end <= before]
 
 
 def _count(connection: psycopg.Connection[Any], query: str, before: datetime | None) -> int:
