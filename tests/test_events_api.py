@@ -207,6 +207,18 @@ def test_a_batch_over_days_without_partitions_is_stored_whole(client, app):
     assert [e["occurred_at"] for e in listed] == [format_rfc3339(day) for day in days]
 
 
+def test_a_batch_with_a_retry_and_an_event_for_a_day_without_a_partition_stores_the_new_one(client, app):
+    retried = {"user_id": 80, "action": "a", "id": str(uuid.uuid4()), "occurred_at": format_rfc3339(T0)}
+    assert client.post("/api/event", json=retried).status_code == 201
+    day = datetime(1990, 3, 11, 12, tzinfo=timezone.utc)
+    _drop_partition_of(app, day)
+    fresh = {"user_id": 80, "action": "b", "occurred_at": format_rfc3339(day)}
+    response = client.post("/api/events/batch", json={"events": [retried, fresh]})
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["created"], response.get_json()["duplicates"]) == (1, 1)
+    assert count_rows(app, "events") == 2
+
+
 def test_a_retry_whose_event_retention_dropped_but_whose_key_is_still_held_is_a_409_not_a_500(client, app):
     """Retention drops a day's partition before it deletes that day's client ids: a retry in between
     finds the id taken but no event to compare with, and must be told so, not get a server error."""

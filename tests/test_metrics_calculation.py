@@ -447,7 +447,7 @@ def test_windows_older_than_metrics_retention_are_left_alone_and_the_oldest_kept
     now = DAY0 + timedelta(days=3, minutes=1)
     kept = [(1, DAY0 + timedelta(days=2, hours=1), "page_view"), (1, DAY0 + timedelta(days=2, hours=5), "page_view")]
     for user_id, when, action in kept:
-        store(app, user_id, when, action)
+        store(app, user_id, when, action, now=when)  # on time: no window is marked stale
     store(app, 2, DAY0 + timedelta(days=1, hours=1), now=now)  # late, into a window retention no longer keeps
     with app.app_context():
         summary = calculate_metrics(database(), RETAINED, now=now)
