@@ -13,6 +13,8 @@ _STREAMS = "`yield_per` alone makes SQLAlchemy stream from a server-side cursor 
 _PADDING = "the cursor keeps its `=` padding, which decoding accepts: cursors are opaque"
 _KEY = "a budget's Redis key only has to differ per client; any prefix or digest length does"
 _ONE_ROW = "a `SELECT count(*)` without GROUP BY returns exactly one row, so the `else` is never taken"
+_BREAKER_NAME = ("the limiter's breaker is named only in the error it raises while open, which `charge_in_redis` "
+                 "catches: no one reads it")
 _GROUPING = ("the same windows get the same counts; only how many windows share a transaction changes "
              "(windows between two pending ones hold no events or are already counted)")
 _FLAG = "the flag is only ever read as a condition, where `None` is as false as `False`"
@@ -124,4 +126,52 @@ EQUIVALENT: dict[str, str] = {
     "app.services.retention.x_drop_partition__mutmut_34": _SQL_CASE,
     "app.services.retention.x__count__mutmut_9": _ONE_ROW,
     "app.services.retention.x__count__mutmut_12": _ONE_ROW,
+    "app.core.windows.x_window_size__mutmut_6": "its only caller, `Settings.check`, replaces the message with its own "
+                                                "naming METRICS_WINDOW_HOURS",
+    "app.services.pagination.x_encode_cursor__mutmut_6": "a cursor's last character encodes the last digit or hex "
+                                                         "digit of its key, never an `X`, so no more is stripped",
+    "app.services.metrics.x_open_windows__mutmut_34": "with `first == last` the series of windows and the events' "
+                                                      "range are both empty: the query returns no windows either",
+    "app.services.metrics.x_open_windows__mutmut_39": _SQL_CASE,
+    "app.services.events.x_new_event_ids__mutmut_34": "each id still takes 74 random bits from the random bytes, "
+                                                      "one byte further on (the last id's top 8 are then 0)",
+    "app.services.events.x__store__mutmut_2": "one statement in a transaction of its own commits as it would alone",
+    "app.services.events.x__reject_constant__mutmut_1": "its ValueError is caught at once; the message is never read",
+    "app.services.events.x__metadata_condition__mutmut_5": "`NaN` and `Infinity` then parse to floats that the "
+                                                           "`isfinite` check turns back into the text",
+    "app.services.events.x__metadata_condition__mutmut_7": "`NaN` and `Infinity` then parse to floats that the "
+                                                           "`isfinite` check turns back into the text",
+    "app.services.events.x_iter_events__mutmut_2": "`list_events` reads a cursor by its truth: `\"\"` starts at the "
+                                                   "first row as None does",
+    "app.services.calculation.x_calculate_metrics__mutmut_19": "callers give both bounds or neither "
+                                                               "(`parse_calculation_range` refuses half a range)",
+    "app.services.calculation.xǁ_Pendingǁnext_chunk__mutmut_32": "checking no candidates finds none still unseen: "
+                                                                  "an empty set either way",
+    "app.services.calculation.x__run__mutmut_7": "the total is only read to tell progress, and there is none to tell",
+    "app.services.calculation.x__run__mutmut_10": "the total is only read to tell progress, and there is none to tell",
+    "app.services.calculation.x__run__mutmut_64": "with no windows the query counts no users: 0 either way",
+    "app.http.auth.x_verified_access__mutmut_1": "a per-request cache: missing it works the same verdict out again",
+    "app.http.auth.x_verified_access__mutmut_2": "a per-request cache: missing it works the same verdict out again",
+    "app.http.auth.x_client_key__mutmut_4": _KEY,
+    "app.http.auth.x_client_key__mutmut_5": _KEY,
+    "app.http.auth.x_client_key__mutmut_8": "a verified token was sent, so the `or` default is never used",
+    "app.http.auth.x_client_key__mutmut_9": _KEY,
+    "app.http.auth.x_address_key__mutmut_2": _KEY,
+    "app.http.auth.x_address_key__mutmut_3": _KEY,
+    "app.http.auth.x_address_key__mutmut_5": _KEY + " (every request without an address shares one)",
+    "app.http.auth.x_address_key__mutmut_6": _KEY + " (every request without an address shares one)",
+    "app.http.rate_limits.x_login_username_key__mutmut_16": _KEY,
+    "app.http.rate_limits.x_login_username_key__mutmut_17": _KEY,
+    "app.http.rate_limits.x_login_username_key__mutmut_19": _KEY,
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_18": "redis-py connects with the socket timeout when no "
+                                                             "connect timeout is given, and both are the same",
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_22": "redis-py connects with the socket timeout when no "
+                                                             "connect timeout is given, and both are the same",
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_27": _BREAKER_NAME,
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_31": _BREAKER_NAME,
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_32": _BREAKER_NAME,
+    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_33": _BREAKER_NAME,
+    "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_6": "a request matching no route has no budget under any name",
+    "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_8": "no endpoint has a budget for its method after one without "
+                                                          "(both of the sign-in's are for writes)",
 }

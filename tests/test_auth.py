@@ -37,6 +37,13 @@ def test_missing_or_wrong_token_is_401_with_the_envelope(guarded, app):
     assert count_rows(app, "events") == 0
 
 
+def test_a_token_is_read_after_the_first_space_however_it_is_spaced(guarded):
+    """`Bearer` and the token split at the first space; spaces around the token are not part of it."""
+    client = guarded.test_client()
+    for header in (f"Bearer  {FULL}", f"bearer {FULL} ", f"Bearer \t{FULL}"):
+        assert client.get("/api/events", headers={"Authorization": header}).status_code == 200, header
+
+
 def test_an_ingest_token_may_only_record_events(guarded, app):
     client = guarded.test_client()
     assert client.post("/api/event", json=EVENT, headers=bearer(INGEST)).status_code == 201

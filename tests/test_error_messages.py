@@ -63,6 +63,8 @@ def test_event_errors_say_what_to_fix(client, app, body, expected):
     ('{"user_id": 1, "action": "a", "metadata": {"x": NaN}}', "request body is not valid JSON: NaN is not valid JSON"),
     ('{"user_id": 1, "action": "a", "metadata": {"x": 1e999}}',
      "request body is not valid JSON: number 1e999 is out of range"),
+    ('{"user_id": 1, "action": "a", "metadata": {"x": 1234567890123456789e999}}',
+     "request body is not valid JSON: number 1234567890123456789e is out of range"),
     ("   ", "request body is empty; a JSON object is expected"),
     (b'{"user_id": 1, "action": "\xff"}', "request body is not valid UTF-8"),
     ('{"user_id": 1, "action": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}",
@@ -128,6 +130,12 @@ def test_times_are_written_in_utc_whatever_the_process_time_zone(client, monkeyp
     ("limit=ten", ("invalid_field", "limit", "must be a positive integer")),
     ("cursor=abc", ("invalid_field", "cursor", "is not a cursor returned by this API")),
     ("from=2025-10-24T00:00:00Z&till=2025-10-23T00:00:00Z", ("invalid_field", "till", "must not be before `from`")),
+    ("p" * 512 + "=1", ("unknown_parameter", "p" * 512, f"unknown query parameter {'p' * 512!r}")),
+    ("p" * 513 + "=1", ("unknown_parameter", "p" * 40 + "\u2026", "parameter names must be at most 512 characters")),
+    ("meta.=x", ("invalid_field", "meta.", "needs a metadata key: meta.KEY=VALUE")),
+    ("meta.k%00=x", ("invalid_field", "meta.k\x00", "metadata keys must not contain NUL characters")),
+    ("&".join(f"meta.k{i}=v" for i in range(11)),
+     ("too_many_filters", "meta.k10", "at most 10 `meta.KEY=VALUE` filters are allowed per request")),
 ])
 def test_list_errors_say_what_to_fix(client, query, expected):
     assert error_of(client.get(f"/api/events?{query}")) == (400, *expected)
@@ -204,3 +212,94 @@ def test_an_empty_variable_means_its_default_and_urls_get_the_psycopg_driver():
     assert sqlalchemy_url("postgres://u@db/t") == "postgresql+psycopg://u@db/t"
     assert sqlalchemy_url("postgresql://u@db/t") == "postgresql+psycopg://u@db/t"
     assert sqlalchemy_url("postgresql+psycopg://u@db/t") == "postgresql+psycopg://u@db/t"
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"METRICS_CHUNK_WINDOWS": 0}, "METRICS_CHUNK_WINDOWS=0 must be at least 1"),
+    ({"METRICS_MAX_RANGE_DAYS": 0}, "METRICS_MAX_RANGE_DAYS=0 must be at least 1"),
+    ({"EVENT_MAX_AGE_DAYS": 0}, "EVENT_MAX_AGE_DAYS=0 must be at least 1"),
+    ({"LIST_MAX_METADATA_FILTERS": 0}, "LIST_MAX_METADATA_FILTERS=0 must be at least 1"),
+    ({"EVENTS_RETENTION_DAYS": 0}, "EVENTS_RETENTION_DAYS=0 must be at least 1 (leave it unset to keep everything)"),
+    ({"METRICS_RETENTION_DAYS": 0}, "METRICS_RETENTION_DAYS=0 must be at least 1 (leave it unset to keep everything)"),
+    ({"EVENTS_PARTITIONS_AHEAD_DAYS": 0}, "EVENTS_PARTITIONS_AHEAD_DAYS=0 must be at least 1"),
+    ({"SESSION_LIFETIME_SECONDS": 0}, "SESSION_LIFETIME_SECONDS=0 must be at least 1 second"),
+    ({"SESSION_IDLE_SECONDS": 0}, "SESSION_IDLE_SECONDS=0 must be at least 1 second"),
+    ({"TRUSTED_PROXIES": -1}, "TRUSTED_PROXIES=-1 must be 0 (trust none) or more"),
+    ({"DATABASE_READ_MAX_LAG_SECONDS": 0},
+     "DATABASE_READ_MAX_LAG_SECONDS must be above 0 and DATABASE_READ_CHECK_SECONDS at least 0"),
+    ({"DATABASE_READ_CHECK_SECONDS": -0.5},
+     "DATABASE_READ_MAX_LAG_SECONDS must be above 0 and DATABASE_READ_CHECK_SECONDS at least 0"),
+    ({"CORS_ALLOWED_ORIGINS": "http://localhost:3000;https://example.com/app"},
+     "CORS_ALLOWED_ORIGINS: 'https://example.com/app' is not an origin such as http://localhost:3000 "
+     "(scheme, host and optional port; no path, no wildcard)"),
+    ({"ACCESS_CONTROL": "on"},
+     "SECRET_KEY must be set to a secret value when access control is on (the default is public, so anyone could "
+     "sign a session cookie); make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"),
+])
+def test_numeric_and_origin_settings_out_of_range_are_refused_naming_the_variable_and_bound(config, message):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_mapping({**CONFIG, **config})
+    assert str(refused.value) == message
+
+
+def test_the_smallest_values_each_start_up_check_allows_are_accepted():
+    smallest = {"METRICS_CHUNK_WINDOWS": 1, "METRICS_MAX_RANGE_DAYS": 1, "EVENT_MAX_AGE_DAYS": 1,
+                "LIST_MAX_METADATA_FILTERS": 1, "EVENTS_RETENTION_DAYS": 1, "METRICS_RETENTION_DAYS": 1,
+                "EVENTS_PARTITIONS_AHEAD_DAYS": 1, "SESSION_LIFETIME_SECONDS": 1, "SESSION_IDLE_SECONDS": 1,
+                "TRUSTED_PROXIES": 0, "DATABASE_READ_MAX_LAG_SECONDS": 0.5, "DATABASE_READ_CHECK_SECONDS": 0}
+    settings = Settings.from_mapping({**CONFIG, **smallest})
+    assert {key: getattr(settings, key.lower()) for key in smallest} == smallest
+
+
+def test_cors_origins_are_read_from_a_semicolon_separated_list():
+    settings = Settings.from_mapping({**CONFIG, "CORS_ALLOWED_ORIGINS": " http://localhost:3000;;https://[::1]:8443 ;"})
+    assert settings.cors_origins == ("http://localhost:3000", "https://[::1]:8443")
+    assert Settings.from_mapping(CONFIG).cors_origins == ()
+
+
+def test_ten_metadata_filters_the_default_bound_are_accepted(client):
+    query = "&".join(f"meta.k{i}=v" for i in range(10))
+    assert client.get(f"/api/events?{query}").get_json() == {"events": [], "next_cursor": None}
+
+
+def test_include_open_must_be_spelt_true_or_false(client):
+    assert error_of(client.get("/api/metrics?include_open=yes")) == (
+        400, "invalid_field", "include_open", "must be true or false")
+
+
+def test_a_calculation_range_of_exactly_the_bound_is_queued_and_a_second_more_is_refused(client):
+    longest = client.post("/api/metrics", json={"from": "2025-01-01T00:00:00Z", "till": "2026-01-02T00:00:00Z"})
+    assert longest.status_code == 202
+    over = client.post("/api/metrics", json={"from": "2025-01-01T00:00:00Z", "till": "2026-01-02T00:00:01Z"})
+    assert error_of(over) == (400, "invalid_field", "till", "must be at most 366 days after `from`")
+
+
+@pytest.fixture
+def age_bounds(app_config: dict[str, object]) -> None:
+    """Short bounds on an event's age, so the boundary sits a known distance before the clock's now."""
+    app_config.update({"EVENT_MAX_AGE_DAYS": 30, "EVENTS_RETENTION_DAYS": 40})
+
+
+@pytest.fixture
+def retention_bound(app_config: dict[str, object]) -> None:
+    app_config.update({"EVENT_MAX_AGE_DAYS": 30, "EVENTS_RETENTION_DAYS": 7})
+
+
+def test_an_event_exactly_max_age_old_is_stored_and_one_microsecond_older_is_refused(age_bounds, clock, client, app):
+    """The clock's now is 2025-10-23T13:07:00Z; EVENT_MAX_AGE_DAYS=30 puts the bound at 2025-09-23T13:07:00Z."""
+    assert client.post("/api/event", json=event(occurred_at="2025-09-23T13:07:00Z")).status_code == 201
+    older = client.post("/api/event", json=event(occurred_at="2025-09-23T13:06:59.999999Z"))
+    assert error_of(older) == (400, "invalid_field", "occurred_at",
+                               "must not be more than 30 days in the past (not before 2025-09-23T13:07:00.000000Z)")
+    assert count_rows(app, "events") == 1
+
+
+def test_an_event_exactly_retention_old_is_stored_and_one_microsecond_older_is_refused(retention_bound, clock,
+                                                                                       client, app):
+    """EVENTS_RETENTION_DAYS=7 with the clock at 2025-10-23T13:07:00Z: kept from 2025-10-16T13:07:00Z on."""
+    assert client.post("/api/event", json=event(occurred_at="2025-10-16T13:07:00Z")).status_code == 201
+    older = client.post("/api/event", json=event(occurred_at="2025-10-16T13:06:59.999999Z"))
+    assert error_of(older) == (400, "invalid_field", "occurred_at",
+                               "must be at most 7 days old: events are kept for 7 days (EVENTS_RETENTION_DAYS)")
+    assert client.post("/api/event", json=event(occurred_at="2025-10-23T13:07:00Z")).status_code == 201
+    assert count_rows(app, "events") == 2

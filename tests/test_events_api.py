@@ -175,3 +175,70 @@ def test_original_readme_list_example_names_till(client):
                           "&till=2025-10-257T22%3A07%3A00.000Z")
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "till"
+
+
+def _drop_partition_of(app, day: datetime) -> None:
+    """Make sure no partition holds `day`, whatever earlier tests (or runs) left behind."""
+    from app.core.partitions import partition_of
+    from app.extensions import db
+    import sqlalchemy as sa
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {partition_of(day).name}"))
+
+
+def test_an_event_for_a_day_without_a_partition_is_stored_and_listed(client, app):
+    day = datetime(1990, 3, 4, 5, 6, tzinfo=timezone.utc)
+    _drop_partition_of(app, day)
+    response = post_event(client, user_id=77, occurred_at=format_rfc3339(day))
+    assert response.status_code == 201, response.get_json()
+    listed = client.get("/api/events?user_id=77").get_json()["events"]
+    assert [(e["id"], e["occurred_at"]) for e in listed] == [(response.get_json()["id"], format_rfc3339(day))]
+
+
+def test_a_batch_over_days_without_partitions_is_stored_whole(client, app):
+    days = [datetime(1990, 3, 5, 1, tzinfo=timezone.utc), datetime(1990, 3, 7, 23, tzinfo=timezone.utc)]
+    for day in days:
+        _drop_partition_of(app, day)
+    events = [{"user_id": 78, "action": "a", "occurred_at": format_rfc3339(day)} for day in days]
+    response = client.post("/api/events/batch", json={"events": events})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["created"] == 2
+    listed = client.get("/api/events?user_id=78").get_json()["events"]
+    assert [e["occurred_at"] for e in listed] == [format_rfc3339(day) for day in days]
+
+
+def test_a_batch_with_a_retry_and_an_event_for_a_day_without_a_partition_stores_the_new_one(client, app):
+    retried = {"user_id": 80, "action": "a", "id": str(uuid.uuid4()), "occurred_at": format_rfc3339(T0)}
+    assert client.post("/api/event", json=retried).status_code == 201
+    day = datetime(1990, 3, 11, 12, tzinfo=timezone.utc)
+    _drop_partition_of(app, day)
+    fresh = {"user_id": 80, "action": "b", "occurred_at": format_rfc3339(day)}
+    response = client.post("/api/events/batch", json={"events": [retried, fresh]})
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["created"], response.get_json()["duplicates"]) == (1, 1)
+    assert count_rows(app, "events") == 2
+
+
+def test_a_retry_whose_event_retention_dropped_but_whose_key_is_still_held_is_a_409_not_a_500(client, app):
+    """Retention drops a day's partition before it deletes that day's client ids: a retry in between
+    finds the id taken but no event to compare with, and must be told so, not get a server error."""
+    day = datetime(1990, 3, 9, 10, tzinfo=timezone.utc)
+    event_id = str(uuid.uuid4())
+    _drop_partition_of(app, day)
+    assert post_event(client, user_id=79, id=event_id, occurred_at=format_rfc3339(day)).status_code == 201
+    _drop_partition_of(app, day)
+    retry = post_event(client, user_id=79, id=event_id, occurred_at=format_rfc3339(day))
+    assert retry.status_code == 409
+    assert (retry.get_json()["error"]["code"], retry.get_json()["error"]["field"]) == ("id_conflict", "id")
+    assert count_rows(app, "events") == 0
+
+
+def test_metadata_filters_match_fractional_numbers_and_overflowing_ones_only_as_text(client):
+    price = _store(client, 1, T0, price=2.5)
+    text = _store(client, 1, T0 + timedelta(seconds=1), price="1e400")
+    _store(client, 1, T0 + timedelta(seconds=2), price=None)
+    _store(client, 1, T0 + timedelta(seconds=3), price="NaN")
+    assert [e["id"] for e in client.get("/api/events?meta.price=2.5").get_json()["events"]] == [price["id"]]
+    assert [e["id"] for e in client.get("/api/events?meta.price=1e400").get_json()["events"]] == [text["id"]]
+    assert [e["metadata"] for e in client.get("/api/events?meta.price=NaN").get_json()["events"]] == [
+        {"price": "NaN"}]

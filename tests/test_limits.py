@@ -1,7 +1,13 @@
 """Abuse limits: per-client budgets in Redis, answered with 429 and Retry-After."""
 from __future__ import annotations
 
+import logging
+import re
+import socket
+import threading
+
 import pytest
+from werkzeug.security import generate_password_hash
 
 from app.dev.embedded import start_redis
 from app.extensions import RATE_LIMITS_KEY
@@ -153,3 +159,97 @@ def test_the_dashboard_reads_spend_the_read_budget(read_limited, path):
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "try again" in refused.get_data(as_text=True)
+
+
+# What a client is told when over budget, and what the limits cost while Redis hangs.
+
+def test_a_refusal_names_the_limit_and_the_wait_until_the_window_ends(app_config):
+    with separate_app({**app_config, "RATE_LIMIT_INGEST": "1 per second",
+                       "RATE_LIMIT_RECALCULATE": "2 per hour"}) as limited_app:
+        client = limited_app.test_client()
+        assert [client.post("/api/metrics").status_code for _ in range(2)] == [202, 202]
+        hourly = client.post("/api/metrics")
+        assert hourly.status_code == 429
+        assert hourly.get_json()["error"]["message"] == "rate limit of 2 per 1 hour exceeded; retry later"
+        assert 3590 <= int(hourly.headers["Retry-After"]) <= 3600
+        assert client.post("/api/event", json=EVENT).status_code == 201
+        second = client.post("/api/event", json=EVENT)
+        if second.status_code == 429:  # (unless the one-second window ended in between)
+            assert second.headers["Retry-After"] == "1"
+            assert second.get_json()["error"]["message"] == "rate limit of 1 per 1 second exceeded; retry later"
+
+
+def test_requests_without_a_budget_pass_when_budgets_are_set(limited):
+    client = limited.test_client()
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/api/metrics/jobs/no-such-job").status_code == 404
+
+
+def test_a_sign_in_without_a_user_name_is_refused_and_budgeted_apart_from_every_name(app_config):
+    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": "full-token", "ADMIN_USERNAME": "ops",
+              "ADMIN_PASSWORD_HASH": generate_password_hash("right", "pbkdf2:sha256:1000"),
+              "RATE_LIMIT_LOGIN": "100 per minute", "RATE_LIMIT_LOGIN_USERNAME": "2 per minute"}
+    with separate_app(config) as guarded:
+        client = guarded.test_client()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
+
+        def attempt(**form: str) -> int:
+            return client.post("/login", data={"password": "wrong", "csrf_token": token, **form}).status_code
+
+        assert [attempt(), attempt()] == [401, 401]
+        assert attempt(username="XXXX") == 401
+        assert attempt() == 429
+
+
+class SilentRedis:
+    """Accepts connections and never answers: a Redis that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.connections.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_hung_redis_delays_requests_by_the_limiter_timeout_until_its_breaker_opens(app_config, caplog):
+    silent = SilentRedis()
+    config = {**app_config, "REDIS_URL": silent.url, "RATE_LIMIT_INGEST": "1 per minute",
+              "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": 0.2, "REDIS_BREAKER_SECONDS": 60}
+    try:
+        with separate_app(config) as hung:
+            client = hung.test_client()
+            statuses: list[int] = []
+
+            def post_events() -> None:
+                for _ in range(3):
+                    statuses.append(client.post("/api/event", json=EVENT).status_code)
+
+            caplog.set_level(logging.WARNING, logger="app.http.rate_limits")
+            worker = threading.Thread(target=post_events, daemon=True)
+            worker.start()
+            worker.join(timeout=10)
+            assert not worker.is_alive(), "a request waited for Redis beyond RATE_LIMIT_REDIS_TIMEOUT_SECONDS"
+            assert statuses == [201, 201, 201]
+            asked = len(silent.connections)
+            assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 201]
+            assert len(silent.connections) == asked, "Redis was asked again while the limiter's breaker was open"
+            warnings = [r.getMessage() for r in caplog.records if r.name == "app.http.rate_limits"]
+            assert warnings == ["rate limits unavailable, not enforced: TimeoutError"] * 3
+    finally:
+        silent.close()

@@ -119,6 +119,24 @@ def test_list_metrics_orders_by_window_then_user_and_pages(client, runner):
     assert [(m["user_id"], m["event_count"]) for m in ranged["metrics"]] == [(2, 1)]
 
 
+def test_paging_reaches_every_user_whatever_the_length_of_their_id(client, runner):
+    """Cursors name the last user id: ids of any length, up to the largest, must lead to the next page."""
+    users = (1, 123456789, 2**63 - 1)
+    for user_id in users:
+        store(client, user_id, DAY0 + timedelta(hours=1))
+    store(client, 1, DAY0 + timedelta(hours=5))  # so a cursor names the largest id
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    seen, cursor = [], None
+    for _ in range(len(users) + 2):
+        page = client.get("/api/metrics", query_string={"limit": 1, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.get_json()
+        seen += [m["user_id"] for m in page.get_json()["metrics"]]
+        cursor = page.get_json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [*users, 1]
+
+
 def test_original_readme_metrics_requests_work(client):
     assert client.post("/api/metrics").status_code == 202
     response = client.get("/api/metrics?user_id=321&from=2025-10-23T13%3A07%3A18.392Z"

@@ -11,6 +11,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from app.core.validation import InputBounds, parse_event
@@ -401,3 +402,88 @@ def run_rows(app) -> list:
 
 def run_statuses(app) -> list[str]:
     return [run.status for run in run_rows(app)]
+
+
+def test_an_explicit_range_longer_than_a_chunk_recomputes_every_window_once(app):
+    events = [(1, DAY0 + timedelta(hours=1 + 4 * i), "page_view") for i in range(6)]
+    for user_id, when, action in events:
+        store(app, user_id, when, action)
+    summary = calculate(app, now=DAY0 + timedelta(days=2), start=DAY0, end=DAY0 + 6 * FOUR)
+    assert (summary.windows, summary.first_window, summary.last_window_end) == (6, DAY0, DAY0 + 6 * FOUR)
+    assert counts_only(stored_metrics(app)) == expected_metrics(events)
+
+
+def test_windows_made_stale_during_a_run_are_counted_by_that_run(app):
+    """Late events that land while a catch-up runs (into a window it has done, and into an empty old one)
+    are counted before it ends, every other pending window too, and its progress never shows more done than total."""
+    events = [(1, DAY0 + timedelta(hours=1 + 4 * i), "page_view") for i in range(6)]
+    for user_id, when, action in events:
+        store(app, user_id, when, action)
+    now = DAY0 + timedelta(days=2)
+    late = [(2, DAY0 + timedelta(hours=2), "click"), (3, DAY0 - timedelta(days=5), "click")]
+    told: list[CalculationProgress] = []
+
+    def land_late_events(progress: CalculationProgress) -> None:
+        told.append(progress)
+        if progress.window == DAY0 + 2 * FOUR and len(told) == 3:
+            for user_id, when, action in late:
+                store(app, user_id, when, action, now=now)
+
+    with app.app_context():  # two windows a chunk: the late ones land while the second chunk runs
+        summary = calculate_metrics(database(), CalculationSettings(window_size=FOUR, chunk_windows=2), now=now,
+                                    progress=land_late_events)
+    assert summary.windows == 7
+    assert counts_only(stored_metrics(app)) == expected_metrics(events + late)
+    assert all(p.done < p.total for p in told), [(p.done, p.total) for p in told]
+    assert calculate(app, now=now).windows == 0
+
+
+RETAINED = CalculationSettings(window_size=FOUR, settle=timedelta(seconds=30), chunk_windows=4,
+                               metrics_retention_days=1)
+
+
+def test_windows_older_than_metrics_retention_are_left_alone_and_the_oldest_kept_is_computed(app):
+    """METRICS_RETENTION_DAYS=1 at DAY0 + 3 days: the oldest window still kept starts at DAY0 + 2 days."""
+    now = DAY0 + timedelta(days=3, minutes=1)
+    kept = [(1, DAY0 + timedelta(days=2, hours=1), "page_view"), (1, DAY0 + timedelta(days=2, hours=5), "page_view")]
+    for user_id, when, action in kept:
+        store(app, user_id, when, action, now=when)  # on time: no window is marked stale
+    store(app, 2, DAY0 + timedelta(days=1, hours=1), now=now)  # late, into a window retention no longer keeps
+    with app.app_context():
+        summary = calculate_metrics(database(), RETAINED, now=now)
+    assert (summary.windows, summary.first_window) == (2, DAY0 + timedelta(days=2))
+    assert counts_only(stored_metrics(app)) == expected_metrics(kept)
+    with app.app_context():
+        ranged = calculate_metrics(database(), RETAINED, now=now, start=DAY0, end=now)
+    assert (ranged.windows, ranged.first_window) == (6, DAY0 + timedelta(days=2))
+    assert counts_only(stored_metrics(app)) == expected_metrics(kept)
+
+
+def advisory_locks_held(app) -> int:
+    with app.app_context():
+        return db.session.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one()
+
+
+def test_a_run_reports_how_long_it_took_and_leaves_no_lock_behind(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+    held_before = advisory_locks_held(app)  # (a test session borrowing its database holds one)
+    began = time.monotonic()
+    summary = calculate(app, now=DAY0 + timedelta(days=1))
+    took_ms = (time.monotonic() - began) * 1000
+    assert 0 < summary.duration_ms <= took_ms
+    assert advisory_locks_held(app) == held_before
+
+
+def test_a_failed_run_records_its_error_cut_to_2000_characters(app):
+    store(app, 1, DAY0 + timedelta(hours=1))
+
+    def fail(progress: CalculationProgress) -> None:
+        raise RuntimeError("x" * 3000)
+
+    with pytest.raises(RuntimeError):
+        calculate(app, now=DAY0 + timedelta(days=1), progress=fail)
+    with app.app_context():
+        error = db.session.execute(sa.text("SELECT error FROM calculation_runs")).scalar_one()
+    assert error == ("RuntimeError: " + "x" * 3000)[:2000]

@@ -146,6 +146,14 @@ def test_empty_state_says_so(client):
     assert "No events match these filters." in filtered and "clear the filters" in filtered
 
 
+def test_the_footer_names_the_oldest_event_kept(client):
+    assert "Oldest event kept: none yet." in client.get("/events").get_data(as_text=True)
+    store(client, user_id=1, when=DAY0 + timedelta(hours=5, seconds=7))
+    store(client, user_id=2, when=DAY0 + timedelta(days=1))
+    html = client.get("/events?user_id=2").get_data(as_text=True)
+    assert "Oldest event kept: 2025-10-20 05:00:07 UTC." in html
+
+
 def test_metadata_is_shown_as_text_never_as_markup(client):
     store(client, user_id=1, x="<script>alert(1)</script>", nested={"a": "<b>"})
     for response in (client.get("/events"), fragment(client, "/events")):

@@ -146,6 +146,14 @@ def test_without_a_range_the_page_opens_on_the_newest_metrics(client, runner):
     assert "Set From to look further back." in html
 
 
+def test_a_from_without_till_opens_on_the_newest_metrics_from_that_window_on(client, runner):
+    """From set on the very window of the newest metrics: the page ends there, not at an empty present."""
+    seed(client)
+    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    html = client.get("/metrics?from=2025-10-20T08:00").get_data(as_text=True)
+    assert window_rows(html) == [("2025-10-20T08:00:00.000000Z", 1, 1)]
+
+
 def test_a_long_range_is_cut_to_the_latest_windows(client, runner):
     seed(client)
     assert runner.invoke(args=["calculate-metrics"]).exit_code == 0

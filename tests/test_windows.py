@@ -1,7 +1,7 @@
 """Window arithmetic: aligned, half-open UTC windows."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -40,9 +40,17 @@ def test_non_utc_offsets_are_aligned_in_utc():
     assert floor_window(datetime(2025, 10, 23, 9, 45, tzinfo=kathmandu), FOUR) == at(2025, 10, 23, 4)
 
 
-def test_naive_datetimes_are_refused():
-    with pytest.raises(ValueError):
-        floor_window(datetime(2025, 10, 23, 5), FOUR)
+class _NoOffset(tzinfo):
+    """A zone that knows no offset: a datetime in it is as naive as one without a zone."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+
+@pytest.mark.parametrize("moment", [datetime(2025, 10, 23, 5), datetime(2025, 10, 23, 5, tzinfo=_NoOffset())])
+def test_naive_datetimes_are_refused(moment):
+    with pytest.raises(ValueError, match="^datetime must be timezone-aware$"):
+        floor_window(moment, FOUR)
 
 
 @pytest.mark.parametrize(("hours", "last_start"), [(1, 23), (2, 22), (3, 21), (4, 20), (6, 18), (8, 16), (12, 12), (24, 0)])
