@@ -100,8 +100,8 @@ def write_report(target: Path, *, minutes: float | None) -> str:
         summary = summary or f"mutation score (core and services): {score:.1%} of {counted} mutants caught"
     statuses = Counter(m.status for m in mutants)
     lines += ["", "Status of every mutant: " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())) + ".",
-              "", "How it runs: every function of `app/core/`, `app/services/`, `app/http/auth.py` and "
-              "`app/http/rate_limits.py` is mutated, except what mutmut 3 leaves alone (decorated functions: the "
+              "", "How it runs: every function of `app/core/`, `app/services/`, `app/http/auth.py`, "
+              "`app/http/rate_limits.py` and `app/http/local_counts.py` is mutated, except what mutmut 3 leaves alone (decorated functions: the "
               "`Database` context managers, and the Flask hooks of `app/web/csrf.py`, which "
               "`tests/test_security_checks.py` tries by hand instead). Each mutant runs the tests of the "
               "`[tool.mutmut]` selection that reach its function, without the tests that start worker or server "
