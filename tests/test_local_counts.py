@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from app.http.local_counts import LocalCounts
 from tests.helpers import free_port
@@ -86,7 +88,7 @@ def test_while_redis_is_away_each_process_still_holds_the_limit_and_shares_its_h
     first, _, clock = processes
     assert admitted(first, 1) == 1
     first.reconcile()
-    away = Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    away = Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
     stranded = LocalCounts(away, prefix=first.prefix, interval=3600, pause_after_failure=0, clock=clock)
     assert admitted(stranded, 8) == 5
     stranded.reconcile()  # fails: the hits wait for Redis

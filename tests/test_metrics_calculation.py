@@ -272,7 +272,7 @@ def test_a_failure_that_leaves_the_connection_busy_is_the_error_reported_and_rec
 
     def interrupted(progress: CalculationProgress) -> None:
         # What an interruption mid-statement leaves behind: a query sent, its result never read.
-        used[-1].connection.dbapi_connection.pgconn.send_query(b"SELECT pg_sleep(0.5)")
+        used[-1].connection.dbapi_connection.pgconn.send_query(b"SELECT pg_sleep(0.1)")
         raise RuntimeError("interrupted mid-statement")
 
     sa.event.listen(engine, "before_cursor_execute", remember)
