@@ -86,8 +86,8 @@ def group_commit() -> GroupCommit:
     writer = current_app.extensions.get(GROUP_COMMIT_KEY)
     if writer is None:
         config = settings()
-        writer = GroupCommit(database(), window_size=config.window_size, max_rows=config.group_commit_max_events)
-        current_app.extensions[GROUP_COMMIT_KEY] = writer
+        made = GroupCommit(database(), window_size=config.window_size, max_rows=config.group_commit_max_events)
+        writer = current_app.extensions.setdefault(GROUP_COMMIT_KEY, made)  # two first requests: one writer
     return writer
 
 

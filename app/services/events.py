@@ -252,7 +252,8 @@ def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], create
         if not fresh and (earlier is None or not _same_event(earlier, new)):
             conflicts.append({"index": index, "field": "id",
                               "message": "an event with this id already exists with different content"})
-        results.append((event, True) if fresh else (stored.get(key, event), False))
+        # a retry answers with the event as stored, also when this very call stored it
+        results.append((event, True) if fresh else (earlier or event, False))
     if conflicts:
         raise ConflictError(conflicts[0]["message"] if len(events) == 1 else
                             f"{len(conflicts)} events reuse an id with different content",

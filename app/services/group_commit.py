@@ -14,6 +14,9 @@ still means "durable in PostgreSQL". A group that fails as a whole because
 of one of its rows (a client id reused with other content, a value the
 database refuses) is stored again row by row, so one row's error is never
 its neighbours'; a database that is down fails the whole group at once.
+Late events (for a window already closed) are stored on their own, as
+before: marking their window for recounting may wait for a calculation
+that holds it, and that wait must not hold up the events behind them.
 """
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ from datetime import datetime, timedelta
 import psycopg
 
 from ..core.database import Database
+from ..core.errors import ConflictError, UnavailableError
 from ..core.validation import NewEvent
 from ..core.windows import floor_window
 from .events import Recorded, record_events
 
-# Errors that say nothing about the rows: the same for each of them, so not worth a retry per row.
-_NOT_THE_ROWS = (psycopg.OperationalError, psycopg.InterfaceError)
+# Errors one row can cause: the group is then stored again row by row. Any other error (the database
+# down, the pool exhausted) would be the same for each row, so the whole group gets it at once.
+_ROW_ERRORS = (ConflictError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass
@@ -66,6 +71,8 @@ class GroupCommit:
 
     def record(self, new: NewEvent, *, now: datetime) -> Recorded:
         """Store one event with whatever others are waiting; return once it is committed (or raise its error)."""
+        if new.occurred_at is not None and new.occurred_at < floor_window(now, self.window_size):
+            return record_events(self.database, [new], now=now, window_size=self.window_size)
         mine = _Waiting(new, now)
         with self._changed:
             self._queue.append(mine)
@@ -79,10 +86,14 @@ class GroupCommit:
                 group = [self._queue.popleft() for _ in range(min(self.max_rows, len(self._queue)))]
             try:
                 self._store(group)
-            except BaseException as error:  # interrupted (the worker stopping): no row of it may wait on
+            except BaseException:  # interrupted (the worker stopping): no row of it may wait on, or go in later
+                stopped = UnavailableError("the service stopped while storing the event; retry it")
+                with self._changed:
+                    if mine in self._queue:
+                        self._queue.remove(mine)
                 for waiting in group:
                     if not waiting.done:
-                        waiting.error = error
+                        waiting.error = stopped
                 raise
             finally:
                 with self._changed:
@@ -101,7 +112,7 @@ class GroupCommit:
             recorded = record_events(self.database, [waiting.new for waiting in group], now=now,
                                      window_size=self.window_size)
         except Exception as error:  # handed to the requests that wait for these rows
-            if len(group) == 1 or isinstance(error, _NOT_THE_ROWS):
+            if len(group) == 1 or not isinstance(error, _ROW_ERRORS):
                 for waiting in group:
                     waiting.error = error
                 return
