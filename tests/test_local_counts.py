@@ -107,3 +107,29 @@ def test_ended_windows_are_forgotten_once_shared(processes):
     first.reconcile()  # shares the two hits of the ended window, then forgets it
     first.reconcile()
     assert first._counts == {}
+
+
+def test_memory_follows_the_clients_active_now_even_while_redis_is_away(processes):
+    first, _, clock = processes
+    stranded = LocalCounts(Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)),
+                           prefix=first.prefix, interval=3600, clock=clock)
+    for payer in range(100):
+        stranded.hit("ingest", f"client-{payer}", 5, MINUTE)
+    stranded.reconcile()  # Redis is away: the hits wait
+    assert len(stranded._counts) == 100
+    clock.at += MINUTE  # every one of those windows has ended: nobody is judged by them again
+    stranded.hit("ingest", "client-0", 5, MINUTE)
+    stranded.reconcile()
+    assert len(stranded._counts) == 1
+    stranded.close()
+
+
+def test_a_window_without_hits_for_a_round_is_forgotten_and_read_again_at_its_next_hit(processes):
+    first, second, _ = processes
+    assert admitted(first, 2) == 2
+    first.reconcile()  # shares 2
+    first.reconcile()  # no hit since: forgotten
+    assert first._counts == {}
+    assert admitted(second, 5) == 3
+    second.reconcile()
+    assert admitted(first, 1) == 0  # met again, it reads the shared 5

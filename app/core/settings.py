@@ -184,7 +184,7 @@ class Settings:
         "RATE_LIMIT_SYNC_MS", 100, int,
         "How often each web process shares its ingestion and read budget counts through Redis. Those budgets "
         "are counted in the process, so a client may get past its limit by what other processes admitted "
-        "in this time; sign-in and Recalculate budgets ask Redis on every request.")
+        "in about two such intervals; sign-in and Recalculate budgets ask Redis on every request.")
     trusted_proxies: int = _setting(
         "TRUSTED_PROXIES", 0, int,
         "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed (the client address "

@@ -3,19 +3,20 @@
 Asking Redis on every request cost the ingestion path a round trip per event
 (about a sixth of its CPU). Instead each web process counts its own hits per
 budget, payer and fixed window, and decides from what it knows: the window's
-count in Redis as of the last reconciliation plus its own hits since. A thread
-adds those hits to Redis every `interval` seconds (one pipelined round trip
-for every budget) and reads back the total, which brings in the other
-processes' hits.
+count in Redis as of its last sharing plus its own hits since. A thread adds
+those hits to Redis every `interval` seconds (one pipelined round trip for
+all the windows that had hits) and reads back the totals, which brings in the
+other processes' hits. A process meeting a payer's window for the first time
+reads its shared count once, so it does not start from nothing.
 
-So a budget holds across processes up to a bounded overshoot: a process cannot
-see the others' hits of the last interval, so at most what they admitted in
-that time gets through on top of the limit. (A process meeting a payer's
-window for the first time reads its count once, so it does not start from
-nothing.) Within one process the limit is
-exact. While Redis is away, the hits wait for the next reconciliation (tried
-again `pause_after_failure` seconds after a failure, like the breakers do) and
-each process still holds the limit on its own.
+So a budget holds across processes up to a bounded overshoot: a process sees
+the others' hits as of its own last sharing, so what they admitted in about
+the last two intervals can get through on top of the limit (and in the first
+interval of a window, before anyone has shared, each process may admit up to
+the whole budget). Within one process the limit is exact. While Redis is
+away the hits wait for the next sharing (tried again `pause_after_failure`
+seconds after a failure, like the breakers do) and each process still holds
+the limit on its own.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+
+# Windows sent to Redis per round trip when sharing (two commands each).
+_PIPELINE_ENTRIES = 500
 
 
 @dataclass
@@ -68,7 +72,7 @@ class LocalCounts:
         start = math.floor(now / seconds) * seconds
         key = f"{self.prefix}:{scope}:{payer}:{start}"
         with self._lock:
-            if self._owner != os.getpid():
+            if self._owner != os.getpid() or self._thread is None or not self._thread.is_alive():
                 self._start()
             count = self._counts.get(key)
             if count is not None:
@@ -106,40 +110,48 @@ class LocalCounts:
         self._retry_at = time.monotonic() + self.pause_after_failure
 
     def reconcile(self) -> None:
-        """Add this process's hits to Redis and learn every process's totals; forget ended windows."""
+        """Add this process's new hits to Redis and learn those windows' totals.
+
+        Only windows with hits since the last round are sent. A window that ended,
+        or that had no hit for a whole round, is forgotten (its next hit reads the
+        shared count again), so memory follows the clients active right now, also
+        while Redis is away.
+        """
         now = self.clock()
         with self._lock:
-            for key in [key for key, count in self._counts.items() if count.ends <= now and not count.pending]:
+            for key in [key for key, count in self._counts.items() if count.ends <= now or not count.pending]:
                 del self._counts[key]
             sent = [(count, count.pending) for count in self._counts.values()]
         if not sent or (self._failing and time.monotonic() < self._retry_at):
             return  # nothing to share, or Redis failed moments ago: the hits wait, counted here
+        totals: list[int] = []
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for count, pending in sent:
-                pipe.incrby(count.key, pending)
-                pipe.expireat(count.key, math.ceil(count.ends) + 1)
-            totals = pipe.execute()[::2]
+            for first in range(0, len(sent), _PIPELINE_ENTRIES):
+                # MULTI/EXEC: a key never gets its count without its expiry
+                pipe = self.redis.pipeline(transaction=True)
+                for count, pending in sent[first:first + _PIPELINE_ENTRIES]:
+                    pipe.incrby(count.key, pending)
+                    pipe.expireat(count.key, math.ceil(count.ends) + 1)
+                totals += pipe.execute()[::2]
         except RedisError as exc:
             self._note_failure(exc)
-            return
-        self._failing = False
+        else:
+            self._failing = False
         with self._lock:
-            for (count, pending), total in zip(sent, totals):
+            for (count, pending), total in zip(sent, totals):  # the chunks that went through
                 count.pending -= pending
                 count.shared = int(total)
-            for key in [key for key, count in self._counts.items() if count.ends <= now and not count.pending]:
-                del self._counts[key]
 
     def close(self) -> None:
-        """Stop the reconciling thread after one last reconciliation, so no hit is left unshared."""
+        """Stop the reconciling thread after one last sharing (a process that simply exits loses at most
+        its last interval's hits, which only makes the others' count lower)."""
         self._stop.set()
         if self._thread is not None and self._owner == os.getpid():
             self._thread.join(timeout=5)
 
     def _start(self) -> None:
         """Start this process's reconciling thread (called with the lock held)."""
-        if self._owner is not None:  # a forked child: the parent's counts are the parent's to share
+        if self._owner not in (None, os.getpid()):  # a forked child: the parent's counts are the parent's
             self._counts.clear()
         self._owner = os.getpid()
         self._stop = threading.Event()
