@@ -1,6 +1,7 @@
 """Small helpers shared by tests."""
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -60,6 +61,26 @@ def post_event(client: Any, **fields: Any) -> Any:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_gunicorn(config: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    """gunicorn as compose runs it (`gunicorn.conf.py`, `wsgi:app`) with `config` in its environment."""
+    env = {**os.environ, **{key: str(value) for key, value in config.items()}, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("w") as log:
+        return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def answers_healthz(port: int) -> bool:
+    """Whether a server on `port` answers `/healthz` with 200 (a worker has loaded the app)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subprocess.Popen:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db, group_commit
-from tests.helpers import free_port, wait_until
+from tests.helpers import answers_healthz, free_port, start_gunicorn, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = timezone.utc
@@ -162,29 +160,14 @@ def gunicorn(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
     settings = {**app_config, "PORT": port, "GUNICORN_WORKERS": 2, "GUNICORN_THREADS": 8,
                 "RATE_LIMIT_INGEST": ""}
-    env = {**os.environ, **{key: str(value) for key, value in settings.items()}, "PYTHONUNBUFFERED": "1"}
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = start_gunicorn(settings, tmp_path / "gunicorn.log")
     try:
-        wait_until(lambda: len(psutil.Process(process.pid).children()) == 2 and healthy(port), timeout=30,
+        wait_until(lambda: len(psutil.Process(process.pid).children()) == 2 and answers_healthz(port), timeout=30,
                    interval=0.1, what="gunicorn and its two workers")
         yield port, process
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 @pytest.mark.processes

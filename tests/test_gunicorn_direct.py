@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import count_rows, free_port, wait_until
+from tests.helpers import answers_healthz, count_rows, free_port, start_gunicorn, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 64 * 1024  # small, so the test sends little
@@ -30,11 +28,8 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[int]:
     port = free_port()
     settings = {**app_config, "PORT": port, "GUNICORN_WORKERS": 1, "GUNICORN_THREADS": 2,
                 "MAX_BODY_BYTES": MAX_BODY_BYTES}
-    env = {**os.environ, **{key: str(value) for key, value in settings.items()}, "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = start_gunicorn(settings, log_path)
     try:
         wait_until(lambda: _healthy(port, process), timeout=30, interval=0.1)
         yield port
@@ -46,14 +41,7 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[int]:
 
 def _healthy(port: int, process: subprocess.Popen) -> bool:
     assert process.poll() is None, "gunicorn exited"
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+    return answers_healthz(port)
 
 
 def post_chunked(port: int, path: str, body: bytes, chunk: int = 8192) -> tuple[int, dict]:

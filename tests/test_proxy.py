@@ -19,7 +19,6 @@ import shutil
 import socket
 import string
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ import pytest
 
 from app.core.settings import load_config
 from app.http.headers import SECURITY_HEADERS
-from tests.helpers import free_port, stop, wait_until
+from tests.helpers import free_port, start_gunicorn, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -115,11 +114,8 @@ def gunicorn(app, app_config, tmp_path) -> Iterator[int]:
     """gunicorn as compose runs it, with only two threads; yields its port."""
     port = free_port()
     settings = {**app_config, "PORT": port, "GUNICORN_WORKERS": 1, "GUNICORN_THREADS": 2, "LOG_FORMAT": "json"}
-    env = {**os.environ, **{key: str(value) for key, value in settings.items()}, "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = start_gunicorn(settings, log_path)
     try:
         wait_for_port(port, process, log_path)
         # The arbiter listens before its worker has loaded the app: wait for an answer.
