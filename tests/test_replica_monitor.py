@@ -56,7 +56,7 @@ def test_libpq_url_drops_sqlalchemys_driver_name_and_keeps_the_rest():
             == "postgresql://u:p@db:5433/app?sslmode=require")
     assert libpq_url("postgres://u@db/app") == "postgresql://u@db/app"
     assert libpq_url("postgresql://u@db/app") == "postgresql://u@db/app"
-    assert libpq_url("sqlite:///postgresql+psycopg://") == "sqlite:///postgresql+psycopg://"  # only a leading prefix
+    assert libpq_url("x:///postgresql+psycopg://") == "x:///postgresql+psycopg://"  # only a leading prefix
 
 
 def test_what_libpq_receives_connects_to_the_server(server_url: str):
