@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import sqlalchemy as sa
 from flask import Flask
@@ -81,6 +82,15 @@ def answers_healthz(port: int) -> bool:
         return False
     finally:
         connection.close()
+
+
+def title(process: psutil.Process) -> str:
+    """A process's command line as RQ and gunicorn retitle it; "" once it has ended (a zombie not yet
+    reaped by its parent has no command line to read, and is done working)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
 
 
 def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subprocess.Popen:

@@ -18,7 +18,7 @@ import psutil
 import redis
 
 from app.jobs.queue import CALCULATION_QUEUE, calculation_queue
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, title, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN = 15.0  # seconds: gunicorn's workers notice their master is gone within a second or two
@@ -49,20 +49,20 @@ def test_killing_the_launcher_kills_its_server_worker_work_horse_and_scheduler(a
         job = queue.enqueue("time.sleep", 120, job_timeout=300)
         wait_until(lambda: job.get_status(refresh=True) == "started", timeout=60, what="the job started")
         family = psutil.Process(launcher.pid).children(recursive=True)
-        commands = [" ".join(process.cmdline()) for process in family]
+        commands = [title(process) for process in family]
         assert any("gunicorn" in command for command in commands), commands
         assert any("scheduler" in command for command in commands), commands
         # RQ retitles its processes: the worker "rq:worker:<name>: ...", its work horse "...: Processing ...".
         (worker,) = [process for process in family if process.ppid() == launcher.pid
-                     and "rq:worker" in " ".join(process.cmdline())]
-        assert any("Processing time.sleep" in " ".join(child.cmdline()) for child in worker.children()), commands
+                     and "rq:worker" in title(process)]
+        assert any("Processing time.sleep" in title(child) for child in worker.children()), commands
 
         launcher.send_signal(signal.SIGKILL)
         launcher.wait()
         try:
             wait_until(lambda: all(gone(process.pid) for process in family), timeout=GONE_WITHIN)
         except AssertionError:
-            survivors = [" ".join(process.cmdline()) for process in family if not gone(process.pid)]
+            survivors = [title(process) for process in family if not gone(process.pid)]
             raise AssertionError(f"still running {GONE_WITHIN} s after the launcher was killed: {survivors}") from None
     finally:
         for process in family:  # whatever the outcome, leave nothing running

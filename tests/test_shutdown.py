@@ -26,7 +26,7 @@ from app.extensions import database, db, settings
 from app.jobs.queue import JobTimeout
 from app.jobs.tasks import calculation_settings, timeout_behind
 from app.services.calculation import calculate_metrics
-from tests.helpers import free_port, make_partitions, separate_app, stop, wait_until
+from tests.helpers import free_port, make_partitions, separate_app, stop, title, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -179,7 +179,7 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, 
                                 timeout=60)
         assert "exceeded maximum timeout value (2 seconds)" in failed["error"], failed
         # RQ retitles its work horse "...: Processing <job>"; the worker's other child is RQ's scheduler.
-        wait_until(lambda: not any("Processing" in " ".join(child.cmdline())
+        wait_until(lambda: not any("Processing" in title(child)
                                    for child in psutil.Process(worker.pid).children()), timeout=10)
         with app.app_context():
             def statements_running() -> int:
