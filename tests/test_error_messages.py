@@ -150,7 +150,10 @@ def test_an_events_cursor_is_not_a_metrics_cursor(client):
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    ({"evts": []}, ("invalid_field", "events", 'request body must be an object {"events": [...]}')),
+    ({"evts": []}, ("unknown_field", "evts", "unknown field 'evts'")),
+    ({}, ("missing_field", "events", "is required")),
+    ([], ("invalid_field", "events", 'request body must be an object {"events": [...]}')),
+    ({"events": {}}, ("invalid_field", "events", "must be a non-empty array of events")),
     ({"events": []}, ("invalid_field", "events", "must be a non-empty array of events")),
     ({"events": [GOOD] * 1001}, ("batch_too_large", "events", "must hold at most 1000 events")),
 ])

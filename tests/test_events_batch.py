@@ -87,10 +87,11 @@ def test_batch_over_1000_items_is_rejected(client, app):
 
 
 def test_batch_envelope_must_be_an_object_with_a_non_empty_events_array(client):
-    for body in ([], {"events": []}, {"events": {}}, {"events": [], "extra": 1}, {"items": []}):
+    for body, field in (([], "events"), ({"events": []}, "events"), ({"events": {}}, "events"), ({}, "events"),
+                        ({"events": [event(0)], "extra": 1}, "extra"), ({"items": []}, "items")):
         response = client.post("/api/events/batch", json=body)
         assert response.status_code == 400
-        assert response.get_json()["error"]["field"] == "events"
+        assert response.get_json()["error"]["field"] == field, body
 
 
 def test_late_events_in_a_batch_mark_their_windows_stale(client, app, runner):

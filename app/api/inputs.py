@@ -1,11 +1,9 @@
 """Reading API requests: the JSON body and the list parameters, checked by the core input rules."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import request
 
-from ..core.validation import InputBounds, ListQuery, decode_json_body, parse_list_query
+from ..core.validation import InputBounds, ListQuery, parse_list_query
 from ..extensions import settings
 from ..http.errors import ApiError
 
@@ -13,8 +11,9 @@ from ..http.errors import ApiError
 JSON_READABLE_TYPES = frozenset({"application/json", "", "text/plain"})
 
 
-def json_body(*, optional: bool = False) -> Any:
-    """The request's JSON document; 415 for a declared content type that is not JSON, 400 when malformed.
+def json_body(*, optional: bool = False) -> bytes | None:
+    """The request's JSON document, undecoded (the input rules decode it into its type); 415 for a
+    declared content type that is not JSON.
 
     A body without a Content-Type, or sent as `text/plain`, is read as JSON too:
     the original service read any body as JSON, and its clients (the HTTPie
@@ -27,7 +26,7 @@ def json_body(*, optional: bool = False) -> Any:
         raise ApiError("send the body as application/json", status=415, code="unsupported_media_type")
     if optional and not raw.strip():
         return None
-    return decode_json_body(raw)
+    return raw
 
 
 def input_bounds() -> InputBounds:

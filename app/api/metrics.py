@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..core.errors import NotFoundError, ValidationError
+from ..core.errors import NotFoundError
 from ..core.times import utcnow
-from ..core.validation import parse_calculation_range, parse_query_bool
+from ..core.validation import parse_calculation_request, parse_query_bool
 from ..extensions import database, guarded_redis, settings
 from ..jobs.calculations import enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
@@ -24,13 +24,7 @@ def trigger_metrics() -> tuple[Response, int]:
     body = json_body(optional=True)
     start = end = None
     if body is not None:
-        if not isinstance(body, dict):
-            raise ValidationError("request body must be a JSON object")
-        unknown = sorted(set(body) - {"from", "till"})
-        if unknown:
-            raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0], code="unknown_field")
-        start, end = parse_calculation_range(body.get("from"), body.get("till"),
-                                             max_range=settings().max_calculation_range)
+        start, end = parse_calculation_request(body, max_range=settings().max_calculation_range)
     with guarded_redis() as redis:
         job, _created = enqueue_calculation(redis, settings(), start, end)
     return jsonify(job=job_json(job)), 202

@@ -18,7 +18,8 @@ from flask import current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
 from ..core.settings import Settings
-from ..core.validation import MAX_ACTION_LENGTH, MAX_BATCH, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
+from ..core.request_bodies import schemas as request_body_schemas
+from ..core.validation import MAX_ACTION_LENGTH, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
 from ..extensions import settings as app_settings
 from ..http.request_log import REQUEST_ID_PATTERN
 from . import bp
@@ -157,9 +158,28 @@ def _meta_filter(settings: Settings) -> str:
             "`too_many_filters`). Unknown, repeated or empty parameters are a 400 naming the parameter.")
 
 
+def _request_schemas(settings: Settings) -> dict[str, Schema]:
+    """The request bodies' schemas, generated from their declarations, with the limits that are settings."""
+    schemas = request_body_schemas(ref_template="#/components/schemas/{name}")
+    event = schemas["NewEvent"]["properties"]
+    event["metadata"]["description"] = (f"Any JSON object of at most {settings.metadata_max_bytes} bytes encoded, "
+                                        f"nested at most {MAX_METADATA_DEPTH} levels; no NUL characters.")
+    event["occurred_at"]["description"] = (
+        f"When it happened (default: now); at most {settings.event_future_tolerance_seconds} s in the future and "
+        f"at most {settings.event_max_age_days} days in the past"
+        + (f" (and at most {settings.events_retention_days} days old: EVENTS_RETENTION_DAYS)."
+           if settings.events_retention_days else "."))
+    schemas["NewEvent"]["examples"] = [{"user_id": 321, "action": "test_action",
+                                        "metadata": {"page": "/hello/world"}}]
+    schemas["CalculationRequest"]["description"] += (
+        f" Give both or neither; `till` may be at most {settings.metrics_max_range_days} days after `from`.")
+    return schemas
+
+
 def _schemas(settings: Settings) -> dict[str, Schema]:
     window = {"type": "string", "format": "date-time"}
     return {
+        **_request_schemas(settings),
         "Error": {
             "type": "object",
             "description": "The envelope of every error under /api.",
@@ -187,30 +207,6 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "properties": {"index": {"type": "integer", "minimum": 0}, "field": {"type": ["string", "null"]},
                            "message": {"type": "string"}},
         },
-        "NewEvent": {
-            "type": "object",
-            "required": ["user_id", "action"],
-            "additionalProperties": False,
-            "properties": {
-                "user_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
-                            "description": "A JSON integer; strings, floats and booleans are refused."},
-                "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH, "description": "Not blank."},
-                "metadata": {"type": "object", "default": {},
-                             "description": f"Any JSON object of at most {settings.metadata_max_bytes} bytes "
-                                            f"encoded, nested at most {MAX_METADATA_DEPTH} levels; no NUL characters."},
-                "occurred_at": {**_nullable(_TIMESTAMP),
-                                "description": "When it happened (default: now); at most "
-                                               f"{settings.event_future_tolerance_seconds} s in the future and at "
-                                               f"most {settings.event_max_age_days} days in the past"
-                                               + (f" (and at most {settings.events_retention_days} days old: "
-                                                  "EVENTS_RETENTION_DAYS)." if settings.events_retention_days
-                                                  else ".")},
-                "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "null"}],
-                       "description": "Your id for the event, unique per user: a retry with the same id "
-                                      "and user_id is stored once."},
-            },
-            "examples": [{"user_id": 321, "action": "test_action", "metadata": {"page": "/hello/world"}}],
-        },
         "Event": {
             "type": "object",
             "required": ["id", "uuid", "user_id", "action", "metadata", "occurred_at", "occured_at", "received_at"],
@@ -235,12 +231,6 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "properties": {"events": {"type": "array", "items": _ref("Event")},
                            "next_cursor": {"type": ["string", "null"],
                                            "description": "Pass as `cursor` for the next page; null on the last."}},
-        },
-        "EventBatch": {
-            "type": "object",
-            "required": ["events"],
-            "additionalProperties": False,
-            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewEvent")}},
         },
         "BatchResult": {
             "type": "object",
@@ -301,13 +291,6 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "final": {"const": False},
                 "as_of": {"type": "string", "format": "date-time", "description": "When these were counted."},
             },
-        },
-        "CalculationRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "Give both or neither; without them every pending closed window is computed. "
-                           f"`till` may be at most {settings.metrics_max_range_days} days after `from`.",
-            "properties": {"from": _nullable(_TIMESTAMP), "till": _nullable(_TIMESTAMP)},
         },
         "CalculationSummary": {
             "type": "object",

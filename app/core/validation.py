@@ -3,32 +3,41 @@
 Pure functions with no Flask or database access, shared by the JSON API, the
 HTML pages and the CLI, so every entry point enforces the same rules. Each
 failure raises `ValidationError` naming the offending field.
+
+JSON bodies are decoded by msgspec into the types of `app.core.request_bodies`,
+which check types, bounds and unknown fields in C; msgspec's error becomes
+ours here, its words taken from the declaration. The rules a type cannot say
+come after, and cost little when they cannot apply: NUL characters and lone
+surrogates can only arrive as `\\u` escapes, and nesting deeper than
+MAX_METADATA_DEPTH needs more brackets than a small body holds. A body msgspec
+cannot decode is decoded again by the standard library, rarely and only to
+say precisely what is wrong with it.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
+import msgspec
+import msgspec.inspect
 
+from . import request_bodies as bodies
 from .errors import ValidationError
+from .request_bodies import MAX_ACTION_LENGTH, MAX_BATCH, MAX_BIGINT, UUID_EXAMPLE
 from .times import TimeFormatError, format_rfc3339, parse_rfc3339
 
-MAX_BIGINT = 2**63 - 1
-MAX_ACTION_LENGTH = 255
+__all__ = ["MAX_ACTION_LENGTH", "MAX_BATCH", "MAX_BIGINT"]
+
 MAX_METADATA_DEPTH = 32
-MAX_BATCH = 1000
 MAX_QUERY_VALUE_LENGTH = 512
 META_PREFIX = "meta."
-EVENT_FIELDS = frozenset({"id", "user_id", "action", "metadata", "occurred_at"})
-# Built once: json.dumps() with options builds a new encoder on every call, which
-# costs more than encoding a small metadata object.
-_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+Body = TypeVar("Body", bound=msgspec.Struct)
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class InputBounds:
 
 
 @dataclass(frozen=True)
-class NewEvent:
+class ValidEvent:
     """A validated event, ready to store. `id` is None when the client chose none."""
 
     user_id: int
@@ -68,7 +77,10 @@ def _finite_float(text: str) -> float:
 
 
 def decode_json_body(raw: bytes) -> Any:
-    """Decode a request body strictly: UTF-8 only, no NaN/Infinity, bounded nesting."""
+    """Decode a request body strictly: UTF-8 only, no NaN/Infinity, bounded nesting.
+
+    The standard library's decoder, for its precise messages: used when msgspec refuses a body.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -78,7 +90,7 @@ def decode_json_body(raw: bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise ValidationError("request body is nested too deeply", code="malformed_json") from None
+        raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
     except ValueError as exc:
         raise ValidationError(f"request body is not valid JSON: {exc}", code="malformed_json") from None
 
@@ -93,43 +105,42 @@ def check_text(value: str, field: str | None, what: str = "") -> None:
         raise ValidationError(f"{what}must not contain lone surrogate escapes such as \\ud800", field=field) from None
 
 
-def _check_values(value: Any, field: str, depth: int = 0) -> None:
+def _check_values(value: Any, field: str, texts: bool, depth: int = 0) -> None:
+    """Walk nested metadata for its depth and, with `texts`, its strings."""
     if depth > MAX_METADATA_DEPTH:
         raise ValidationError(f"is nested deeper than {MAX_METADATA_DEPTH} levels", field=field)
     if isinstance(value, str):
-        check_text(value, field)
+        if texts:
+            check_text(value, field)
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_text(key, field, "keys ")
-            _check_values(item, field, depth + 1)
+            if texts:
+                check_text(key, field, "keys ")
+            _check_values(item, field, texts, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_values(item, field, depth + 1)
+            _check_values(item, field, texts, depth + 1)
 
 
-def parse_user_id(value: Any, field: str = "user_id") -> int:
-    """A positive 64-bit integer; JSON booleans, floats and strings are refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError("must be a positive integer", field=field)
-    if value < 1 or value > MAX_BIGINT:
-        raise ValidationError(f"must be between 1 and {MAX_BIGINT}", field=field)
-    return value
-
-
-def parse_action(value: Any, field: str = "action") -> str:
-    if not isinstance(value, str):
-        raise ValidationError("must be a string", field=field)
+def _check_action(value: str, field: str, texts: bool) -> str:
+    """What the declared type of an action cannot say: not blank, and (with `texts`) text PostgreSQL stores."""
     if not value.strip():
         raise ValidationError("must not be empty", field=field)
-    if len(value) > MAX_ACTION_LENGTH:
-        raise ValidationError(f"must be at most {MAX_ACTION_LENGTH} characters", field=field)
-    check_text(value, field)
+    if texts:
+        check_text(value, field)
     return value
 
 
-def parse_timestamp(value: Any, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise ValidationError("must be an RFC 3339 timestamp string", field=field)
+def parse_action(value: str, field: str = "action") -> str:
+    """An action typed into a filter: the same rules as an event's `action`."""
+    try:
+        msgspec.convert(value, bodies.Action)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(_field_message(str(exc), _ACTION, {}), field=field) from None
+    return _check_action(value, field, texts=True)
+
+
+def parse_timestamp(value: str, field: str) -> datetime:
     try:
         return parse_rfc3339(value)
     except TimeFormatError as exc:
@@ -137,47 +148,142 @@ def parse_timestamp(value: Any, field: str) -> datetime:
 
 
 def encode_metadata(metadata: dict[str, Any]) -> str:
-    """Compact JSON of a metadata object, as stored.
+    """Compact JSON of a metadata object, as stored (msgspec writes integers beyond 64 bits too)."""
+    return msgspec.json.encode(metadata).decode()
 
-    orjson does it about five times faster, which shows on 1,000-event
-    batches; the standard library takes what orjson refuses (integers beyond
-    64 bits, which JSON and PostgreSQL allow).
-    """
+
+# msgspec's errors: "<what>" or "<what> - at `$<path>`", path like `$.user_id` or `$.events[3].metadata[...]`
+_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"^Object (?P<kind>missing required|contains unknown) field `(?P<name>[^`]*)`$")
+_FIRST_FIELD = re.compile(r"^\.(?P<name>[^.\[]+)")
+# Escapes that can decode to what PostgreSQL refuses: NUL (\u0000) and lone surrogates (\ud800-\udfff).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+
+
+def _field_types(struct: type[msgspec.Struct]) -> dict[str, tuple[Any, dict[str, Any], bool]]:
+    """Each field's msgspec type (None of an optional unwrapped), its declared `extra` and whether it is
+    required, by wire name."""
+    return {info.encode_name: (*_unwrapped(info.type), info.required)
+            for info in msgspec.inspect.type_info(struct).fields}
+
+
+def _unwrapped(kind: Any) -> tuple[Any, dict[str, Any]]:
+    """A msgspec type without its optional None and its metadata, and the `extra` that metadata declares."""
+    extra: dict[str, Any] = {}
+    if isinstance(kind, msgspec.inspect.UnionType):
+        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+    if isinstance(kind, msgspec.inspect.Metadata):
+        kind, extra = kind.type, kind.extra or {}
+    return kind, extra
+
+
+_NOUNS = {msgspec.inspect.IntType: "an integer", msgspec.inspect.StrType: "a string",
+          msgspec.inspect.DictType: "a JSON object", msgspec.inspect.UUIDType: "a UUID string",
+          msgspec.inspect.ListType: "an array"}
+_ACTION, _ = _unwrapped(msgspec.inspect.type_info(bodies.Action))
+_FIELDS = {struct: _field_types(struct) for struct in (bodies.NewEvent, bodies.EventBatch, bodies.CalculationRequest)}
+
+
+def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
+    """msgspec's complaint about a field, in the words of the field's declaration."""
+    if ", got `" in what:
+        return f"must be {extra.get('noun') or _NOUNS.get(type(kind), 'of another type')}"
+    if isinstance(kind, msgspec.inspect.IntType) and re.match(r"Expected `int` [<>]=", what):
+        return f"must be between {kind.ge} and {kind.le}"
+    if isinstance(kind, (msgspec.inspect.StrType, msgspec.inspect.ListType)) and " of length >= " in what:
+        return f"must be {extra['noun']}" if "noun" in extra else "must not be empty"
+    if isinstance(kind, msgspec.inspect.StrType) and " of length <= " in what:
+        return f"must be at most {kind.max_length} characters"
+    if isinstance(kind, msgspec.inspect.UUIDType):
+        return f"must be a UUID such as {UUID_EXAMPLE}"
+    return what
+
+
+def _translate(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_message: str,
+               root_field: str | None = None) -> ValidationError:
+    """msgspec's error as ours: the field at fault, a code, and a message from the declaration."""
+    found = _MSGSPEC_ERROR.match(str(exc))
+    what, path = found["what"], found["path"] or ""
+    named = _NAMED_FIELD.match(what)
+    if not path and named:
+        name = named["name"]
+        if named["kind"] == "contains unknown":
+            return ValidationError(f"unknown field {name!r}", field=name, code="unknown_field")
+        return ValidationError("is required", field=name, code="missing_field")
+    first = _FIRST_FIELD.match(path)
+    if first is None:
+        return ValidationError(root_message, field=root_field)
+    name = first["name"]
+    kind, extra, required = _FIELDS[struct][name]
+    if required and what.endswith(", got `null`"):
+        return ValidationError("is required", field=name, code="missing_field")
+    if isinstance(kind, msgspec.inspect.ListType) and " of length <= " in what:
+        return ValidationError(f"must hold at most {kind.max_length} {name}", field=name, code="batch_too_large")
+    return ValidationError(_field_message(what, kind, extra), field=name)
+
+
+class _InvalidItem(Exception):
+    """A batch whose shape is right but one of whose events is not: each is then decoded on its own."""
+
+
+_ITEM_PATH = re.compile(r"^\.events\[\d+\]")
+_NESTED_TOO_DEEPLY = "request body is nested too deeply"
+
+
+def _decoded(raw: bytes | Any, struct: type[Body], root_message: str, root_field: str | None = None, *,
+             nullable: bool = False) -> Body:
+    """`raw` (bytes, or a document already decoded) as `struct` (or None, if `nullable`), or our ValidationError."""
+    wanted = struct | None if nullable else struct
     try:
-        return orjson.dumps(metadata).decode()
-    except TypeError:
-        return _METADATA_ENCODER.encode(metadata)
+        if isinstance(raw, bytes):
+            return msgspec.json.decode(raw, type=wanted)
+        return msgspec.convert(raw, wanted)
+    except msgspec.ValidationError as exc:
+        what, path = _MSGSPEC_ERROR.match(str(exc)).group("what", "path")
+        if struct is bodies.EventBatch and _ITEM_PATH.match(path or ""):
+            raise _InvalidItem from None
+        if not (what.endswith("out of range") and isinstance(raw, bytes)):
+            raise _translate(exc, struct, root_message, root_field) from None
+        # a number msgspec cannot hold (1e999, or an integer of a thousand digits): as below
+    except RecursionError:
+        raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    # What msgspec refuses to decode, the standard library decodes again: it reads lone surrogates (which then
+    # get their field's message) and numbers beyond 64 bits, and says precisely why it refuses anything else.
+    return _decoded(decode_json_body(raw), struct, root_message, root_field, nullable=nullable)
 
 
-def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent:
-    """Validate one event object as sent to `POST /api/event`.
+@dataclass(frozen=True)
+class _Suspicions:
+    """What the raw body allows: escapes that could hide NUL or a lone surrogate, and deep nesting."""
 
-    Unknown fields are rejected rather than ignored, so a misspelt field
-    (`metdata`) is reported instead of silently dropping data.
-    """
-    if not isinstance(payload, Mapping):
-        raise ValidationError("request body must be a JSON object", field=None)
-    unknown = sorted(set(payload) - EVENT_FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0], code="unknown_field")
-    for required in ("user_id", "action"):
-        if payload.get(required) is None:
-            raise ValidationError("is required", field=required, code="missing_field")
+    texts: bool
+    deep: bool
 
-    user_id = parse_user_id(payload["user_id"])
-    action = parse_action(payload["action"])
+    @classmethod
+    def of(cls, raw: bytes | Any) -> _Suspicions:
+        if not isinstance(raw, bytes):
+            return cls(texts=True, deep=True)
+        return cls(texts=_SUSPECT_ESCAPE.search(raw) is not None,
+                   deep=raw.count(b"[") + raw.count(b"{") > MAX_METADATA_DEPTH)
 
-    metadata = payload.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise ValidationError("must be a JSON object", field="metadata")
-    _check_values(metadata, "metadata")
-    metadata_json = encode_metadata(metadata)
-    if len(metadata_json.encode("utf-8")) > bounds.metadata_max_bytes:
+
+def _checked(body: bodies.NewEvent, suspicions: _Suspicions, now: datetime, bounds: InputBounds) -> ValidEvent:
+    """The rules a type cannot say, on a decoded event."""
+    _check_action(body.action, "action", suspicions.texts)
+    metadata = body.metadata
+    if suspicions.deep or suspicions.texts:
+        _check_values(metadata, "metadata", suspicions.texts)
+    encoded = msgspec.json.encode(metadata)
+    if len(encoded) > bounds.metadata_max_bytes:
         raise ValidationError(f"must be at most {bounds.metadata_max_bytes} bytes when encoded", field="metadata")
 
     occurred_at = None
-    if payload.get("occurred_at") is not None:
-        occurred_at = parse_timestamp(payload["occurred_at"], "occurred_at")
+    if body.occurred_at is not None:
+        if suspicions.texts:
+            check_text(body.occurred_at, "occurred_at")
+        occurred_at = parse_timestamp(body.occurred_at, "occurred_at")
         if occurred_at > now + bounds.future_tolerance:
             raise ValidationError("must not be more than "
                                   f"{int(bounds.future_tolerance.total_seconds())} seconds in the future",
@@ -189,17 +295,61 @@ def parse_event(payload: Any, *, now: datetime, bounds: InputBounds) -> NewEvent
         if days is not None and occurred_at < now - timedelta(days=days):
             raise ValidationError(f"must be at most {days} days old: events are kept for {days} days "
                                   "(EVENTS_RETENTION_DAYS)", field="occurred_at")
+    return ValidEvent(body.user_id, body.action, metadata, encoded.decode(), occurred_at, body.id)
 
-    event_id = None
-    if payload.get("id") is not None:
-        if not isinstance(payload["id"], str):
-            raise ValidationError("must be a UUID string", field="id")
+
+_EVENT_ROOT = "request body must be a JSON object"
+_BATCH_ROOT = 'request body must be an object {"events": [...]}'
+
+
+def parse_event(raw: bytes | Any, *, now: datetime, bounds: InputBounds) -> ValidEvent:
+    """Validate one event as sent to `POST /api/event`: the body's bytes, or a document already decoded.
+
+    Unknown fields are rejected rather than ignored, so a misspelt field
+    (`metdata`) is reported instead of silently dropping data.
+    """
+    body = _decoded(raw, bodies.NewEvent, _EVENT_ROOT)
+    return _checked(body, _Suspicions.of(raw), now, bounds)
+
+
+class _RawBatch(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+def _batch_items(raw: bytes | Any) -> list[bytes | Any]:
+    """The items of a batch whose shape msgspec has already accepted, each undecoded if it can be."""
+    if isinstance(raw, bytes):
         try:
-            event_id = uuid.UUID(payload["id"])
-        except ValueError:
-            raise ValidationError("must be a UUID such as 0b9f6c5e-3c1a-4d8e-9a57-1f2e3d4c5b6a", field="id") from None
+            return [bytes(item) for item in msgspec.json.decode(raw, type=_RawBatch).events]
+        except msgspec.DecodeError:  # lone surrogates again: the standard library reads them
+            raw = decode_json_body(raw)
+    return list(raw["events"])
 
-    return NewEvent(user_id, action, metadata, metadata_json, occurred_at, event_id)
+
+def parse_batch(raw: bytes | Any, *, now: datetime, bounds: InputBounds) -> list[ValidEvent]:
+    """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
+
+    Every invalid item is reported (its index, field and message) in one
+    error, so a client can fix the batch and send it again.
+    """
+    suspicions = _Suspicions.of(raw)
+    items: list[bytes | Any | bodies.NewEvent]
+    try:
+        items = list(_decoded(raw, bodies.EventBatch, _BATCH_ROOT, "events").events)
+    except _InvalidItem:
+        items = _batch_items(raw)
+    news: list[ValidEvent] = []
+    errors = []
+    for index, item in enumerate(items):
+        try:
+            body = item if isinstance(item, bodies.NewEvent) else _decoded(item, bodies.NewEvent, _EVENT_ROOT)
+            news.append(_checked(body, suspicions, now, bounds))
+        except ValidationError as exc:
+            errors.append({"index": index, "field": exc.field, "message": exc.message})
+    if errors:
+        raise ValidationError(f"{len(errors)} of {len(items)} events are invalid; nothing was stored",
+                              field="events", code="invalid_batch", details=errors)
+    return news
 
 
 def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tuple[str, ...] = (),
@@ -252,33 +402,15 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
         raise ValidationError("must not be before `from`", field="till")
 
 
-def parse_batch(body: Any, *, now: datetime, bounds: InputBounds) -> list[NewEvent]:
-    """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
-
-    Every invalid item is reported (its index, field and message) in one
-    error, so a client can fix the batch and send it again.
-    """
-    if not isinstance(body, dict) or set(body) != {"events"}:
-        raise ValidationError('request body must be an object {"events": [...]}', field="events")
-    items = body["events"]
-    if not isinstance(items, list) or not items:
-        raise ValidationError("must be a non-empty array of events", field="events")
-    if len(items) > MAX_BATCH:
-        raise ValidationError(f"must hold at most {MAX_BATCH} events", field="events", code="batch_too_large")
-    news: list[NewEvent] = []
-    errors = []
-    for index, item in enumerate(items):
-        try:
-            news.append(parse_event(item, now=now, bounds=bounds))
-        except ValidationError as exc:
-            errors.append({"index": index, "field": exc.field, "message": exc.message})
-    if errors:
-        raise ValidationError(f"{len(errors)} of {len(items)} events are invalid; nothing was stored",
-                              field="events", code="invalid_batch", details=errors)
-    return news
+def parse_calculation_request(raw: bytes, *, max_range: timedelta) -> tuple[datetime | None, datetime | None]:
+    """The body of `POST /api/metrics` (JSON `null` is no body): `parse_calculation_range` of its fields."""
+    body = _decoded(raw, bodies.CalculationRequest, _EVENT_ROOT, nullable=True)
+    if body is None:
+        return None, None
+    return parse_calculation_range(body.from_, body.till, max_range=max_range)
 
 
-def parse_calculation_range(start: Any, end: Any, *,
+def parse_calculation_range(start: str | None, end: str | None, *,
                             max_range: timedelta) -> tuple[datetime | None, datetime | None]:
     """An explicit `[from, till)` to recompute, or (None, None) for "every pending window".
 

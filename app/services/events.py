@@ -23,7 +23,7 @@ from ..core.database import Database
 from ..core.errors import ConflictError, ValidationError
 from ..core.partitions import partitions_for
 from ..core.tables import events as events_table
-from ..core.validation import NewEvent
+from ..core.validation import ValidEvent
 from ..core.windows import EPOCH, floor_window
 from .pagination import decode_cursor, encode_cursor, keyset_page
 from .partitions import create_partitions, is_missing_partition
@@ -155,14 +155,14 @@ JOIN events e ON e.user_id = k.user_id AND e.occurred_at = k.occurred_at AND e.i
 EventKey = tuple[int, uuid.UUID]
 
 
-def _same_event(stored: StoredEvent, new: NewEvent) -> bool:
+def _same_event(stored: StoredEvent, new: ValidEvent) -> bool:
     """Whether a retry carries what was stored (an omitted occurred_at matches any)."""
     if (stored.user_id, stored.action, stored.metadata) != (new.user_id, new.action, new.metadata):
         return False
     return new.occurred_at is None or new.occurred_at == stored.occurred_at
 
 
-def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent], window_size: timedelta,
+def _insert_statement(events: list[StoredEvent], news: Sequence[ValidEvent], window_size: timedelta,
                       late: bool) -> tuple[str, dict[str, Any]]:
     """The insert for these events and its parameters."""
     keyed = any(new.id is not None for new in news)
@@ -184,7 +184,7 @@ def _insert_statement(events: list[StoredEvent], news: Sequence[NewEvent], windo
     return _INSERTS[True, keyed, late], params
 
 
-def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime,
+def record_events(database: Database, news: Sequence[ValidEvent], *, now: datetime,
                   window_size: timedelta) -> Recorded:
     """Store events once each, in one statement, all or none.
 
@@ -222,7 +222,7 @@ def record_events(database: Database, news: Sequence[NewEvent], *, now: datetime
     return Recorded(results, late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
 
 
-def _store(database: Database, events: list[StoredEvent], news: Sequence[NewEvent], statement: str,
+def _store(database: Database, events: list[StoredEvent], news: Sequence[ValidEvent], statement: str,
            params: dict[str, Any]) -> list[tuple[StoredEvent, bool]]:
     """Run the insert; look up the stored events of client ids that were not new."""
     with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
@@ -236,7 +236,7 @@ def _store(database: Database, events: list[StoredEvent], news: Sequence[NewEven
         return _resolve_retries(events, news, created, stored)
 
 
-def _resolve_retries(events: list[StoredEvent], news: Sequence[NewEvent], created: set[EventKey],
+def _resolve_retries(events: list[StoredEvent], news: Sequence[ValidEvent], created: set[EventKey],
                      stored: dict[EventKey, StoredEvent]) -> list[tuple[StoredEvent, bool]]:
     """Match events whose key was not new against what is stored; raise on any conflict.
 

@@ -29,7 +29,7 @@ import psycopg
 
 from ..core.database import Database
 from ..core.errors import ConflictError, UnavailableError
-from ..core.validation import NewEvent
+from ..core.validation import ValidEvent
 from ..core.windows import floor_window
 from .events import Recorded, record_events
 
@@ -42,7 +42,7 @@ _ROW_ERRORS = (ConflictError, psycopg.DataError, psycopg.IntegrityError)
 class _Waiting:
     """One request's event, and what became of it."""
 
-    new: NewEvent
+    new: ValidEvent
     now: datetime
     recorded: Recorded | None = None
     error: BaseException | None = None
@@ -69,7 +69,7 @@ class GroupCommit:
         with self._changed:
             return len(self._queue)
 
-    def record(self, new: NewEvent, *, now: datetime) -> Recorded:
+    def record(self, new: ValidEvent, *, now: datetime) -> Recorded:
         """Store one event with whatever others are waiting; return once it is committed (or raise its error)."""
         if new.occurred_at is not None and new.occurred_at < floor_window(now, self.window_size):
             return record_events(self.database, [new], now=now, window_size=self.window_size)
