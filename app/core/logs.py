@@ -28,9 +28,16 @@ def log_fields(**fields: Any) -> dict[str, Any]:
 
 
 def redact(text: str) -> str:
-    """Mask passwords in URLs (`scheme://user:***@host`) and in `password=...` parameters."""
-    text = _URL_CREDENTIALS.sub(r"\g<keep>***@", text)
-    return _PASSWORD_PARAM.sub(r"\g<keep>***", text)
+    """Mask passwords in URLs (`scheme://user:***@host`) and in `password=...` parameters.
+
+    Text with no `@` holds no URL credentials and text with no `=` no parameter: most of what is
+    logged (every request line's method and path) skips both regular expressions.
+    """
+    if "@" in text:
+        text = _URL_CREDENTIALS.sub(r"\g<keep>***@", text)
+    if "=" in text:
+        text = _PASSWORD_PARAM.sub(r"\g<keep>***", text)
+    return text
 
 
 class StructuredFormatter(logging.Formatter):

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,17 @@ class ProcessMetrics:
     events_ingested: Counter
     events_duplicates: Counter
     events_late: Counter
+    # (method, route, status) -> its counter and histogram children: `labels()` takes a lock and checks its
+    # arguments on every call; the keys are few (routes are templates, methods and statuses a short list)
+    request_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+
+    def request_series_of(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        key = (method, route, status)
+        series = self.request_series.get(key)
+        if series is None:
+            series = self.request_series[key] = (self.http_requests.labels(method, route, str(status)),
+                                                 self.http_request_seconds.labels(method, route))
+        return series
 
 
 _process: ProcessMetrics | None = None
@@ -112,9 +123,10 @@ def _metrics() -> ProcessMetrics:
 def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> None:
     """Record what one ingestion call did; called by the API after the events service committed."""
     metrics = _metrics()
-    metrics.events_ingested.inc(created)
-    metrics.events_duplicates.inc(duplicates)
-    metrics.events_late.inc(late)
+    for counter, amount in ((metrics.events_ingested, created), (metrics.events_duplicates, duplicates),
+                            (metrics.events_late, late)):
+        if amount:
+            counter.inc(amount)
 
 
 def init_app(app: Flask, config: Settings) -> None:
@@ -135,10 +147,10 @@ def _observe_request(response: Response) -> Response:
     started = g.get("prometheus_started")
     method = request.method if request.method in METHODS else "other"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics = _metrics()
-    metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+    requests, seconds = _metrics().request_series_of(method, route, response.status_code)
+    requests.inc()
     if started is not None:
-        metrics.http_request_seconds.labels(method, route).observe(time.perf_counter() - started)
+        seconds.observe(time.perf_counter() - started)
     return response
 
 
