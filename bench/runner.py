@@ -7,7 +7,8 @@ with the same settings: the service (`wsgi:app`) and the reference apps
 1. write path: the bare Flask endpoint, the thin Flask + psycopg INSERT endpoint
    and the service's POST /api/event, interleaved round by round (each write
    run starts from an empty table); pgbench single-row INSERTs; psycopg COPY and
-   POST /api/events/batch, interleaved;
+   POST /api/events/batch, interleaved; the batch body decoded in-process by
+   msgspec (what the service uses) and by pydantic v2; each per-request hook timed;
 2. seed: N events into one closed window, then VACUUM ANALYZE;
 3. read path: GET /api/events first page and a deep keyset page of the hot
    user, interleaved, and their EXPLAIN (ANALYZE, BUFFERS) plans;
@@ -52,7 +53,7 @@ from app.services.calculation import CalculationSettings, calculate_metrics
 from app.services.events import Cursor, EventFilter, list_events, new_event_ids
 from app.services.metrics import MetricFilter, list_metrics
 
-from . import load, profile
+from . import decoders, hooks, load, profile
 from .database import HOT_EVERY, PLAIN_WINDOW_ACTIONS, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, machine_description, text_table
@@ -275,6 +276,15 @@ class Bench:
         self.single = measured
         self.batch_path()
         self.write_costs()
+        self.decoding()
+
+    def decoding(self) -> None:
+        """In-process: the batch body decoded by msgspec (what the service uses) and by pydantic v2."""
+        size = self.args.batch_size
+        self.log(f"decoding: msgspec and pydantic on a {size}-event batch body")
+        self.results.details.append(decoders.describe(decoders.compare(batch_bodies(size, 1)[0], size), size))
+        self.log("hooks: each per-request hook timed in-process")
+        self.results.details.append(hooks.describe(hooks.hook_costs(self.app)))
 
     def batch_path(self) -> None:
         """1,000-event batches against COPY of pre-built rows into the same table."""
@@ -578,7 +588,8 @@ class Bench:
                     f"{cpu_split(self.single['thin'])} for the thin endpoint; the extra is the service's own "
                     "per-request work the thin endpoint skips: the per-client rate limit (counted in the "
                     "process), token check, request id, structured log line, Prometheus counters, security "
-                    "headers, strict validation written in Python, handing the event to its group's writer and "
+                    "headers, validation (msgspec's decoding, then the rules a type cannot say), handing the event "
+                    "to its group's writer and "
                     "the stored event in the answer. See the profile below for their shares.")
         if row.figure.startswith("POST /api/event, p99"):
             return ("A request whose event arrives while a group is being committed waits for that commit and "
