@@ -27,11 +27,16 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "app.core.times": ("test_error_messages", "test_events_api", "test_bad_input", "test_web_units", "test_windows",
                        "test_unusual_inputs", "test_metrics_api", "test_logging"),
     "app.core.validation": ("test_error_messages", "test_bad_input", "test_events_api", "test_events_batch",
-                            "test_unusual_inputs", "test_metrics_api", "test_web_units", "test_web_events"),
+                            "test_unusual_inputs", "test_metrics_api", "test_web_units", "test_web_events",
+                            "test_request_bodies"),
     "app.services.events": ("test_events_api", "test_events_batch", "test_events_export", "test_write_path",
                             "test_unusual_inputs", "test_error_messages", "test_dashboard_queries", "test_web_events"),
     "app.http.auth": ("test_auth", "test_limits", "test_security_checks"),
     "app.http.rate_limits": ("test_limits", "test_security_checks", "test_auth"),
+    # every rate-limited request and every single event passes through these; their own tests start
+    # threads and wait on them, so a mutant running all the others would cost minutes
+    "app.http.local_counts": ("test_local_counts", "test_limits"),
+    "app.services.group_commit": ("test_group_commit", "test_events_api", "test_write_path"),
 }
 
 # Modules whose functions run in processes their tests fork (a `preexec_fn`, a fork hook): mutmut
