@@ -105,21 +105,22 @@ def check_text(value: str, field: str | None, what: str = "") -> None:
         raise ValidationError(f"{what}must not contain lone surrogate escapes such as \\ud800", field=field) from None
 
 
-def _check_values(value: Any, field: str, texts: bool, depth: int = 0) -> None:
-    """Walk nested metadata for its depth and, with `texts`, its strings."""
-    if depth > MAX_METADATA_DEPTH:
+def _check_values(container: dict[str, Any] | list[Any], field: str, texts: bool, depth: int = 0) -> None:
+    """Walk nested metadata for its depth and, with `texts`, its strings; the metadata object is level 0.
+
+    Only containers are walked into: a scalar needs no call of its own.
+    """
+    items = container.values() if isinstance(container, dict) else container
+    if texts and isinstance(container, dict):
+        for key in container:
+            check_text(key, field, "keys ")
+    if depth >= MAX_METADATA_DEPTH and items:  # what it holds would lie deeper than the limit
         raise ValidationError(f"is nested deeper than {MAX_METADATA_DEPTH} levels", field=field)
-    if isinstance(value, str):
-        if texts:
-            check_text(value, field)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if texts:
-                check_text(key, field, "keys ")
+    for item in items:
+        if isinstance(item, (dict, list)):
             _check_values(item, field, texts, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_values(item, field, texts, depth + 1)
+        elif texts and isinstance(item, str):
+            check_text(item, field)
 
 
 def _check_action(value: str, field: str, texts: bool) -> str:
