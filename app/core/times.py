@@ -34,10 +34,11 @@ def parse_rfc3339(text: str) -> datetime:
         raise TimeFormatError("must be an RFC 3339 timestamp such as 2025-10-23T13:07:00Z")
     if match["offset"] is None:
         raise TimeFormatError("must include a UTC offset, for example Z or +02:00")
-    frac = (match["frac"] or "")[:6].ljust(6, "0")
-    offset = "+00:00" if match["offset"] in "Zz" else match["offset"]
+    # Python 3.11's fromisoformat (in C) reads every form the pattern lets through, fractions of any
+    # length truncated to microseconds, but for a lowercase `t` or `z`
+    matched = match[0]
     try:
-        parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{frac}{offset}")
+        parsed = datetime.fromisoformat(matched.upper() if "t" in matched or "z" in matched else matched)
     except ValueError:
         raise TimeFormatError("is not a real date and time") from None
     try:

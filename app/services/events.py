@@ -29,7 +29,7 @@ from .pagination import decode_cursor, encode_cursor, keyset_page
 from .partitions import create_partitions, is_missing_partition
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs five times as much, paid per event
 class StoredEvent:
     id: uuid.UUID
     user_id: int
@@ -80,8 +80,10 @@ _MANY_ROWS = """
     FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
                 %(occurred_at)b::timestamptz[]) AS t(id, user_id, action, metadata, occurred_at)"""
 
-# Events whose ids the service made: those ids are new by construction, so a plain insert.
-_INSERT = f"INSERT INTO events ({_COLUMNS})\n{{rows}}\nRETURNING user_id, id, occurred_at"
+# Events whose ids the service made: those ids are new by construction, so a plain insert, which stores
+# every row or fails; nothing comes back but the count (decoding a batch's rows would cost more than
+# its validation).
+_INSERT = f"INSERT INTO events ({_COLUMNS})\n{{rows}}"
 
 # Events with ids the client chose: each client id first claims its key in event_keys
 # (the first occurrence of a key in the call does, in key order so two calls never
@@ -138,7 +140,7 @@ def _insert_sql(*, batch: bool, keyed: bool, late: bool) -> str:
     insert = _INSERT.format(rows=_MANY_ROWS if batch else _ONE_ROW)
     if not late:
         return insert
-    return f"WITH inserted AS ({insert}){_LATE}\nSELECT user_id, id, occurred_at FROM inserted"
+    return f"WITH inserted AS ({insert}\nRETURNING occurred_at){_LATE}\nSELECT count(*) FROM inserted"
 
 
 _INSERTS = {(batch, keyed, late): _insert_sql(batch=batch, keyed=keyed, late=late)
@@ -163,9 +165,8 @@ def _same_event(stored: StoredEvent, new: ValidEvent) -> bool:
 
 
 def _insert_statement(events: list[StoredEvent], news: Sequence[ValidEvent], window_size: timedelta,
-                      late: bool) -> tuple[str, dict[str, Any]]:
+                      late: bool, keyed: bool) -> tuple[str, dict[str, Any]]:
     """The insert for these events and its parameters."""
-    keyed = any(new.id is not None for new in news)
     params: dict[str, Any] = {"received_at": events[0].received_at, "size": window_size, "origin": EPOCH}
     if len(events) == 1:
         event, new = events[0], news[0]
@@ -210,23 +211,27 @@ def record_events(database: Database, news: Sequence[ValidEvent], *, now: dateti
     # An event is late when its window has already ended (it started before the current one).
     current_window = floor_window(now, window_size)
     late = [event.occurred_at < current_window for event in events]
-    statement, params = _insert_statement(events, news, window_size, any(late))
+    keyed = any(new.id is not None for new in news)
+    statement, params = _insert_statement(events, news, window_size, any(late), keyed)
     try:
-        results = _store(database, events, news, statement, params)
+        results = _store(database, events, news, statement, params, keyed)
     except psycopg.errors.CheckViolation as error:
         if not is_missing_partition(error):
             raise
         with database.write() as connection:
             create_partitions(connection, partitions_for([event.occurred_at for event in events]))
-        results = _store(database, events, news, statement, params)
+        results = _store(database, events, news, statement, params, keyed)
     return Recorded(results, late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
 
 
 def _store(database: Database, events: list[StoredEvent], news: Sequence[ValidEvent], statement: str,
-           params: dict[str, Any]) -> list[tuple[StoredEvent, bool]]:
-    """Run the insert; look up the stored events of client ids that were not new."""
+           params: dict[str, Any], keyed: bool) -> list[tuple[StoredEvent, bool]]:
+    """Run the insert; with client ids, look up the stored events of those that were not new."""
     with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
-        inserted = connection.execute(statement, params).fetchall()
+        cursor = connection.execute(statement, params)
+        if not keyed:  # the service's ids: every row went in, or the statement failed
+            return [(event, True) for event in events]
+        inserted = cursor.fetchall()
         if len(inserted) == len(events):
             return [(event, True) for event in events]
         created = {(row[0], row[1]) for row in inserted}
