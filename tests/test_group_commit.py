@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from app.extensions import db, group_commit
 from tests.helpers import answers_healthz, free_port, start_gunicorn, wait_until
+from tests.test_telemetry import scrape, value
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = timezone.utc
@@ -92,6 +93,19 @@ def test_events_that_arrive_together_are_committed_together_and_each_gets_its_ow
     # the five queued events went in as one group: one statement, one commit, one time of receipt
     assert len({row.received_at for row in rows if row.user_id != 999}) == 1
     assert len({row.received_at for row in rows}) == 2
+
+
+def test_prometheus_shows_how_many_events_each_single_event_was_committed_with(app):
+    """tracking_events_group_size: the first event alone, then five in one group (each of them observes 5)."""
+    client = app.test_client()
+    before = scrape(client)
+    queue_behind_a_blocked_insert(app, {f"user{n}": {"user_id": n, "action": "a"} for n in range(1, 6)})
+    after = scrape(client)
+    deltas = [value(after, *key) - value(before, *key) for key in (
+        ("tracking_events_group_size_count", {}), ("tracking_events_group_size_sum", {}),
+        ("tracking_events_group_size_bucket", {"le": "1.0"}), ("tracking_events_group_size_bucket", {"le": "4.0"}),
+        ("tracking_events_group_size_bucket", {"le": "8.0"}))]
+    assert deltas == [6, 1 + 5 * 5, 1, 1, 6]
 
 
 def test_an_id_conflict_in_a_group_is_that_request_s_409_and_its_neighbours_are_stored(app):

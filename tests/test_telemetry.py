@@ -33,8 +33,8 @@ def scrape(client) -> Samples:
             for sample in family.samples}
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+def value(samples: Samples, name: str, labels: dict[str, str] | None = None, /, **more: str) -> float:
+    return samples.get((name, frozenset({**(labels or {}), **more}.items())), 0.0)
 
 
 def test_requests_are_counted_and_timed_per_route_template(client):

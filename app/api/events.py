@@ -12,8 +12,9 @@ from .inputs import input_bounds, json_body, list_query
 from .representations import event_json
 
 
-def _counted(recorded: Recorded) -> Recorded:
-    count_events(created=recorded.created, duplicates=recorded.duplicates, late=recorded.late)
+def _counted(recorded: Recorded, *, single: bool = False) -> Recorded:
+    count_events(created=recorded.created, duplicates=recorded.duplicates, late=recorded.late,
+                 group=recorded.group if single else None)
     return recorded
 
 
@@ -25,7 +26,7 @@ def create_event() -> tuple[Response, int]:
     """
     now = clock_now()
     new = parse_event(json_body(), now=now, bounds=input_bounds())
-    event, created = _counted(group_commit().record(new, now=now)).results[0]
+    event, created = _counted(group_commit().record(new, now=now), single=True).results[0]
     return jsonify(event_json(event)), 201 if created else 200
 
 

@@ -71,6 +71,7 @@ class ProcessMetrics:
     events_ingested: Counter
     events_duplicates: Counter
     events_late: Counter
+    events_group_size: Histogram
     # (method, route, status) -> its counter and histogram children: `labels()` takes a lock and checks its
     # arguments on every call; the keys are few (routes are templates, methods and statuses a short list)
     request_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
@@ -110,6 +111,10 @@ def process_metrics(multiproc_dir: str | None) -> ProcessMetrics:
             events_duplicates=Counter("tracking_events_duplicates",
                                       "Retried events (a client id seen before) answered with the stored event, "
                                       "not stored again."),
+            events_group_size=Histogram(
+                "tracking_events_group_size",
+                "For each single event stored (POST /api/event), how many events its commit stored, itself "
+                "included: the reach of the group commit.", buckets=(1, 2, 4, 8, 16, 32, 64, 128)),
             events_late=Counter("tracking_events_late", "Events stored for an already closed window; each marks "
                                                         "its window for recalculation."),
         )
@@ -120,9 +125,14 @@ def _metrics() -> ProcessMetrics:
     return process_metrics(settings().prometheus_multiproc_dir)
 
 
-def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0) -> None:
-    """Record what one ingestion call did; called by the API after the events service committed."""
+def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0, group: int | None = None) -> None:
+    """Record what one ingestion call did; called by the API after the events service committed.
+
+    `group`, for a single event: how many events were committed with it (itself included).
+    """
     metrics = _metrics()
+    if group is not None:
+        metrics.events_group_size.observe(group)
     for counter, amount in ((metrics.events_ingested, created), (metrics.events_duplicates, duplicates),
                             (metrics.events_late, late)):
         if amount:

@@ -45,6 +45,7 @@ class Recorded:
 
     results: list[tuple[StoredEvent, bool]]
     late: int  # events created in a window that had already closed
+    group: int = 1  # events committed by the same statement, these included (the group commit's reach)
 
     @property
     def created(self) -> int:

@@ -122,7 +122,7 @@ class GroupCommit:
         current_window = floor_window(now, self.window_size)
         for waiting, (event, created) in zip(group, recorded.results):
             late = created and event.occurred_at < current_window
-            waiting.recorded = Recorded([(event, created)], late=int(late))
+            waiting.recorded = Recorded([(event, created)], late=int(late), group=len(group))
 
     def _store_alone(self, waiting: _Waiting) -> None:
         try:
