@@ -30,6 +30,9 @@ def error_of(response) -> tuple[int, str, str | None, str]:
 
 @pytest.mark.parametrize(("body", "expected"), [
     ([1, 2], ("invalid_field", None, "request body must be a JSON object")),
+    (None, ("invalid_field", None, "request body must be a JSON object")),
+    (event(user_id=None), ("missing_field", "user_id", "is required")),
+    (event(action=""), ("invalid_field", "action", "must not be empty")),
     (event(metdata={}), ("unknown_field", "metdata", "unknown field 'metdata'")),
     ({"action": "a"}, ("missing_field", "user_id", "is required")),
     (event(user_id="321"), ("invalid_field", "user_id", "must be a positive integer")),
@@ -68,6 +71,9 @@ def test_event_errors_say_what_to_fix(client, app, body, expected):
     ("   ", "request body is empty; a JSON object is expected"),
     (b'{"user_id": 1, "action": "\xff"}', "request body is not valid UTF-8"),
     ('{"user_id": 1, "action": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+     "request body is nested too deeply"),
+    # a lone surrogate sends the body to the standard library's decoder, which finds the nesting too deep
+    ('{"user_id": 1, "action": "\\ud800", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}",
      "request body is nested too deeply"),
 ])
 def test_malformed_bodies_say_why(client, text, message):
@@ -182,9 +188,31 @@ def test_a_batch_names_each_bad_item_and_each_reused_id(client, app):
     ({"till": "2025-10-20T00:00:00Z"}, ("invalid_field", "from", "give both `from` and `till`, or neither")),
     ({"from": "2025-10-20T00:00:00Z", "till": "soon"},
      ("invalid_field", "till", "must be an RFC 3339 timestamp such as 2025-10-23T13:07:00Z")),
+    ({"from": 1, "till": 2}, ("invalid_field", "from", "must be an RFC 3339 timestamp string")),
+    ([], ("invalid_field", None, "request body must be a JSON object")),
+    (["\ud800"], ("invalid_field", None, "request body must be a JSON object")),
+    ({"to": "2025-10-20T00:00:00Z"}, ("unknown_field", "to", "unknown field 'to'")),
 ])
 def test_calculation_range_errors_say_what_to_fix(client, body, expected):
     assert error_of(client.post("/api/metrics", json=body)) == (400, *expected)
+
+
+@pytest.mark.parametrize("body", [b"", b"  ", b"null", b"{}"])
+def test_no_calculation_range_is_every_pending_window(client, body):
+    """The original's clients post no body; an empty object or JSON `null` says the same."""
+    response = client.post("/api/metrics", data=body, content_type="application/json")
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["job"]["params"] == {"start": None, "end": None, "trigger": "manual"}
+
+
+@pytest.mark.parametrize(("path", "field", "message"), [
+    ("/api/event", None, "request body must be a JSON object"),
+    ("/api/events/batch", "events", 'request body must be an object {"events": [...]}'),
+])
+def test_a_body_read_by_the_standard_library_keeps_its_shape_errors(client, path, field, message):
+    """A lone surrogate sends the body to the standard library; a wrong shape is then said the same way."""
+    response = client.post(path, data=b'["\\ud800"]', content_type="application/json")
+    assert error_of(response) == (400, "invalid_field", field, message)
 
 
 CONFIG = {"DATABASE_URL": "postgresql://db/tracking"}

@@ -33,7 +33,7 @@ DAY0 = datetime(2025, 10, 20, tzinfo=UTC)
 def store(app, user_id: int, when: datetime, action: str = "page_view", now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     with app.app_context():
-        new = parse_event({"user_id": user_id, "action": action, "occurred_at": when.isoformat()},
+        new = parse_event(json.dumps({"user_id": user_id, "action": action, "occurred_at": when.isoformat()}).encode(),
                           now=now, bounds=ANY_AGE)
         record_events(database(), [new], now=now, window_size=FOUR)
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
-from app.core.request_bodies import EventBatch, NewEvent, schemas
+import msgspec
+import pytest
+
+from app.core.request_bodies import CalculationRequest, EventBatch, NewEvent, schemas
 from tests.helpers import count_rows
 
 
@@ -48,16 +51,17 @@ def test_nesting_is_bounded_in_a_small_body_and_in_a_batch(client, app):
 
 
 def test_a_batch_reports_each_bad_item_whichever_check_finds_it(client, app):
-    """A type error (msgspec), a lone surrogate (the standard library's decoding) and a blank action (a rule
-    after decoding), each at its own index; nothing is stored."""
+    """A type error (msgspec), a lone surrogate (the standard library's decoding), a blank action (a rule
+    after decoding) and an item that is no object, each at its own index; nothing is stored."""
     body = (b'{"events": [{"user_id": 1, "action": "ok"}, {"user_id": "2", "action": "a"},'
-            b' {"user_id": 3, "action": "a\\ud800"}, {"user_id": 4, "action": "  "}]}')
+            b' {"user_id": 3, "action": "a\\ud800"}, {"user_id": 4, "action": "  "}, 5]}')
     response = client.post("/api/events/batch", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.get_json()["error"]["details"] == [
         {"index": 1, "field": "user_id", "message": "must be a positive integer"},
         {"index": 2, "field": "action", "message": "must not contain lone surrogate escapes such as \\ud800"},
         {"index": 3, "field": "action", "message": "must not be empty"},
+        {"index": 4, "field": None, "message": "request body must be a JSON object"},
     ]
     assert count_rows(app, "events") == 0
 
@@ -66,9 +70,26 @@ def test_the_documented_request_schemas_are_the_declared_ones(client):
     """Bounds and required fields in /api/openapi.json come from the same types that decode the bodies."""
     documented = client.get("/api/openapi.json").get_json()["components"]["schemas"]
     declared = schemas("#/components/schemas/{name}")
+    assert documented["EventBatch"]["properties"]["events"]["items"] == {"$ref": "#/components/schemas/NewEvent"}
     for name in (NewEvent.__name__, EventBatch.__name__, "CalculationRequest"):
         for key in ("required", "additionalProperties"):
             assert documented[name].get(key) == declared[name].get(key), (name, key)
         for field, schema in declared[name]["properties"].items():
             for bound in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
                 assert documented[name]["properties"][field].get(bound) == schema.get(bound), (name, field, bound)
+
+
+BODIES = {NewEvent: ("/api/event", {"user_id": 1, "action": "a"}),
+          EventBatch: ("/api/events/batch", {"events": [{"user_id": 1, "action": "a"}]}),
+          CalculationRequest: ("/api/metrics", {})}
+
+
+@pytest.mark.parametrize(("body_type", "field"), [(body_type, info.encode_name) for body_type in BODIES
+                                                   for info in msgspec.inspect.type_info(body_type).fields])
+def test_every_declared_field_says_what_it_must_be(client, body_type, field):
+    """A value of the wrong JSON type, for each field of each declared body (new fields included)."""
+    path, good = BODIES[body_type]
+    wrong = {} if field == "events" else []
+    error = client.post(path, json={**good, field: wrong}).get_json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", field)
+    assert error["message"].startswith("must be ") and "`" not in error["message"], error["message"]

@@ -139,7 +139,7 @@ class TestWithEventsKeptFiveDays:
         old, recent = now - timedelta(days=9), now - timedelta(days=1)
         with app.app_context():
             # stored before the limit was set: the service would now refuse the old one
-            news = [parse_event({"user_id": 1, "action": "a", "occurred_at": moment.isoformat()}, now=now,
+            news = [parse_event(json.dumps({"user_id": 1, "action": "a", "occurred_at": moment.isoformat()}).encode(), now=now,
                                 bounds=InputBounds()) for moment in (old, recent)]
             record_events(database(), news, now=now, window_size=FOUR)
         dry = json.loads(runner.invoke(args=["apply-retention", "--dry-run"]).output)
@@ -275,8 +275,8 @@ class TestWithBothLimitsOnAFixedClock:
                    datetime(2025, 10, 22, 10, tzinfo=UTC)]
         with app.app_context():
             # stored with client ids (so with keys) before the limits were set
-            news = [parse_event({"id": str(uuid.uuid4()), "user_id": 1, "action": "a",
-                                 "occurred_at": moment.isoformat()}, now=clock.now, bounds=InputBounds())
+            news = [parse_event(json.dumps({"id": str(uuid.uuid4()), "user_id": 1, "action": "a",
+                                 "occurred_at": moment.isoformat()}).encode(), now=clock.now, bounds=InputBounds())
                     for moment in moments]
             record_events(database(), news, now=clock.now, window_size=FOUR)
             calculate_metrics(database(), CalculationSettings(window_size=FOUR), now=clock.now)

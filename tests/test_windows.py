@@ -1,10 +1,12 @@
 """Window arithmetic: aligned, half-open UTC windows."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
 
+from app.core.times import parse_rfc3339
 from app.core.windows import Window, ceil_window, floor_window, last_closed_boundary, window_of, window_size
 
 UTC = timezone.utc
@@ -78,3 +80,22 @@ def test_ceil_window():
 def test_last_closed_boundary_waits_for_the_settle_time():
     assert last_closed_boundary(at(2025, 10, 23, 4, 0, 10), FOUR, timedelta(seconds=30)) == at(2025, 10, 23, 0)
     assert last_closed_boundary(at(2025, 10, 23, 4, 1), FOUR, timedelta(seconds=30)) == at(2025, 10, 23, 4)
+
+
+@pytest.mark.parametrize("text", ["2025-10-23t13:07:00Z", "2025-10-23T13:07:00z", "2025-10-23t13:07:00z",
+                                  "2025-10-23 13:07:00+00:00"])
+def test_rfc3339_letters_may_be_lowercase(text):
+    assert parse_rfc3339(text) == datetime(2025, 10, 23, 13, 7, tzinfo=UTC)
+
+
+def test_parsed_times_are_utc_whatever_the_machine_s_time_zone(monkeypatch):
+    """An offset is turned into UTC itself, not into the zone of the machine that parses it."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        parsed = parse_rfc3339("2025-10-23T13:07:00+02:00")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parsed.utcoffset() == timedelta(0)
+    assert (parsed.hour, parsed.minute) == (11, 7)

@@ -1,6 +1,7 @@
 """The lean event write path against a real PostgreSQL: prepared statements, late windows, lost connections."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ DAY0 = datetime(2025, 10, 20, tzinfo=timezone.utc)
 
 def store(app, when: datetime, now: datetime) -> None:
     with app.app_context():
-        new = parse_event({"user_id": 1, "action": "a", "occurred_at": when.isoformat()}, now=now,
+        new = parse_event(json.dumps({"user_id": 1, "action": "a", "occurred_at": when.isoformat()}).encode(), now=now,
                           bounds=InputBounds())
         record_events(database(), [new], now=now, window_size=FOUR)
 

@@ -137,7 +137,8 @@ def parse_action(value: str, field: str = "action") -> str:
     try:
         msgspec.convert(value, bodies.Action)
     except msgspec.ValidationError as exc:
-        raise ValidationError(_field_message(str(exc), _ACTION, {}), field=field) from None
+        action, _ = _unwrapped(msgspec.inspect.type_info(bodies.Action))
+        raise ValidationError(_field_message(str(exc), action, {}), field=field) from None
     return _check_action(value, field, texts=True)
 
 
@@ -146,11 +147,6 @@ def parse_timestamp(value: str, field: str) -> datetime:
         return parse_rfc3339(value)
     except TimeFormatError as exc:
         raise ValidationError(str(exc), field=field) from None
-
-
-def encode_metadata(metadata: dict[str, Any]) -> str:
-    """Compact JSON of a metadata object, as stored (msgspec writes integers beyond 64 bits too)."""
-    return msgspec.json.encode(metadata).decode()
 
 
 # msgspec's errors: "<what>" or "<what> - at `$<path>`", path like `$.user_id` or `$.events[3].metadata[...]`
@@ -181,14 +177,12 @@ def _unwrapped(kind: Any) -> tuple[Any, dict[str, Any]]:
 _NOUNS = {msgspec.inspect.IntType: "an integer", msgspec.inspect.StrType: "a string",
           msgspec.inspect.DictType: "a JSON object", msgspec.inspect.UUIDType: "a UUID string",
           msgspec.inspect.ListType: "an array"}
-_ACTION, _ = _unwrapped(msgspec.inspect.type_info(bodies.Action))
-_FIELDS = {struct: _field_types(struct) for struct in (bodies.NewEvent, bodies.EventBatch, bodies.CalculationRequest)}
 
 
 def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
     """msgspec's complaint about a field, in the words of the field's declaration."""
     if ", got `" in what:
-        return f"must be {extra.get('noun') or _NOUNS.get(type(kind), 'of another type')}"
+        return f"must be {extra.get('noun') or _NOUNS[type(kind)]}"
     if isinstance(kind, msgspec.inspect.IntType) and re.match(r"Expected `int` [<>]=", what):
         return f"must be between {kind.ge} and {kind.le}"
     if isinstance(kind, (msgspec.inspect.StrType, msgspec.inspect.ListType)) and " of length >= " in what:
@@ -215,7 +209,7 @@ def _translate(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_
     if first is None:
         return ValidationError(root_message, field=root_field)
     name = first["name"]
-    kind, extra, required = _FIELDS[struct][name]
+    kind, extra, required = _field_types(struct)[name]  # an error is rare: read from the declaration each time
     if required and what.endswith(", got `null`"):
         return ValidationError("is required", field=name, code="missing_field")
     if isinstance(kind, msgspec.inspect.ListType) and " of length <= " in what:
@@ -263,9 +257,7 @@ class _Suspicions:
     deep: bool
 
     @classmethod
-    def of(cls, raw: bytes | Any) -> _Suspicions:
-        if not isinstance(raw, bytes):
-            return cls(texts=True, deep=True)
+    def of(cls, raw: bytes) -> _Suspicions:
         return cls(texts=_SUSPECT_ESCAPE.search(raw) is not None,
                    deep=raw.count(b"[") + raw.count(b"{") > MAX_METADATA_DEPTH)
 
@@ -303,8 +295,8 @@ _EVENT_ROOT = "request body must be a JSON object"
 _BATCH_ROOT = 'request body must be an object {"events": [...]}'
 
 
-def parse_event(raw: bytes | Any, *, now: datetime, bounds: InputBounds) -> ValidEvent:
-    """Validate one event as sent to `POST /api/event`: the body's bytes, or a document already decoded.
+def parse_event(raw: bytes, *, now: datetime, bounds: InputBounds) -> ValidEvent:
+    """Validate one event as sent to `POST /api/event`, from the body's bytes.
 
     Unknown fields are rejected rather than ignored, so a misspelt field
     (`metdata`) is reported instead of silently dropping data.
@@ -317,17 +309,15 @@ class _RawBatch(msgspec.Struct):
     events: list[msgspec.Raw]
 
 
-def _batch_items(raw: bytes | Any) -> list[bytes | Any]:
+def _batch_items(raw: bytes) -> list[bytes | Any]:
     """The items of a batch whose shape msgspec has already accepted, each undecoded if it can be."""
-    if isinstance(raw, bytes):
-        try:
-            return [bytes(item) for item in msgspec.json.decode(raw, type=_RawBatch).events]
-        except msgspec.DecodeError:  # lone surrogates again: the standard library reads them
-            raw = decode_json_body(raw)
-    return list(raw["events"])
+    try:
+        return [bytes(item) for item in msgspec.json.decode(raw, type=_RawBatch).events]
+    except msgspec.DecodeError:  # lone surrogates again: the standard library reads them
+        return list(decode_json_body(raw)["events"])
 
 
-def parse_batch(raw: bytes | Any, *, now: datetime, bounds: InputBounds) -> list[ValidEvent]:
+def parse_batch(raw: bytes, *, now: datetime, bounds: InputBounds) -> list[ValidEvent]:
     """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
 
     Every invalid item is reported (its index, field and message) in one
