@@ -6,6 +6,7 @@ queue up behind it: what then goes into one group does not depend on timing.
 """
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import signal
@@ -185,6 +186,41 @@ def gunicorn(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
 
 
 @pytest.mark.processes
+def raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
+    """Raise `exception` in `thread` at its next Python instruction, as a worker's abort (gunicorn's
+    SystemExit on SIGTERM's timeout, SIGINT's KeyboardInterrupt) raises it in the thread it lands on."""
+    assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exception)) == 1
+
+
+def test_a_writer_aborted_mid_insert_strands_none_of_the_events_queued_behind_it(app):
+    """The writer's thread is aborted while its insert waits (as gunicorn aborts a worker): its own request
+    ends, and the events queued behind it are still stored by the next writer and answered 201, once each."""
+    answers: dict[str, tuple[int, dict]] = {}
+    with app.app_context():
+        writer = group_commit()
+
+    def send_first() -> None:
+        try:
+            app.test_client().post("/api/event", json={"user_id": 999, "action": "first"})
+        except SystemExit:
+            answers["first aborted"] = (0, {})
+
+    with events_locked(app):
+        first = threading.Thread(target=send_first)
+        first.start()
+        wait_until(lambda: inserts_waiting_for_a_lock(app) == 1, what="the first insert waits for the lock")
+        queued = [post_in_thread(app, {"user_id": n, "action": "queued"}, answers, f"user{n}") for n in (1, 2)]
+        wait_until(lambda: writer.queued == 2, what="two events queue behind it")
+        raise_in(first, SystemExit)  # raised when its insert returns, before it can answer
+    for thread in (first, *queued):
+        thread.join(timeout=30)
+    assert set(answers) == {"first aborted", "user1", "user2"}, answers
+    assert [answers[f"user{n}"][0] for n in (1, 2)] == [201, 201]
+    assert sorted(row.user_id for row in stored(app)) == [1, 2, 999]
+    assert writer.queued == 0
+    assert app.test_client().post("/api/event", json={"user_id": 3, "action": "later"}).status_code == 201
+
+
 def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, gunicorn):
     """SIGKILL runs no clean-up: whatever a killed worker had answered 201 must already be committed."""
     port, arbiter = gunicorn
