@@ -15,12 +15,19 @@ _KEY = "a budget's Redis key only has to differ per client; any prefix or digest
 _ONE_ROW = "a `SELECT count(*)` without GROUP BY returns exactly one row, so the `else` is never taken"
 _BREAKER_NAME = ("the limiter's breaker is named only in the error it raises while open, which `charge_in_redis` "
                  "catches: no one reads it")
-_GROUPING = ("the same windows get the same counts; only how many windows share a transaction changes "
-             "(windows between two pending ones hold no events or are already counted)")
 _FLAG = "the flag is only ever read as a condition, where `None` is as false as `False`"
 _ONE_SELECT = ("one SELECT in a transaction of its own reads what it reads alone, and the connection "
                "is closed right after")
 _PRCTL = "PR_SET_PDEATHSIG reads only prctl's second argument; the kernel ignores the others"
+_UPPER = ("upper-casing digits, `-`, `:`, `+` and `T` changes nothing, and `fromisoformat` takes any character "
+          "between date and time: only a lower-case `z` needs it")
+_FORM_FIELD = ("its one caller, the dashboard's filter form, passes the field's name and shows the message beside "
+               "that field, never reading the error's `field`")
+_FORM_TEXT = ("the form refuses NUL before calling it, and a query string cannot carry a lone surrogate (werkzeug "
+              "decodes it as UTF-8, replacing what is not)")
+_SHAPE_FIRST = ("msgspec reports a wrong document shape at its first byte, before any string it cannot read, so the "
+                "standard library's second decoding never meets a shape error")
+_NULL_FIRST = "only a `null` document needs `nullable`, and `null` never needs the second decoding"
 
 EQUIVALENT: dict[str, str] = {
     "app.core.settings.x__setting__mutmut_*": _AT_IMPORT + " (it declares the Settings fields)",
@@ -29,27 +36,12 @@ EQUIVALENT: dict[str, str] = {
     "app.core.settings.x_settings_table__mutmut_18": "no setting's description holds a `|`, so no escaping happens",
     "app.core.errors.xǁDomainErrorǁ__init____mutmut_1": "every reader of a domain error uses `.message`; `str()` of it "
                                                        "is never shown",
-    "app.core.times.x_parse_rfc3339__mutmut_25": "`fromisoformat` reads a seventh fraction digit and drops it",
-    "app.core.times.x_parse_rfc3339__mutmut_26": "`fromisoformat` reads a seventh fraction digit and drops it",
-    "app.core.times.x_parse_rfc3339__mutmut_35": "the offset is `Z`, `z` or `±HH:MM`, so `in 'XXZzXX'` answers as "
-                                                 "`in 'Zz'`",
-    "app.core.times.x_parse_rfc3339__mutmut_36": "an upper-case `Z` left as it is is read by `fromisoformat` itself",
-    "app.core.times.x_parse_rfc3339__mutmut_49": "the same instant in the process's zone: every reader compares, "
-                                                 "stores or formats instants (output is tested under another zone)",
     "app.core.validation.x_check_text__mutmut_10": "codec names are case-insensitive",
     "app.services.calculation.x_calculate_metrics__mutmut_1": "every caller names its trigger (API, button, schedule, CLI)",
     "app.services.calculation.x_calculate_metrics__mutmut_2": "every caller names its trigger (API, button, schedule, CLI)",
-    "app.services.calculation.x__contiguous_ranges__mutmut_6": _GROUPING,
-    "app.services.calculation.x__contiguous_ranges__mutmut_10": _GROUPING,
-    "app.services.calculation.x__contiguous_ranges__mutmut_11": _GROUPING,
-    "app.services.calculation.x__compute_pending__mutmut_2": "callers give both bounds or neither "
-                                                             "(`parse_calculation_range` refuses half a range)",
-    "app.services.calculation.x__compute_pending__mutmut_67": "with no windows the query counts no users: 0 either way",
     "app.services.events.x_iter_events__mutmut_1": "a tuning constant: any batch size exports the same rows in the "
                                                    "same order (the tests observe that batches are used)",
     "app.services.metrics.x_window_totals__mutmut_5": _SQL_CASE,
-    "app.services.metrics.x_last_computed_at__mutmut_4": _SQL_CASE,
-    "app.services.metrics.x_last_computed_at__mutmut_5": _SQL_CASE,
     "app.services.metrics.x_recent_runs__mutmut_1": "every caller passes its limit (the dashboard shows 10)",
     "app.services.pagination.x_decode_cursor__mutmut_7": "cursors we issue are 4k, 4k+2 or 4k+3 long; padding them "
                                                          "by `len % 4` only adds `=` that base64 ignores",
@@ -65,8 +57,6 @@ EQUIVALENT: dict[str, str] = {
     "app.services.events.x_record_events__mutmut_5": "the extra fresh ids drawn are never used",
     "app.services.events.x_record_events__mutmut_41": "one statement in a transaction of its own commits as it would alone",
     "app.services.events.x_iter_events__mutmut_14": _STREAMS,
-    "app.services.events.x_iter_events__mutmut_16": _STREAMS,
-    "app.services.events.x_iter_events__mutmut_18": _STREAMS,
     "app.services.events.x_iter_events__mutmut_7": "both time indexes end in `id` and a cursor's plan reads one in "
                                                    "order, so ties come in id order without the sort key "
                                                    "(tests/test_unusual_inputs.py checks the order)",
@@ -74,7 +64,6 @@ EQUIVALENT: dict[str, str] = {
     "app.services.events.x_new_event_ids__mutmut_16": "only the first 10 bytes per id of the random bytes are read",
     "app.services.events.x_new_event_ids__mutmut_23": "`from_bytes` reads big-endian by default",
     "app.services.events.x_new_event_ids__mutmut_25": "the mask keeps 74 random bits either way",
-    "app.core.validation.x_parse_event__mutmut_4": "`field` is None by default",
     "app.core.validation.x_decode_json_body__mutmut_4": "codec names are case-insensitive",
     "app.services.pagination.x_keyset_page__mutmut_16": "reading more rows than the page needs changes only the cost: "
                                                         "the page and its cursor are cut from them the same way",
@@ -82,17 +71,9 @@ EQUIVALENT: dict[str, str] = {
                                                         "the page and its cursor are cut from them the same way",
     "app.services.pagination.x_encode_cursor__mutmut_3": _PADDING,
     "app.services.pagination.x_encode_cursor__mutmut_4": _PADDING,
-    "app.http.auth.x_api_client_key__mutmut_3": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_4": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_6": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_8": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_9": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_11": _KEY,
-    "app.http.auth.x_api_client_key__mutmut_12": _KEY,
     "app.http.auth.x__bearer_token__mutmut_9": "header names are case-insensitive",
     "app.http.auth.x__bearer_token__mutmut_10": "header names are case-insensitive",
     "app.http.auth.x__bearer_token__mutmut_11": "without the header, any default without a space is not a bearer scheme",
-    "app.http.rate_limits.xǁRateLimitsǁcheck__mutmut_4": "a request matching no route has no budget under any name",
     "app.core.breaker.xǁCircuitBreakerǁ__init____mutmut_11": _FLAG,
     "app.core.breaker.xǁCircuitBreakerǁsucceeded__mutmut_4": _FLAG,
     "app.core.breaker.xǁCircuitBreakerǁfailed__mutmut_8": _FLAG,
@@ -174,4 +155,47 @@ EQUIVALENT: dict[str, str] = {
     "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_6": "a request matching no route has no budget under any name",
     "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_8": "no endpoint has a budget for its method after one without "
                                                           "(both of the sign-in's are for writes)",
+    "app.core.times.x_parse_rfc3339__mutmut_20": _UPPER,
+    "app.core.times.x_parse_rfc3339__mutmut_23": _UPPER,
+    "app.core.times.x_parse_rfc3339__mutmut_24": _UPPER,
+    "app.core.times.x_parse_rfc3339__mutmut_25": _UPPER,
+    "app.core.validation.x__check_values__mutmut_30": "without `texts` the raw body holds no `\\u` escape that "
+                                                      "could make NUL or a lone surrogate: checking strings finds "
+                                                      "nothing",
+    "app.core.validation.x_parse_action__mutmut_1": _FORM_FIELD,
+    "app.core.validation.x_parse_action__mutmut_2": _FORM_FIELD,
+    "app.core.validation.x_parse_action__mutmut_11": _FORM_FIELD,
+    "app.core.validation.x_parse_action__mutmut_13": _FORM_FIELD,
+    "app.core.validation.x_parse_action__mutmut_22": _FORM_FIELD,
+    "app.core.validation.x_parse_action__mutmut_16": "the form treats an empty filter as not given, so the only "
+                                                     "length error that reaches here is the maximum, which reads no "
+                                                     "`extra`",
+    "app.core.validation.x_parse_action__mutmut_23": _FORM_TEXT,
+    "app.core.validation.x_parse_action__mutmut_27": _FORM_TEXT,
+    "app.core.validation.x__field_message__mutmut_9": "an integer field's error is a wrong type (answered above) "
+                                                      "or a bound",
+    "app.core.validation.x__field_message__mutmut_30": "a maximum length on anything but a string is the batch's, "
+                                                       "answered in `_translate` before this",
+    "app.core.validation.x__decoded__mutmut_29": "neither an empty path nor `XXXX` matches an item's path",
+    "app.core.validation.x__decoded__mutmut_31": "a body msgspec refused for a type is decoded again by the "
+                                                 "standard library and refused for the same reason, in the same "
+                                                 "words",
+    "app.core.validation.x__decoded__mutmut_51": _SHAPE_FIRST,
+    "app.core.validation.x__decoded__mutmut_52": _SHAPE_FIRST,
+    "app.core.validation.x__decoded__mutmut_56": _SHAPE_FIRST,
+    "app.core.validation.x__decoded__mutmut_57": _SHAPE_FIRST,
+    "app.core.validation.x__decoded__mutmut_53": _NULL_FIRST,
+    "app.core.validation.x__decoded__mutmut_58": _NULL_FIRST,
+    "app.core.validation.xǁ_Suspicionsǁof__mutmut_12": "nesting beyond the limit takes the limit plus two brackets "
+                                                       "(the event's and the metadata's own): one fewer still walks "
+                                                       "every body that needs it",
+    "app.core.validation.x__batch_items__mutmut_3": "msgspec's ValidationError is a DecodeError: the standard "
+                                                    "library reads the same items instead",
+    "app.core.validation.x_parse_batch__mutmut_21": "an item msgspec already decoded converts again to the same "
+                                                    "event",
+    "app.services.group_commit.xǁGroupCommitǁ__init____mutmut_6": _FLAG,
+    "app.services.group_commit.xǁGroupCommitǁrecord__mutmut_43": _FLAG,
+    "app.services.group_commit.xǁGroupCommitǁrecord__mutmut_3": "an event at the current window's first instant is "
+                                                                "stored alone instead of with a group: the same row "
+                                                                "and the same answer",
 }

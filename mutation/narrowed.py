@@ -35,7 +35,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "app.http.rate_limits": ("test_limits", "test_security_checks", "test_auth"),
     # every rate-limited request and every single event passes through these; their own tests start
     # threads and wait on them, so a mutant running all the others would cost minutes
-    "app.http.local_counts": ("test_local_counts", "test_limits"),
+    "app.http.local_counts": ("test_local_counts", "test_limits", "test_security_checks", "test_auth"),
     "app.services.group_commit": ("test_group_commit", "test_events_api", "test_write_path"),
 }
 

@@ -209,8 +209,8 @@ def test_no_calculation_range_is_every_pending_window(client, body):
     ("/api/event", None, "request body must be a JSON object"),
     ("/api/events/batch", "events", 'request body must be an object {"events": [...]}'),
 ])
-def test_a_body_read_by_the_standard_library_keeps_its_shape_errors(client, path, field, message):
-    """A lone surrogate sends the body to the standard library; a wrong shape is then said the same way."""
+def test_a_wrong_shape_is_said_before_a_lone_surrogate_inside_it(client, path, field, message):
+    """The document's shape is judged at its first byte, before the string msgspec cannot read."""
     response = client.post(path, data=b'["\\ud800"]', content_type="application/json")
     assert error_of(response) == (400, "invalid_field", field, message)
 
