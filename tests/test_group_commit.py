@@ -185,7 +185,6 @@ def gunicorn(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
         process.wait(timeout=30)
 
 
-@pytest.mark.processes
 def raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
     """Raise `exception` in `thread` at its next Python instruction, as a worker's abort (gunicorn's
     SystemExit on SIGTERM's timeout, SIGINT's KeyboardInterrupt) raises it in the thread it lands on."""
@@ -221,6 +220,7 @@ def test_a_writer_aborted_mid_insert_strands_none_of_the_events_queued_behind_it
     assert app.test_client().post("/api/event", json={"user_id": 3, "action": "later"}).status_code == 201
 
 
+@pytest.mark.processes
 def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, gunicorn):
     """SIGKILL runs no clean-up: whatever a killed worker had answered 201 must already be committed."""
     port, arbiter = gunicorn
