@@ -19,7 +19,7 @@ from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
 from .http import auth, cors, errors, headers, proxies, rate_limits, request_log
 from .http.bodies import BoundedRequest
-from .http.json_provider import OrjsonProvider
+from .http.json_provider import MsgspecProvider
 from .http.sessions import PagesOnlySessionInterface
 from .jobs import cli
 from .ops import health, prometheus
@@ -72,7 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     names = {setting.key for setting in SETTINGS}
     app.config.from_mapping({**flask_config(settings),
                              **{key: value for key, value in config.items() if key not in names}})
-    app.json = OrjsonProvider(app)
+    app.json = MsgspecProvider(app)
     app.session_interface = PagesOnlySessionInterface()
     proxies.init_app(app, settings)
     request_log.init_app(app, settings)

@@ -9,7 +9,7 @@ from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
 from . import bp
 from .inputs import input_bounds, json_body, list_query
-from .representations import event_json
+from .representations import BatchItem, BatchResult, EventPage, event_view
 
 
 def _counted(recorded: Recorded, *, single: bool = False) -> Recorded:
@@ -27,7 +27,7 @@ def create_event() -> tuple[Response, int]:
     now = clock_now()
     new = parse_event(json_body(), now=now, bounds=input_bounds())
     event, created = _counted(group_commit().record(new, now=now), single=True).results[0]
-    return jsonify(event_json(event)), 201 if created else 200
+    return jsonify(event_view(event)), 201 if created else 200
 
 
 @bp.post("/events/batch")
@@ -40,14 +40,11 @@ def create_events_batch() -> Response:
     now = clock_now()
     news = parse_batch(json_body(), now=now, bounds=input_bounds())
     recorded = _counted(record_events(database(), news, now=now, window_size=settings().window_size))
-    return jsonify(
-        created=recorded.created,
-        duplicates=recorded.duplicates,
-        # UUIDs as they are: the JSON provider writes them as strings without a str() each
-        # every event id we return is also under the original's name, `uuid`
-        events=[{"id": event.id, "uuid": event.id, "status": "created" if was_created else "duplicate"}
-                for event, was_created in recorded.results],
-    )
+    # every event id we return is also under the original's name, `uuid`
+    return jsonify(BatchResult(
+        created=recorded.created, duplicates=recorded.duplicates,
+        events=[BatchItem(id=event.id, uuid=event.id, status="created" if was_created else "duplicate")
+                for event, was_created in recorded.results]))
 
 
 def event_filter_from_query() -> tuple[EventFilter, int, Cursor | None]:
@@ -65,7 +62,5 @@ def get_events() -> Response:
     """Events in time order within `[from, till)`, one keyset page at a time."""
     flt, limit, cursor = event_filter_from_query()
     page = list_events(database(), flt, limit=limit, after=cursor)
-    return jsonify(
-        events=[event_json(event) for event in page.events],
-        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
-    )
+    return jsonify(EventPage(events=[event_view(event) for event in page.events],
+                             next_cursor=page.next_cursor.encode() if page.next_cursor else None))

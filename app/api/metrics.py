@@ -11,7 +11,7 @@ from ..jobs.calculations import enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
 from . import bp
 from .inputs import json_body, list_query
-from .representations import job_json, metric_json, open_window_json
+from .representations import MetricPage, job_view, metric_view, open_window_view
 
 
 @bp.post("/metrics")
@@ -27,7 +27,7 @@ def trigger_metrics() -> tuple[Response, int]:
         start, end = parse_calculation_request(body, max_range=settings().max_calculation_range)
     with guarded_redis() as redis:
         job, _created = enqueue_calculation(redis, settings(), start, end)
-    return jsonify(job=job_json(job)), 202
+    return jsonify(job_view(job)), 202
 
 
 @bp.get("/metrics/jobs/<job_id>")
@@ -36,7 +36,7 @@ def get_metrics_job(job_id: str) -> Response:
         job = get_job(redis, settings().redis_namespace, job_id)
     if job is None:
         raise NotFoundError("no such job (unknown, or its result has expired)", field="job_id")
-    return jsonify(job=job_json(job))
+    return jsonify(job_view(job))
 
 
 @bp.get("/metrics")
@@ -52,13 +52,11 @@ def get_metrics() -> Response:
     cursor = MetricCursor.decode(query.params["cursor"]) if "cursor" in query.params else None
     include_open = parse_query_bool(query.params.get("include_open", "false"), "include_open")
     page = list_metrics(database(), flt, limit=query.limit, after=cursor)
-    body = {
-        "metrics": [metric_json(metric) for metric in page.metrics],
-        "next_cursor": page.next_cursor.encode() if page.next_cursor else None,
-    }
+    body = MetricPage(metrics=[metric_view(metric) for metric in page.metrics],
+                      next_cursor=page.next_cursor.encode() if page.next_cursor else None)
     if include_open:
         now = utcnow()
         config = settings()
-        body["open_windows"] = [open_window_json(window, now) for window in open_windows(
+        body.open_windows = [open_window_view(window, now) for window in open_windows(
             database(), now, config.window_size, config.settle, query.user_id, query.start, query.end)]
     return jsonify(body)

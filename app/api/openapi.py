@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import msgspec
 from flask import current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
@@ -21,8 +22,10 @@ from ..core.settings import Settings
 from ..core.request_bodies import schemas as request_body_schemas
 from ..core.validation import MAX_ACTION_LENGTH, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
 from ..extensions import settings as app_settings
+from ..http.errors import Error
 from ..http.request_log import REQUEST_ID_PATTERN
 from . import bp
+from .representations import ANSWERS
 
 EXTENSION_KEY = "tracking.openapi"
 
@@ -51,12 +54,11 @@ def docs() -> Response:
     return current_app.make_response(render_template("openapi/docs.html"))
 
 
+_REF_TEMPLATE = "#/components/schemas/{name}"
+
+
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"oneOf": [schema, {"type": "null"}]}
+    return {"$ref": _REF_TEMPLATE.format(name=name)}
 
 
 def _json(description: str, schema: Schema, headers: dict[str, Any] | None = None) -> Schema:
@@ -160,7 +162,7 @@ def _meta_filter(settings: Settings) -> str:
 
 def _request_schemas(settings: Settings) -> dict[str, Schema]:
     """The request bodies' schemas, generated from their declarations, with the limits that are settings."""
-    schemas = request_body_schemas(ref_template="#/components/schemas/{name}")
+    schemas = request_body_schemas(ref_template=_REF_TEMPLATE)
     event = schemas["NewEvent"]["properties"]
     event["metadata"]["description"] = (f"Any JSON object of at most {settings.metadata_max_bytes} bytes encoded, "
                                         f"nested at most {MAX_METADATA_DEPTH} levels; no NUL characters.")
@@ -176,178 +178,16 @@ def _request_schemas(settings: Settings) -> dict[str, Schema]:
     return schemas
 
 
+def _declared_schemas() -> dict[str, Schema]:
+    """The answers' schemas (and the error envelope's), generated from their declarations."""
+    _, components = msgspec.json.schema_components([*ANSWERS, Error], ref_template=_REF_TEMPLATE)
+    return components
+
+
 def _schemas(settings: Settings) -> dict[str, Schema]:
-    window = {"type": "string", "format": "date-time"}
     return {
         **_request_schemas(settings),
-        "Error": {
-            "type": "object",
-            "description": "The envelope of every error under /api.",
-            "required": ["error"],
-            "additionalProperties": False,
-            "properties": {"error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "additionalProperties": False,
-                "properties": {
-                    "code": {"type": "string", "description": "Machine-readable, e.g. `invalid_field`.",
-                             "examples": ["invalid_field"]},
-                    "message": {"type": "string", "description": "For humans."},
-                    "field": {"type": ["string", "null"],
-                              "description": "The body field or query parameter at fault, if one is."},
-                    "details": {"description": "Per-item errors of a batch: `[{index, field, message}]`.",
-                                "type": "array", "items": _ref("ItemError")},
-                    "retry_after": {"type": "integer", "description": "On 503: seconds to wait before retrying."},
-                },
-            }},
-        },
-        "ItemError": {
-            "type": "object",
-            "required": ["index", "field", "message"],
-            "properties": {"index": {"type": "integer", "minimum": 0}, "field": {"type": ["string", "null"]},
-                           "message": {"type": "string"}},
-        },
-        "Event": {
-            "type": "object",
-            "required": ["id", "uuid", "user_id", "action", "metadata", "occurred_at", "occured_at", "received_at"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "uuid": {"type": "string", "format": "uuid",
-                         "description": "The original service's name for `id`; always the same value."},
-                "user_id": {"type": "integer", "minimum": 1},
-                "action": {"type": "string"},
-                "metadata": {"type": "object"},
-                "occurred_at": _TIMESTAMP,
-                "occured_at": {**_TIMESTAMP, "description": "The original service's name (spelt so) for "
-                                                            "`occurred_at`; always the same value."},
-                "received_at": _TIMESTAMP,
-            },
-        },
-        "EventPage": {
-            "type": "object",
-            "required": ["events", "next_cursor"],
-            "additionalProperties": False,
-            "properties": {"events": {"type": "array", "items": _ref("Event")},
-                           "next_cursor": {"type": ["string", "null"],
-                                           "description": "Pass as `cursor` for the next page; null on the last."}},
-        },
-        "BatchResult": {
-            "type": "object",
-            "required": ["created", "duplicates", "events"],
-            "additionalProperties": False,
-            "properties": {
-                "created": {"type": "integer", "minimum": 0},
-                "duplicates": {"type": "integer", "minimum": 0},
-                "events": {"type": "array", "items": {
-                    "type": "object", "required": ["id", "uuid", "status"], "additionalProperties": False,
-                    "properties": {"id": {"type": "string", "format": "uuid"},
-                                   "uuid": {"type": "string", "format": "uuid",
-                                            "description": "The original service's name for `id`."},
-                                   "status": {"enum": ["created", "duplicate"]}}}},
-            },
-        },
-        "Metric": {
-            "type": "object",
-            "required": ["user_id", "event_count", "window_start_at", "window_end_at", "created_at", "actions"],
-            "additionalProperties": False,
-            "properties": {
-                "user_id": {"type": "integer", "minimum": 1},
-                "event_count": {"type": "integer", "minimum": 1},
-                "window_start_at": window,
-                "window_end_at": window,
-                "created_at": {"type": "string", "format": "date-time", "description": "When it was computed."},
-                "actions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
-                            "description": "Events per action in the window."},
-            },
-        },
-        "MetricPage": {
-            "type": "object",
-            "required": ["metrics", "next_cursor"],
-            "additionalProperties": False,
-            "properties": {"metrics": {"type": "array", "items": _ref("Metric")},
-                           "next_cursor": {"type": ["string", "null"]},
-                           "open_windows": {
-                               "type": "array", "items": _ref("OpenWindow"),
-                               "description": "Only with `include_open=true`: the windows not closed yet whose "
-                                              "start lies in `[from, till)`, oldest first (usually one; two in "
-                                              "the settle time after a boundary). The same on every page."}},
-        },
-        "OpenWindow": {
-            "type": "object",
-            "description": "A window in progress, summed over the filter's users and counted from the events at "
-                           "`as_of`: not final (it grows until the window closes) and not stored (a run counts "
-                           "it for good once it has closed).",
-            "required": ["window_start_at", "window_end_at", "event_count", "user_count", "actions", "final",
-                         "as_of"],
-            "additionalProperties": False,
-            "properties": {
-                "window_start_at": window,
-                "window_end_at": window,
-                "event_count": {"type": "integer", "minimum": 0, "description": "Events so far."},
-                "user_count": {"type": "integer", "minimum": 0, "description": "Distinct users so far."},
-                "actions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
-                            "description": "Events per action so far."},
-                "final": {"const": False},
-                "as_of": {"type": "string", "format": "date-time", "description": "When these were counted."},
-            },
-        },
-        "CalculationSummary": {
-            "type": "object",
-            "required": ["run_id", "windows", "users", "events", "rows_written", "rows_removed", "from", "till",
-                         "duration_ms"],
-            "additionalProperties": False,
-            "properties": {
-                "run_id": {"type": "integer"},
-                "windows": {"type": "integer", "minimum": 0},
-                "users": {"type": "integer", "minimum": 0},
-                "events": {"type": "integer", "minimum": 0},
-                "rows_written": {"type": "integer", "minimum": 0},
-                "rows_removed": {"type": "integer", "minimum": 0},
-                "from": _nullable(window),
-                "till": _nullable(window),
-                "duration_ms": {"type": "integer", "minimum": 0},
-            },
-        },
-        "JobProgress": {
-            "type": "object",
-            "description": "How far the calculation is: `done` of `total` windows counted, and the start of the "
-                           "window being counted (null once all are done). Saved at every whole percent.",
-            "required": ["done", "total", "window"],
-            "additionalProperties": False,
-            "properties": {"done": {"type": "integer", "minimum": 0}, "total": {"type": "integer", "minimum": 0},
-                           "window": _nullable(window)},
-        },
-        "Job": {
-            "type": "object",
-            "required": ["id", "status", "enqueued_at", "started_at", "ended_at", "params", "summary", "error",
-                         "progress", "url"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"enum": ["created", "queued", "deferred", "scheduled", "started", "finished", "failed",
-                                    "stopped", "canceled"]},
-                "enqueued_at": _nullable(_TIMESTAMP),
-                "started_at": _nullable(_TIMESTAMP),
-                "ended_at": _nullable(_TIMESTAMP),
-                "params": {"type": "object", "additionalProperties": False,
-                           "description": "What the job was queued with: the range (RFC 3339, or null for "
-                                          "every pending window) and what triggered it.",
-                           "properties": {"start": {"type": ["string", "null"]}, "end": {"type": ["string", "null"]},
-                                          "trigger": {"type": ["string", "null"]}}},
-                "summary": _nullable(_ref("CalculationSummary")),
-                "error": {"type": ["string", "null"], "description": "The last line of the error of a failed job."},
-                "progress": {**_nullable(_ref("JobProgress")),
-                             "description": "Null until the job starts counting windows."},
-                "url": {"type": "string", "description": "Where to follow this job."},
-            },
-        },
-        "JobEnvelope": {
-            "type": "object",
-            "required": ["job"],
-            "additionalProperties": False,
-            "properties": {"job": _ref("Job")},
-        },
+        **_declared_schemas(),
         "Health": {
             "type": "object",
             "required": ["status"],

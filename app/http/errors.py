@@ -12,10 +12,12 @@ knows of: authentication, rate limits, content types.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import psycopg
 from flask import Flask, Response, jsonify, request
+from msgspec import UNSET, Meta, UnsetType
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,19 +50,42 @@ class ApiError(DomainError):
         self.retry_after = retry_after
 
 
+class ItemError(msgspec.Struct, forbid_unknown_fields=True):
+    """What is wrong with one event of a batch."""
+
+    index: Annotated[int, Meta(ge=0)]
+    field: str | None
+    message: str
+
+
+class ErrorDetail(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[str, Meta(description="Machine-readable, e.g. `invalid_field`.", examples=["invalid_field"])]
+    message: Annotated[str, Meta(description="For humans.")]
+    field: Annotated[str | None, Meta(description="The body field or query parameter at fault, if one is.")]
+    details: Annotated[list[ItemError], Meta(description="Per-item errors of a batch.")] | UnsetType = UNSET
+    retry_after: Annotated[int, Meta(description="On 429 and 503: seconds to wait before retrying.")] | UnsetType \
+        = UNSET
+
+
+class Error(msgspec.Struct, forbid_unknown_fields=True):
+    """The envelope of every error under /api."""
+
+    error: ErrorDetail
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None,
-                   details: Any = None, headers: dict[str, str] | None = None,
+                   details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
                    retry_after: int | None = None) -> Response:
     """The envelope; a 503 or 429 also says when to retry, in the body and in `Retry-After`."""
-    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    body = ErrorDetail(code=code, message=message, field=field)
     if details is not None:
-        body["details"] = details
+        body.details = msgspec.convert(details, list[ItemError])
     if status == 503 and retry_after is None:
         retry_after = RETRY_AFTER_SECONDS
     if retry_after is not None:
-        body["retry_after"] = retry_after
+        body.retry_after = retry_after
         headers = {**(headers or {}), "Retry-After": str(retry_after)}
-    response = jsonify(error=body)
+    response = jsonify(Error(error=body))
     response.status_code = status
     response.headers.update(headers or {})
     return response
