@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..core.validation import META_PREFIX, check_metadata_filters, parse_batch, parse_event
+from ..core.list_parameters import EventExportParameters, EventListParameters
+from ..core.validation import parse_batch, parse_event
 from ..extensions import database, group_commit, now as clock_now, settings
 from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
@@ -47,20 +48,20 @@ def create_events_batch() -> Response:
                 for event, was_created in recorded.results]))
 
 
-def event_filter_from_query() -> tuple[EventFilter, int, Cursor | None]:
-    """Parse the list parameters shared by the JSON list and the CSV export."""
-    query = list_query({"action", "cursor"}, prefixes=(META_PREFIX,))
-    check_metadata_filters(query.params, settings().list_max_metadata_filters)
-    flt = EventFilter(user_id=query.user_id, action=query.params.get("action"), start=query.start,
-                      end=query.end, metadata=query.metadata)
-    cursor = Cursor.decode(query.params["cursor"]) if "cursor" in query.params else None
-    return flt, query.limit, cursor
+def event_filter(kind: type[EventExportParameters] = EventListParameters) -> tuple[EventFilter, int, Cursor | None]:
+    """The events' filters (and page) from the query string: shared by the JSON list and the CSV export."""
+    query = list_query(kind)
+    given = query.given
+    flt = EventFilter(user_id=given.user_id, action=given.action, start=query.start, end=query.end,
+                      metadata=query.metadata)
+    cursor = getattr(given, "cursor", None)
+    return flt, query.limit, Cursor.decode(cursor) if cursor is not None else None
 
 
 @bp.get("/events")
 def get_events() -> Response:
     """Events in time order within `[from, till)`, one keyset page at a time."""
-    flt, limit, cursor = event_filter_from_query()
+    flt, limit, cursor = event_filter()
     page = list_events(database(), flt, limit=limit, after=cursor)
     return jsonify(EventPage(events=[event_view(event) for event in page.events],
                              next_cursor=page.next_cursor.encode() if page.next_cursor else None))

@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import Response, request
 
 from ..core.errors import ValidationError
+from ..core.list_parameters import EventExportParameters
 from ..extensions import database
 from ..http.csv_download import csv_download
 from . import bp
-from .events import event_filter_from_query
+from .events import event_filter
 
 
 @bp.get("/events/export")
@@ -21,5 +22,5 @@ def export_events() -> Response:
         if name in request.args:
             raise ValidationError(f"unknown query parameter {name!r}: the export holds every matching event",
                                   field=name, code="unknown_parameter")
-    flt, _limit, _cursor = event_filter_from_query()
+    flt, _limit, _cursor = event_filter(EventExportParameters)
     return csv_download(database(), flt)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import request
 
-from ..core.validation import InputBounds, ListQuery, parse_list_query
+from ..core.list_parameters import ListQuery, Parameters, parse_list_query
+from ..core.validation import InputBounds
 from ..extensions import settings
 from ..http.errors import ApiError
 
@@ -33,8 +34,8 @@ def input_bounds() -> InputBounds:
     return settings().input_bounds
 
 
-def list_query(allowed: set[str], prefixes: tuple[str, ...] = ()) -> ListQuery:
-    """`user_id`, `from`, `till` (half-open range) and `limit` from the query string, plus `allowed`."""
+def list_query(kind: type[Parameters]) -> ListQuery[Parameters]:
+    """The query string as the list parameters `kind` declares, with this app's page sizes and filter limit."""
     config = settings()
-    return parse_list_query(request.args.to_dict(flat=False), allowed, default_limit=config.list_default_limit,
-                            max_limit=config.list_max_limit, prefixes=prefixes)
+    return parse_list_query(request.args.to_dict(flat=False), kind, default_limit=config.list_default_limit,
+                            max_limit=config.list_max_limit, max_metadata_filters=config.list_max_metadata_filters)

@@ -5,7 +5,8 @@ from flask import Response, jsonify
 
 from ..core.errors import NotFoundError
 from ..core.times import utcnow
-from ..core.validation import parse_calculation_request, parse_query_bool
+from ..core.list_parameters import MetricListParameters
+from ..core.validation import parse_calculation_request
 from ..extensions import database, guarded_redis, settings
 from ..jobs.calculations import enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
@@ -47,16 +48,16 @@ def get_metrics() -> Response:
     adds `open_windows`: the windows not closed yet, counted so far from the
     events, kept apart from the paged list because they are neither final nor stored.
     """
-    query = list_query({"cursor", "include_open"})
-    flt = MetricFilter(user_id=query.user_id, start=query.start, end=query.end)
-    cursor = MetricCursor.decode(query.params["cursor"]) if "cursor" in query.params else None
-    include_open = parse_query_bool(query.params.get("include_open", "false"), "include_open")
+    query = list_query(MetricListParameters)
+    given = query.given
+    flt = MetricFilter(user_id=given.user_id, start=query.start, end=query.end)
+    cursor = MetricCursor.decode(given.cursor) if given.cursor is not None else None
     page = list_metrics(database(), flt, limit=query.limit, after=cursor)
     body = MetricPage(metrics=[metric_view(metric) for metric in page.metrics],
                       next_cursor=page.next_cursor.encode() if page.next_cursor else None)
-    if include_open:
+    if given.include_open == "true":
         now = utcnow()
         config = settings()
         body.open_windows = [open_window_view(window, now) for window in open_windows(
-            database(), now, config.window_size, config.settle, query.user_id, query.start, query.end)]
+            database(), now, config.window_size, config.settle, given.user_id, query.start, query.end)]
     return jsonify(body)

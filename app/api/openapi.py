@@ -18,9 +18,11 @@ import msgspec
 from flask import current_app, jsonify, render_template
 from werkzeug.wrappers import Response
 
+from ..core.list_parameters import EventExportParameters, EventListParameters, ListParameters, \
+    MetricListParameters
 from ..core.settings import Settings
 from ..core.request_bodies import schemas as request_body_schemas
-from ..core.validation import MAX_ACTION_LENGTH, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
+from ..core.validation import MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
 from ..extensions import settings as app_settings
 from ..http.errors import Error
 from ..http.request_log import REQUEST_ID_PATTERN
@@ -99,8 +101,6 @@ _ANY_TOKEN = (401,)
 _RATE_LIMITED = (429,)
 _OPEN: list[Schema] = []
 
-_TIMESTAMP = {"type": "string", "format": "date-time", "examples": ["2025-10-23T13:07:00.000000Z"]}
-
 
 def _operation(summary: str, tag: str, responses: dict[str, Schema], *, description: str = "",
                parameters: list[Schema] | None = None, body: Schema | None = None,
@@ -121,37 +121,31 @@ def _operation(summary: str, tag: str, responses: dict[str, Schema], *, descript
     return operation
 
 
-def _list_parameters(settings: Settings, *, extra: list[Schema]) -> list[Schema]:
-    return [
-        {"name": "user_id", "in": "query", "description": "Only this user's rows.",
-         "schema": {"type": "integer", "minimum": 1}},
-        *extra,
-        {"name": "from", "in": "query", "description": "Start of the half-open range `[from, till)`, RFC 3339 "
-                                                       "with an offset.", "schema": _TIMESTAMP},
-        {"name": "till", "in": "query", "description": "End of the range, exclusive; not before `from`.",
-         "schema": _TIMESTAMP},
-        {"name": "limit", "in": "query", "description": "Page size.",
-         "schema": {"type": "integer", "minimum": 1, "maximum": settings.list_max_limit,
-                    "default": settings.list_default_limit}},
-        {"name": "cursor", "in": "query", "description": "The `next_cursor` of the previous page.",
-         "schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_LENGTH}},
-    ]
+def _query_parameters(kind: type[ListParameters], settings: Settings) -> list[Schema]:
+    """The query parameters that `kind` declares, with this configuration's page sizes."""
+    _, components = msgspec.json.schema_components([kind], ref_template=_REF_TEMPLATE)
+    parameters = []
+    for name, schema in components[kind.__name__]["properties"].items():
+        if "anyOf" in schema:  # an optional parameter is left out, never null
+            schema = {**next(s for s in schema["anyOf"] if s != {"type": "null"}),
+                      **{key: value for key, value in schema.items() if key not in ("anyOf", "default")}}
+        description = schema.pop("description")
+        if name == "limit":
+            schema.update(minimum=1, maximum=settings.list_max_limit, default=settings.list_default_limit)
+        parameters.append({"name": name, "in": "query", "description": description, "schema": schema})
+    if kind.metadata_filters:
+        parameters.append(_META_PARAMETER)
+    return parameters
 
 
-def _event_parameters(settings: Settings) -> list[Schema]:
-    return _list_parameters(settings, extra=[
-        {"name": "action", "in": "query", "description": "Only events with this action.",
-         "schema": {"type": "string", "maxLength": MAX_ACTION_LENGTH}},
-        # Free-form names: an exploded form-style object is how OpenAPI says `meta.page=/home&meta.n=5`.
-        {"name": "meta", "in": "query", "style": "form", "explode": True,
-         "description": "Metadata filters, any number, each `meta.KEY=VALUE`: events whose metadata holds that "
-                        "key with that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5, "
-                        "`meta.ok=true` the boolean). The key must not be empty; neither may contain NUL.",
-         "schema": {"type": "object", "propertyNames": {"pattern": r"^meta\..+$",
-                                                        "maxLength": MAX_QUERY_VALUE_LENGTH},
-                    "additionalProperties": {"type": "string", "minLength": 1,
-                                             "maxLength": MAX_QUERY_VALUE_LENGTH}}},
-    ])
+# Free-form names: an exploded form-style object is how OpenAPI says `meta.page=/home&meta.n=5`.
+_META_PARAMETER = {
+    "name": "meta", "in": "query", "style": "form", "explode": True,
+    "description": "Metadata filters, any number, each `meta.KEY=VALUE`: events whose metadata holds that key with "
+                   "that value (`meta.page=/home`; `meta.n=5` also matches the JSON number 5, `meta.ok=true` the "
+                   "boolean). The key must not be empty; neither may contain NUL.",
+    "schema": {"type": "object", "propertyNames": {"pattern": r"^meta\..+$", "maxLength": MAX_QUERY_VALUE_LENGTH},
+               "additionalProperties": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_VALUE_LENGTH}}}
 
 
 def _meta_filter(settings: Settings) -> str:
@@ -273,13 +267,13 @@ def build_document(settings: Settings) -> Schema:
                 responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
                            **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
-                "List events", "events", operation_id="listEvents", parameters=_event_parameters(settings),
+                "List events", "events", operation_id="listEvents", parameters=_query_parameters(EventListParameters, settings),
                 description="Events in time order, one keyset page at a time. " + _meta_filter(settings),
                 responses={"200": _json("One page of events.", _ref("EventPage")),
                            **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},
             "/api/events/export": {"get": _operation(
                 "Export events as CSV", "events", operation_id="exportEvents",
-                parameters=[p for p in _event_parameters(settings) if p["name"] not in ("limit", "cursor")],
+                parameters=_query_parameters(EventExportParameters, settings),
                 description="Every event `GET /api/events` would list, with the same filters, as one CSV file "
                             "(columns id, user_id, action, occurred_at, received_at, metadata as JSON), "
                             "streamed; there are no pages, so `limit` and `cursor` are refused. "
@@ -289,11 +283,7 @@ def build_document(settings: Settings) -> Schema:
             "/api/metrics": {
                 "get": _operation(
                     "List metrics", "metrics", operation_id="listMetrics",
-                    parameters=_list_parameters(settings, extra=[]) + [
-                        {"name": "include_open", "in": "query",
-                         "description": "`true` adds `open_windows`: the windows not closed yet, counted so far "
-                                        "(not final, not stored).",
-                         "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}],
+                    parameters=_query_parameters(MetricListParameters, settings),
                     description="The stored, final metrics of closed windows whose start lies in `[from, till)`, "
                                 "ordered by window, then user. With `include_open=true` the answer also holds "
                                 "`open_windows`, apart from the paged list.",

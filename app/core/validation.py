@@ -19,7 +19,6 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -36,7 +35,6 @@ __all__ = ["MAX_ACTION_LENGTH", "MAX_BATCH", "MAX_BIGINT"]
 
 MAX_METADATA_DEPTH = 32
 MAX_QUERY_VALUE_LENGTH = 512
-META_PREFIX = "meta."
 Body = TypeVar("Body", bound=msgspec.Struct)
 
 
@@ -157,7 +155,7 @@ _FIRST_FIELD = re.compile(r"^\.(?P<name>[^.\[]+)")
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 
 
-def _field_types(struct: type[msgspec.Struct]) -> dict[str, tuple[Any, dict[str, Any], bool]]:
+def field_types(struct: type[msgspec.Struct]) -> dict[str, tuple[Any, dict[str, Any], bool]]:
     """Each field's msgspec type (None of an optional unwrapped), its declared `extra` and whether it is
     required, by wire name."""
     return {info.encode_name: (*_unwrapped(info.type), info.required)
@@ -183,6 +181,8 @@ def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
     """msgspec's complaint about a field, in the words of the field's declaration."""
     if ", got `" in what:
         return f"must be {extra.get('noun') or _NOUNS[type(kind)]}"
+    if what.startswith("Invalid enum value"):
+        return f"must be {extra['noun']}"
     if isinstance(kind, msgspec.inspect.IntType) and re.match(r"Expected `int` [<>]=", what):
         return f"must be between {kind.ge} and {kind.le}"
     if isinstance(kind, (msgspec.inspect.StrType, msgspec.inspect.ListType)) and " of length >= " in what:
@@ -194,7 +194,7 @@ def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
     return what
 
 
-def _translate(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_message: str,
+def translate_error(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_message: str,
                root_field: str | None = None) -> ValidationError:
     """msgspec's error as ours: the field at fault, a code, and a message from the declaration."""
     found = _MSGSPEC_ERROR.match(str(exc))
@@ -209,7 +209,7 @@ def _translate(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_
     if first is None:
         return ValidationError(root_message, field=root_field)
     name = first["name"]
-    kind, extra, required = _field_types(struct)[name]  # an error is rare: read from the declaration each time
+    kind, extra, required = field_types(struct)[name]  # an error is rare: read from the declaration each time
     if required and what.endswith(", got `null`"):
         return ValidationError("is required", field=name, code="missing_field")
     if isinstance(kind, msgspec.inspect.ListType) and " of length <= " in what:
@@ -238,7 +238,7 @@ def _decoded(raw: bytes | Any, struct: type[Body], root_message: str, root_field
         if struct is bodies.EventBatch and _ITEM_PATH.match(path or ""):
             raise _InvalidItem from None
         if not (what.endswith("out of range") and isinstance(raw, bytes)):
-            raise _translate(exc, struct, root_message, root_field) from None
+            raise translate_error(exc, struct, root_message, root_field) from None
         # a number msgspec cannot hold (1e999, or an integer of a thousand digits): as below
     except RecursionError:
         raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
@@ -343,28 +343,6 @@ def parse_batch(raw: bytes, *, now: datetime, bounds: InputBounds) -> list[Valid
     return news
 
 
-def single_params(args: Mapping[str, list[str]], allowed: set[str], prefixes: tuple[str, ...] = (),
-                  max_length: int = MAX_QUERY_VALUE_LENGTH) -> dict[str, str]:
-    """Flatten a query string, refusing repeated, empty, overlong or unknown parameters."""
-    params: dict[str, str] = {}
-    for key, values in args.items():
-        if len(key) > max_length:
-            raise ValidationError(f"parameter names must be at most {max_length} characters",
-                                  field=key[:40] + "…", code="unknown_parameter")
-        if key not in allowed and not key.startswith(prefixes):
-            raise ValidationError(f"unknown query parameter {key!r}", field=key, code="unknown_parameter")
-        if len(values) > 1:
-            raise ValidationError("must be given once", field=key)
-        value = values[0]
-        if value == "":
-            raise ValidationError("must not be empty; leave the parameter out instead", field=key)
-        if len(value) > max_length:
-            raise ValidationError(f"must be at most {max_length} characters", field=key)
-        check_text(value, key)
-        params[key] = value
-    return params
-
-
 def parse_query_int(value: str, field: str, *, minimum: int = 1, maximum: int = MAX_BIGINT) -> int:
     if not value.isascii() or not value.isdigit():
         raise ValidationError("must be a positive integer", field=field)
@@ -372,13 +350,6 @@ def parse_query_int(value: str, field: str, *, minimum: int = 1, maximum: int = 
     if number < minimum or number > maximum:
         raise ValidationError(f"must be between {minimum} and {maximum}", field=field)
     return number
-
-
-def parse_query_bool(value: str, field: str) -> bool:
-    """`true` or `false`, exactly: a typo such as `ture` is an error, not a silent false."""
-    if value not in ("true", "false"):
-        raise ValidationError("must be true or false", field=field)
-    return value == "true"
 
 
 def parse_query_time(value: str, field: str) -> datetime:
@@ -418,51 +389,3 @@ def parse_calculation_range(start: str | None, end: str | None, *,
     if end_at - start_at > max_range:
         raise ValidationError(f"must be at most {max_range.days} days after `from`", field="till")
     return start_at, end_at
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """The parameters every list endpoint shares, validated; `params` holds the rest."""
-
-    params: dict[str, str]
-    user_id: int | None
-    start: datetime | None
-    end: datetime | None
-    limit: int
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        """The `meta.<key>=<value>` filters, by key."""
-        return {key[len(META_PREFIX):]: value for key, value in self.params.items() if key.startswith(META_PREFIX)}
-
-
-def check_metadata_filters(params: Mapping[str, str], maximum: int) -> None:
-    """At most `maximum` `meta.KEY=VALUE` filters: each one is a containment test on every candidate row."""
-    keys = [key for key in params if key.startswith(META_PREFIX)]
-    if len(keys) > maximum:
-        raise ValidationError(f"at most {maximum} `meta.KEY=VALUE` filters are allowed per request",
-                              field=keys[maximum], code="too_many_filters")
-
-
-def _check_metadata_keys(params: Mapping[str, str]) -> None:
-    """A `meta.KEY` filter needs a key that a JSON object stored in PostgreSQL can hold."""
-    for name in params:
-        if name.startswith(META_PREFIX):
-            key = name[len(META_PREFIX):]
-            if not key:
-                raise ValidationError("needs a metadata key: meta.KEY=VALUE", field=name)
-            check_text(key, name, "metadata keys ")
-
-
-def parse_list_query(args: Mapping[str, list[str]], allowed: set[str], *, default_limit: int, max_limit: int,
-                     prefixes: tuple[str, ...] = ()) -> ListQuery:
-    """Parse `user_id`, `from`, `till` (half-open range) and `limit`, plus the `allowed` rest."""
-    params = single_params(args, allowed | {"user_id", "from", "till", "limit"}, prefixes=prefixes)
-    if META_PREFIX in prefixes:
-        _check_metadata_keys(params)
-    start = parse_query_time(params["from"], "from") if "from" in params else None
-    end = parse_query_time(params["till"], "till") if "till" in params else None
-    check_range(start, end)
-    limit = parse_query_int(params["limit"], "limit", maximum=max_limit) if "limit" in params else default_limit
-    user_id = parse_query_int(params["user_id"], "user_id") if "user_id" in params else None
-    return ListQuery(params, user_id, start, end, limit)
