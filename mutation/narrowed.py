@@ -29,6 +29,8 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "app.core.validation": ("test_error_messages", "test_bad_input", "test_events_api", "test_events_batch",
                             "test_unusual_inputs", "test_metrics_api", "test_web_units", "test_web_events",
                             "test_request_bodies"),
+    "app.core.list_parameters": ("test_error_messages", "test_events_api", "test_events_export", "test_metrics_api",
+                                 "test_bad_input", "test_unusual_inputs"),
     "app.services.events": ("test_events_api", "test_events_batch", "test_events_export", "test_write_path",
                             "test_unusual_inputs", "test_error_messages", "test_dashboard_queries", "test_web_events"),
     "app.http.auth": ("test_auth", "test_limits", "test_security_checks"),
