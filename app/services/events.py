@@ -228,7 +228,9 @@ def record_events(database: Database, news: Sequence[ValidEvent], *, now: dateti
 def _store(database: Database, events: list[StoredEvent], news: Sequence[ValidEvent], statement: str,
            params: dict[str, Any], keyed: bool) -> list[tuple[StoredEvent, bool]]:
     """Run the insert; with client ids, look up the stored events of those that were not new."""
-    with database.write() as connection, connection.transaction() if len(events) > 1 else nullcontext():
+    # One statement commits on its own: only client ids, whose conflicts are found after the insert, need a
+    # transaction block to roll the inserted rows back (BEGIN and COMMIT are two more round trips).
+    with database.write() as connection, connection.transaction() if keyed and len(events) > 1 else nullcontext():
         cursor = connection.execute(statement, params)
         if not keyed:  # the service's ids: every row went in, or the statement failed
             return [(event, True) for event in events]
