@@ -175,7 +175,7 @@ EQUIVALENT: dict[str, str] = {
     "app.core.validation.x__field_message__mutmut_9": "an integer field's error is a wrong type (answered above) "
                                                       "or a bound",
     "app.core.validation.x__field_message__mutmut_30": "a maximum length on anything but a string is the batch's, "
-                                                       "answered in `_translate` before this",
+                                                       "answered in `translate_error` before this",
     "app.core.validation.x__decoded__mutmut_29": "neither an empty path nor `XXXX` matches an item's path",
     "app.core.validation.x__decoded__mutmut_31": "a body msgspec refused for a type is decoded again by the "
                                                  "standard library and refused for the same reason, in the same "

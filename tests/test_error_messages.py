@@ -301,6 +301,12 @@ def test_ten_metadata_filters_the_default_bound_are_accepted(client):
     assert client.get(f"/api/events?{query}").get_json() == {"events": [], "next_cursor": None}
 
 
+def test_integers_in_a_query_are_read_as_digits_leading_zeros_and_all(client):
+    client.post("/api/event", json=event(user_id=7))
+    found = client.get("/api/events?user_id=007&limit=01").get_json()
+    assert [item["user_id"] for item in found["events"]] == [7] and found["next_cursor"] is None
+
+
 @pytest.mark.parametrize("spelt", ["yes", "True", "1"])
 def test_include_open_must_be_spelt_true_or_false(client, spelt):
     assert error_of(client.get(f"/api/metrics?include_open={spelt}")) == (

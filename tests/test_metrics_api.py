@@ -8,7 +8,8 @@ import pytest
 
 from app.core.times import format_rfc3339
 from app.extensions import redis_client, settings
-from app.jobs.queue import calculation_queue
+from app.jobs.queue import calculation_queue, namespaced_id
+from app.jobs.storage import STORAGE_FUNC
 from app.jobs.calculations import CALCULATE_FUNC
 from app.dev.fixtures import drop_namespace
 from tests.helpers import catch_up_held_at, post_event, separate_app, wait_until
@@ -230,3 +231,18 @@ def test_a_job_of_another_namespace_sharing_the_redis_is_not_found(app, client, 
         assert ours["id"] != theirs["id"] and client.get(ours["url"]).status_code == 200
     finally:
         drop_namespace(servers.redis_url, other_namespace)
+
+
+def test_the_storage_job_sharing_the_calculation_queue_is_not_a_job_to_follow(app, client):
+    """Its id is ours and its queue is ours, but it is no calculation: 404, not its result as a summary."""
+    with app.app_context():
+        namespace = settings().redis_namespace
+        queue = calculation_queue(redis_client(), namespace)
+        storage = queue.enqueue(STORAGE_FUNC, job_id=namespaced_id(namespace, "periodic-maintain-storage-test"))
+        calculation = client.post("/api/metrics").get_json()["job"]
+        try:
+            response = client.get(f"/api/metrics/jobs/{storage.id}")
+            assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+            assert client.get(calculation["url"]).status_code == 200
+        finally:
+            storage.delete()

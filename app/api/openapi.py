@@ -267,7 +267,8 @@ def build_document(settings: Settings) -> Schema:
                 responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
                            **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
-                "List events", "events", operation_id="listEvents", parameters=_query_parameters(EventListParameters, settings),
+                "List events", "events", operation_id="listEvents",
+                parameters=_query_parameters(EventListParameters, settings),
                 description="Events in time order, one keyset page at a time. " + _meta_filter(settings),
                 responses={"200": _json("One page of events.", _ref("EventPage")),
                            **_errors(400, *_FULL_TOKEN, *_RATE_LIMITED, 503)})},

@@ -7,6 +7,7 @@ from the same declarations (`schemas`).
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -19,6 +20,8 @@ from ..core.times import format_rfc3339
 from ..jobs.calculations import JobInfo
 from ..services.events import StoredEvent
 from ..services.metrics import Metric as StoredMetric, WindowTotal
+
+log = logging.getLogger(__name__)
 
 
 class _Answer(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,9 +171,8 @@ def event_view(event: StoredEvent) -> Event:
 def metric_view(metric: StoredMetric) -> Metric:
     """The original service's field names: `window_start_at`, `window_end_at`, `created_at`."""
     return Metric(user_id=metric.user_id, event_count=metric.event_count,
-                     window_start_at=format_rfc3339(metric.window_start),
-                     window_end_at=format_rfc3339(metric.window_end),
-                     created_at=format_rfc3339(metric.computed_at), actions=metric.actions)
+                  window_start_at=format_rfc3339(metric.window_start), window_end_at=format_rfc3339(metric.window_end),
+                  created_at=format_rfc3339(metric.computed_at), actions=metric.actions)
 
 
 def open_window_view(window: WindowTotal, now: datetime) -> OpenWindow:
@@ -184,13 +186,23 @@ def _when(moment: datetime | None) -> str | None:
     return format_rfc3339(moment) if moment else None
 
 
+def _summary(result: dict[str, Any] | None) -> CalculationSummary | None:
+    """The summary the worker saved, as declared; one of another shape (saved by another version of the
+    worker during a rolling deploy) is left out rather than passed on undeclared."""
+    if result is None:
+        return None
+    try:
+        return msgspec.convert(result, CalculationSummary)
+    except msgspec.ValidationError as exc:
+        log.warning("job summary not in the declared shape: %s", exc)
+        return None
+
+
 def job_view(job: JobInfo) -> JobEnvelope:
-    """The job and where to follow it; its summary and params are what the worker saved, checked against
-    their declarations (an unexpected shape is an error of ours, not something to pass on)."""
+    """The job and where to follow it, with the params it was queued with and its summary once finished."""
     return JobEnvelope(job=Job(
         id=job.id, status=job.status, enqueued_at=_when(job.enqueued_at), started_at=_when(job.started_at),
-        ended_at=_when(job.ended_at), params=msgspec.convert(job.params, JobParams),
-        summary=msgspec.convert(job.result, CalculationSummary) if job.result is not None else None,
+        ended_at=_when(job.ended_at), params=msgspec.convert(job.params, JobParams), summary=_summary(job.result),
         error=job.error,
         progress=JobProgress(done=job.progress.done, total=job.progress.total,
                              window=_when(job.progress.window)) if job.progress else None,

@@ -7,7 +7,7 @@ in `app.core.validation`), and the OpenAPI document generates the endpoints'
 parameters from the same declarations. Around the conversion come the rules
 of a query string that a type cannot say: each parameter given once, not
 empty, not overlong and without NUL; integers written in plain digits (msgspec
-would take `1e3`); the range's order; the page size the settings allow; and
+would take `1e3` and refuse `007`); the range's order; the page size the settings allow; and
 the free-form `meta.KEY=VALUE` filters.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ class MetricListParameters(ListParameters, kw_only=True):
     cursor: Cursor | None = None
     include_open: Annotated[Literal["true", "false"], Meta(
         description="`true` adds `open_windows`: the windows not closed yet, counted so far (not final, not stored).",
-        extra={"noun": "true or false"})] = "false"
+        extra_json_schema={"type": "string"}, extra={"noun": "true or false"})] = "false"
 
 
 Parameters = TypeVar("Parameters", bound=ListParameters)
@@ -133,12 +133,17 @@ def parse_list_query(args: Mapping[str, list[str]], kind: type[Parameters], *, d
     params = single_params(args, set(declared), (META_PREFIX,) if kind.metadata_filters else ())
     metadata = metadata_filters(params, max_metadata_filters) if kind.metadata_filters else {}
     values = {name: value for name, value in params.items() if name in declared}
+    converted: dict[str, str | int] = {}
     for name, value in values.items():
         kind_of, extra, _required = declared[name]
-        if isinstance(kind_of, msgspec.inspect.IntType) and not (value.isascii() and value.isdigit()):
-            raise ValidationError(f"must be {extra['noun']}", field=name)
+        if isinstance(kind_of, msgspec.inspect.IntType):  # read as Python reads digits: 007 is 7
+            if not (value.isascii() and value.isdigit()):
+                raise ValidationError(f"must be {extra['noun']}", field=name)
+            converted[name] = int(value)
+        else:
+            converted[name] = value
     try:
-        given = msgspec.convert(values, kind, strict=False)
+        given = msgspec.convert(converted, kind, strict=False)
     except msgspec.ValidationError as exc:
         raise translate_error(exc, kind, "invalid query string") from None
     start = parse_query_time(given.from_, "from") if given.from_ is not None else None

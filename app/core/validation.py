@@ -182,7 +182,7 @@ def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
     if ", got `" in what:
         return f"must be {extra.get('noun') or _NOUNS[type(kind)]}"
     if what.startswith("Invalid enum value"):
-        return f"must be {extra['noun']}"
+        return f"must be {extra.get('noun') or 'one of ' + ', '.join(map(str, kind.values))}"
     if isinstance(kind, msgspec.inspect.IntType) and re.match(r"Expected `int` [<>]=", what):
         return f"must be between {kind.ge} and {kind.le}"
     if isinstance(kind, (msgspec.inspect.StrType, msgspec.inspect.ListType)) and " of length >= " in what:
@@ -195,7 +195,7 @@ def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
 
 
 def translate_error(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_message: str,
-               root_field: str | None = None) -> ValidationError:
+                    root_field: str | None = None) -> ValidationError:
     """msgspec's error as ours: the field at fault, a code, and a message from the declaration."""
     found = _MSGSPEC_ERROR.match(str(exc))
     what, path = found["what"], found["path"] or ""

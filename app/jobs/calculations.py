@@ -103,7 +103,8 @@ def get_job(redis: Redis, namespace: str, job_id: str) -> JobInfo | None:
 
     None also for a job of another deployment sharing the Redis: its id is
     not under our namespace, or it was not queued on our queue (an id prefix
-    alone could belong to a namespace such as `tracking-b` beside `tracking`).
+    alone could belong to a namespace such as `tracking-b` beside `tracking`);
+    and for the storage job, which shares the queue but is no calculation.
     """
     if not JOB_ID.fullmatch(job_id) or not job_id.startswith(namespaced_id(namespace, "")):
         return None
@@ -111,8 +112,8 @@ def get_job(redis: Redis, namespace: str, job_id: str) -> JobInfo | None:
         job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return None
-    if job.origin != calculation_queue(redis, namespace).name:
-        return None
+    if job.origin != calculation_queue(redis, namespace).name or job.func_name != CALCULATE_FUNC:
+        return None  # the storage job shares the queue, but it is no calculation to follow
     return _info(job)
 
 
