@@ -152,12 +152,17 @@ def test_gunicorn_workers_share_their_prometheus_counters(gunicorn):
                                          headers={"Content-Type": "application/json", "Connection": "close"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
-    assert samples[("tracking_events_ingested_total", ())] == 6
-    assert samples[("tracking_http_requests_total",
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    # each worker applies its observations every 0.1 s: the other worker's may show a moment later
+    counted = wait_until(lambda: (found := samples()).get(("tracking_events_ingested_total", ())) == 6 and found,
+                         timeout=10)
+    assert counted[("tracking_http_requests_total",
                     (("method", "POST"), ("route", "/api/event"), ("status", "201")))] == 6
 
 

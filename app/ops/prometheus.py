@@ -7,7 +7,9 @@ Two kinds of series:
   gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (an environment
   variable: prometheus_client reads it when imported) so every worker writes
   to files there and a scrape of any worker sums them all. The counters are
-  created when the first app is built, not at import.
+  created when the first app is built, not at import. Requests queue their
+  observations and one thread per process applies them every 0.1 s
+  (`app.ops.observations`), so a scrape sees another worker's at most that late.
 - Per deployment, read at scrape time: calculation runs (from the
   `calculation_runs` ledger, so runs by any worker or the CLI count, and a
   restart loses nothing) and queue depth (from Redis). Every web process
@@ -50,6 +52,7 @@ from ..core.settings import Settings
 from ..extensions import database, on_close, settings
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
 from .health import postgres_probe
+from .observations import Observations
 
 log = logging.getLogger(__name__)
 bp = Blueprint("prometheus", __name__)
@@ -60,6 +63,8 @@ RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 SOURCES_KEY = "tracking.prometheus_sources"
 # How the scrape connections introduce themselves (pg_stat_activity, CLIENT LIST).
 SCRAPE_CLIENT_NAME = "tracking-scrape"
+# How late a scrape may see another worker's observations.
+OBSERVATIONS_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class ProcessMetrics:
     events_duplicates: Counter
     events_late: Counter
     events_group_size: Histogram
+    # observations wait here for the process's applier (see app.ops.observations)
+    pending: Observations = field(default_factory=lambda: Observations(interval=OBSERVATIONS_INTERVAL))
     # (method, route, status) -> its counter and histogram children: `labels()` takes a lock and checks its
     # arguments on every call; the keys are few (routes are templates, methods and statuses a short list)
     request_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
@@ -131,12 +138,13 @@ def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0, group:
     `group`, for a single event: how many events were committed with it (itself included).
     """
     metrics = _metrics()
+    pending = metrics.pending
     if group is not None:
-        metrics.events_group_size.observe(group)
+        pending.add(metrics.events_group_size.observe, group)
     for counter, amount in ((metrics.events_ingested, created), (metrics.events_duplicates, duplicates),
                             (metrics.events_late, late)):
         if amount:
-            counter.inc(amount)
+            pending.add(counter.inc, amount)
 
 
 def init_app(app: Flask, config: Settings) -> None:
@@ -157,10 +165,11 @@ def _observe_request(response: Response) -> Response:
     started = g.get("prometheus_started")
     method = request.method if request.method in METHODS else "other"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    requests, seconds = _metrics().request_series_of(method, route, response.status_code)
-    requests.inc()
+    metrics = _metrics()
+    requests, seconds = metrics.request_series_of(method, route, response.status_code)
+    metrics.pending.add(requests.inc, 1)
     if started is not None:
-        seconds.observe(time.perf_counter() - started)
+        metrics.pending.add(seconds.observe, time.perf_counter() - started)
     return response
 
 
@@ -380,6 +389,7 @@ def exposition() -> Response:
     refusal = _refusal(config)
     if refusal is not None:
         return refusal
+    _metrics().pending.apply()  # this process's own observations are all in
     sources: ScrapeSources = current_app.extensions[SOURCES_KEY]
     collectors: list[Source] = list(sources.all)
     monitor = database().monitor

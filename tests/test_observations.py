@@ -1,0 +1,47 @@
+"""Prometheus observations queued by requests and applied by one thread per process (app.ops.observations)."""
+from __future__ import annotations
+
+import os
+
+from app.ops.observations import Observations
+from tests.helpers import wait_until
+
+
+def test_queued_observations_are_applied_by_the_process_thread_without_a_scrape():
+    seen: list[float] = []
+    pending = Observations(interval=0.01)
+    pending.add(seen.append, 1.0)
+    pending.add(seen.append, 2.5)
+    assert wait_until(lambda: seen == [1.0, 2.5], timeout=5)
+
+
+def test_one_failing_series_does_not_stop_the_others_being_counted():
+    seen: list[float] = []
+
+    def broken(amount: float) -> None:
+        raise ValueError(amount)
+
+    pending = Observations(interval=0.01)
+    pending.add(broken, 1.0)
+    pending.add(seen.append, 2.0)
+    assert wait_until(lambda: seen == [2.0], timeout=5)
+
+
+def test_a_forked_child_applies_its_own_observations_not_its_parents():
+    seen: list[float] = []
+    pending = Observations(interval=3600)  # nothing is applied by a thread while the test runs
+    pending.add(seen.append, 1.0)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report what applying gives, then leave without running pytest's exit
+        pending.add(seen.append, 2.0)
+        pending.apply()
+        os.write(writer, repr(seen).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        reported = pipe.read()
+    assert os.waitpid(child, 0)[1] == 0
+    assert reported == "[2.0]"  # 1.0 was queued by the parent, before the fork: the parent's to apply
+    pending.apply()
+    assert seen == [1.0]
