@@ -15,6 +15,7 @@ from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
 from . import extensions
+from .core.database import SESSION_OPTIONS
 from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
 from .http import auth, cors, errors, headers, proxies, rate_limits, request_log
@@ -30,8 +31,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def flask_config(settings: Settings) -> dict[str, Any]:
     """What Flask and its extensions read from `app.config`, derived from the settings."""
     assert settings.database_url is not None  # Settings.check() refuses to start without it
-    # every session computes in UTC, whatever the server's default time zone
-    connect_args = {"options": "-c timezone=UTC"}
+    connect_args = {"options": SESSION_OPTIONS}
     binds = {"read": {
         "url": sqlalchemy_url(settings.database_read_url),
         # The replica may go away on its own: a pooled connection it dropped is found at checkout

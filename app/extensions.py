@@ -14,6 +14,7 @@ rate limiter has a client and a breaker of its own, `app.http.rate_limits`.)
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .core.breaker import CircuitBreaker
-from .core.database import Database, ReplicaMonitor
+from .core.database import SESSION_OPTIONS, Database, DedicatedWriter, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
 from .core.times import utcnow
@@ -46,6 +47,7 @@ REDIS_BREAKER_KEY = "tracking.redis_breaker"
 CLOSERS_KEY = "tracking.closers"
 RATE_LIMITS_KEY = "tracking.rate_limits"
 GROUP_COMMIT_KEY = "tracking.group_commit"
+GROUP_COMMIT_LOCK = threading.Lock()
 # What says Redis is down or hanging, as opposed to answering with an error.
 REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError)
 
@@ -86,8 +88,15 @@ def group_commit() -> GroupCommit:
     writer = current_app.extensions.get(GROUP_COMMIT_KEY)
     if writer is None:
         config = settings()
-        made = GroupCommit(database(), window_size=config.window_size, max_rows=config.group_commit_max_events)
-        writer = current_app.extensions.setdefault(GROUP_COMMIT_KEY, made)  # two first requests: one writer
+        with GROUP_COMMIT_LOCK:  # two first requests: one writer, one connection
+            writer = current_app.extensions.get(GROUP_COMMIT_KEY)
+            if writer is None:
+                assert config.database_url is not None  # Settings.check() refuses to start without it
+                connection = DedicatedWriter(config.database_url, SESSION_OPTIONS)
+                writer = GroupCommit(database(), window_size=config.window_size,
+                                     max_rows=config.group_commit_max_events, writer=connection)
+                on_close(current_app, connection.close)
+                current_app.extensions[GROUP_COMMIT_KEY] = writer
     return writer
 
 

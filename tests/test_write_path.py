@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import session
 
 from app.core.validation import InputBounds, parse_event
-from app.extensions import database, db
+from app.extensions import database, db, group_commit
 from app.services.events import new_event_ids, record_events
 from tests.helpers import count_rows, post_event
 
@@ -43,7 +43,8 @@ def test_an_event_is_late_exactly_when_its_window_has_ended(app):
 def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
     for _ in range(6):  # psycopg prepares a statement on its fifth run on a connection
         assert post_event(client).status_code == 201
-    with app.app_context(), database().write() as connection:
+    # single events are written by the process's group commit, on its connection of its own
+    with app.app_context(), group_commit().writer.write() as connection:
         prepared = [row[0] for row in connection.execute("SELECT statement FROM pg_prepared_statements")]
     assert any("INSERT INTO events" in statement for statement in prepared)
 

@@ -19,15 +19,17 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 _DRIVER_PREFIX = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+# every session computes in UTC, whatever the server's default time zone
+SESSION_OPTIONS = "-c timezone=UTC"
 # libpq's smallest connect timeout; a replica that does not answer within it counts as down
 CHECK_CONNECT_TIMEOUT = 2
 
@@ -178,3 +180,35 @@ class Database:
             else:
                 connection.autocommit = False
             pooled.close()
+
+
+class Writer(Protocol):
+    """Where the event write path takes its connection: `Database.write()`, or a `DedicatedWriter`."""
+
+    def write(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
+
+
+class DedicatedWriter:
+    """One psycopg connection in autocommit mode, for a writer that runs one call at a time (a process's
+    group commit): no pool checkout, autocommit switch or reset on return per call, which cost a single
+    event's request more than its insert's parameters. Opened on first use, in the process that uses it;
+    one the server dropped fails the call that finds it, as a pooled one would, and is replaced at the next.
+    """
+
+    def __init__(self, url: str, options: str) -> None:
+        self.url = libpq_url(url)
+        self.options = options
+        self._connection: psycopg.Connection[Any] | None = None
+
+    @contextmanager
+    def write(self) -> Iterator[psycopg.Connection[Any]]:
+        connection = self._connection
+        if connection is None or connection.closed or connection.broken:
+            connection = self._connection = psycopg.connect(self.url, autocommit=True, options=self.options)
+        yield connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+

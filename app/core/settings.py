@@ -66,7 +66,9 @@ class Settings:
     database_read_check_seconds: float = _setting(
         "DATABASE_READ_CHECK_SECONDS", 5.0, float,
         "How often each process checks the replica's health and lag.")
-    database_pool_size: int = _setting("DATABASE_POOL_SIZE", 5, int, "Connections kept per process.")
+    database_pool_size: int = _setting(
+        "DATABASE_POOL_SIZE", 5, int,
+        "Connections kept per process; a web process also keeps one of its own for its group commit.")
     group_commit_max_events: int = _setting(
         "GROUP_COMMIT_MAX_EVENTS", 64, int,
         "Most single events (`POST /api/event`) a web process stores in one statement and one commit when "

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from ..core.database import Database
+from ..core.database import Database, Writer
 from ..core.errors import ConflictError, ValidationError
 from ..core.partitions import partitions_for
 from ..core.tables import events as events_table
@@ -186,7 +186,7 @@ def _insert_statement(events: list[StoredEvent], news: Sequence[ValidEvent], win
     return _INSERTS[True, keyed, late], params
 
 
-def record_events(database: Database, news: Sequence[ValidEvent], *, now: datetime,
+def record_events(database: Writer, news: Sequence[ValidEvent], *, now: datetime,
                   window_size: timedelta) -> Recorded:
     """Store events once each, in one statement, all or none.
 
@@ -225,7 +225,7 @@ def record_events(database: Database, news: Sequence[ValidEvent], *, now: dateti
     return Recorded(results, late=sum(1 for (_, was_created), is_late in zip(results, late) if was_created and is_late))
 
 
-def _store(database: Database, events: list[StoredEvent], news: Sequence[ValidEvent], statement: str,
+def _store(database: Writer, events: list[StoredEvent], news: Sequence[ValidEvent], statement: str,
            params: dict[str, Any], keyed: bool) -> list[tuple[StoredEvent, bool]]:
     """Run the insert; with client ids, look up the stored events of those that were not new."""
     # One statement commits on its own: only client ids, whose conflicts are found after the insert, need a

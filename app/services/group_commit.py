@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from ..core.database import Database
+from ..core.database import Database, Writer
 from ..core.errors import ConflictError, UnavailableError
 from ..core.validation import ValidEvent
 from ..core.windows import floor_window
@@ -55,8 +55,11 @@ class _Waiting:
 class GroupCommit:
     """The event writer of one process; thread-safe, made once per app and process."""
 
-    def __init__(self, database: Database, *, window_size: timedelta, max_rows: int) -> None:
+    def __init__(self, database: Database, *, window_size: timedelta, max_rows: int,
+                 writer: Writer | None = None) -> None:
         self.database = database
+        # the groups are written one at a time: a connection of their own spares each a pool checkout
+        self.writer = writer or database
         self.window_size = window_size
         self.max_rows = max_rows
         self._queue: deque[_Waiting] = deque()
@@ -109,7 +112,7 @@ class GroupCommit:
         # The group is received when it is stored: the latest of its requests' clocks.
         now = max(waiting.now for waiting in group)
         try:
-            recorded = record_events(self.database, [waiting.new for waiting in group], now=now,
+            recorded = record_events(self.writer, [waiting.new for waiting in group], now=now,
                                      window_size=self.window_size)
         except Exception as error:  # handed to the requests that wait for these rows
             if len(group) == 1 or not isinstance(error, _ROW_ERRORS):
@@ -126,7 +129,7 @@ class GroupCommit:
 
     def _store_alone(self, waiting: _Waiting) -> None:
         try:
-            waiting.recorded = record_events(self.database, [waiting.new], now=waiting.now,
+            waiting.recorded = record_events(self.writer, [waiting.new], now=waiting.now,
                                              window_size=self.window_size)
         except Exception as error:  # this row's own error, for its own request
             waiting.error = error
