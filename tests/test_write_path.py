@@ -49,6 +49,13 @@ def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
     assert any("INSERT INTO events" in statement for statement in prepared)
 
 
+def test_the_group_commits_own_connection_computes_in_utc_like_the_pooled_ones(client, app):
+    assert post_event(client).status_code == 201
+    with app.app_context(), group_commit().writer.write() as own, database().write() as pooled:
+        assert own is not pooled
+        assert own.execute("SHOW timezone").fetchone() == pooled.execute("SHOW timezone").fetchone() == ("UTC",)
+
+
 def test_a_connection_the_server_dropped_costs_at_most_a_503_then_is_replaced(client, app, database_url):
     assert post_event(client).status_code == 201
     with psycopg.connect(database_url, autocommit=True) as admin:

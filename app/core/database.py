@@ -203,7 +203,7 @@ class DedicatedWriter:
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
         connection = self._connection
-        if connection is None or connection.closed or connection.broken:
+        if connection is None or connection.closed:  # closed: by us, or by the server (broken)
             connection = self._connection = psycopg.connect(self.url, autocommit=True, options=self.options)
         yield connection
 

@@ -32,14 +32,14 @@ class Observations:
         self.interval = interval
         self._pending: deque[tuple[Observe, float]] = deque()
         self._applying = threading.Lock()
-        self._thread_pid: int | None = None
+        self._started = False
         # a forked child starts empty: what its parent queued is the parent's to apply
         os.register_at_fork(after_in_child=self._forget)
 
     def add(self, observe: Observe, amount: float) -> None:
-        """Queue one observation; the first in a process (a forked worker too) starts its applier."""
+        """Queue one observation; the first in a process (a forked worker's too) starts its applier."""
         self._pending.append((observe, amount))
-        if self._thread_pid != os.getpid():
+        if not self._started:
             self._start()
 
     def apply(self) -> None:
@@ -50,14 +50,16 @@ class Observations:
                 observe(amount)
 
     def _forget(self) -> None:
+        """In a forked child: no queue, no lock held, no thread (threads do not survive a fork)."""
         self._pending = deque()
         self._applying = threading.Lock()
+        self._started = False
 
     def _start(self) -> None:
         with self._applying:
-            if self._thread_pid == os.getpid():
+            if self._started:
                 return
-            self._thread_pid = os.getpid()
+            self._started = True
         threading.Thread(target=self._run, name="prometheus-observations", daemon=True).start()
         atexit.register(self.apply)  # a worker stopping in good order counts its last requests
 
