@@ -307,6 +307,12 @@ def test_integers_in_a_query_are_read_as_digits_leading_zeros_and_all(client):
     assert [item["user_id"] for item in found["events"]] == [7] and found["next_cursor"] is None
 
 
+def test_metrics_declare_no_metadata_filter_so_one_is_an_unknown_parameter(client):
+    assert error_of(client.get("/api/metrics?meta.page=/home")) == (
+        400, "unknown_parameter", "meta.page", "unknown query parameter 'meta.page'")
+    assert client.get("/api/events/export?meta.page=/home").status_code == 200
+
+
 @pytest.mark.parametrize("spelt", ["yes", "True", "1"])
 def test_include_open_must_be_spelt_true_or_false(client, spelt):
     assert error_of(client.get(f"/api/metrics?include_open={spelt}")) == (

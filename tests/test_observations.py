@@ -15,16 +15,33 @@ def test_queued_observations_are_applied_by_the_process_thread_without_a_scrape(
     assert wait_until(lambda: seen == [1.0, 2.5], timeout=5)
 
 
-def test_one_failing_series_does_not_stop_the_others_being_counted():
+def test_a_failing_series_loses_only_its_own_observations_and_a_scrape_still_answers(client, caplog):
     seen: list[float] = []
 
     def broken(amount: float) -> None:
         raise ValueError(amount)
 
-    pending = Observations(interval=0.01)
-    pending.add(broken, 1.0)
-    pending.add(seen.append, 2.0)
-    assert wait_until(lambda: seen == [2.0], timeout=5)
+    pending = Observations(interval=3600)
+    for amount in range(5):
+        pending.add(broken, amount)
+        pending.add(seen.append, amount)
+    pending.apply()  # what a scrape does first: it must not raise
+    assert seen == [0, 1, 2, 3, 4]
+    assert "Prometheus observations lost: 5 failed (ValueError), 0 dropped" in caplog.text
+    assert client.get("/internal/metrics").status_code == 200
+
+
+def test_observations_beyond_the_limit_are_dropped_and_the_drops_said(caplog):
+    seen: list[float] = []
+    pending = Observations(interval=3600, limit=3)
+    for amount in range(5):
+        pending.add(seen.append, amount)
+    pending.apply()
+    assert seen == [0, 1, 2]
+    assert "0 failed (none), 2 dropped because 3 were waiting" in caplog.text
+    pending.add(seen.append, 5)  # room again once applied
+    pending.apply()
+    assert seen == [0, 1, 2, 5]
 
 
 def test_a_forked_child_applies_its_own_observations_not_its_parents():

@@ -6,11 +6,13 @@ The rules a type cannot say are skipped when the raw body cannot break them
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import msgspec
 import pytest
 
 from app.core.request_bodies import CalculationRequest, EventBatch, NewEvent, schemas
+from app.core.validation import translate_error
 from tests.helpers import count_rows
 
 
@@ -93,3 +95,14 @@ def test_every_declared_field_says_what_it_must_be(client, body_type, field):
     error = client.post(path, json={**good, field: wrong}).get_json()["error"]
     assert (error["code"], error["field"]) == ("invalid_field", field)
     assert error["message"].startswith("must be ") and "`" not in error["message"], error["message"]
+
+
+class _Choice(msgspec.Struct):
+    pick: Literal["a", "b"]
+
+
+def test_a_choice_declared_without_a_noun_is_worded_from_its_values():
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.convert({"pick": "c"}, _Choice)
+    refused = translate_error(caught.value, _Choice, "request body must be a JSON object")
+    assert (refused.field, refused.message) == ("pick", "must be one of a, b")

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask import session
 
 from app.core.validation import InputBounds, parse_event
+from app.core.database import SESSION_OPTIONS, DedicatedWriter
 from app.extensions import database, db, group_commit
 from app.services.events import new_event_ids, record_events
 from tests.helpers import count_rows, post_event
@@ -47,6 +48,25 @@ def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
     with app.app_context(), group_commit().writer.write() as connection:
         prepared = [row[0] for row in connection.execute("SELECT statement FROM pg_prepared_statements")]
     assert any("INSERT INTO events" in statement for statement in prepared)
+
+
+def test_the_group_commits_own_connection_is_replaced_after_its_recycle_time(database_url):
+    now = [0.0]
+    writer = DedicatedWriter(database_url, SESSION_OPTIONS, clock=lambda: now[0])
+    try:
+        with writer.write() as first:
+            first_pid = first.info.backend_pid
+        now[0] = DedicatedWriter.RECYCLE_SECONDS - 1
+        with writer.write() as same:
+            assert same.info.backend_pid == first_pid
+        now[0] = DedicatedWriter.RECYCLE_SECONDS
+        with writer.write() as later:
+            assert later.info.backend_pid != first_pid and first.closed
+            # it gives up on a silent network instead of holding every single event of the process
+            parameters = later.info.get_parameters()
+            assert (parameters["connect_timeout"], parameters["tcp_user_timeout"]) == ("5", "30000")
+    finally:
+        writer.close()
 
 
 def test_the_group_commits_own_connection_computes_in_utc_like_the_pooled_ones(client, app):

@@ -193,18 +193,35 @@ class DedicatedWriter:
     group commit): no pool checkout, autocommit switch or reset on return per call, which cost a single
     event's request more than its insert's parameters. Opened on first use, in the process that uses it;
     one the server dropped fails the call that finds it, as a pooled one would, and is replaced at the next.
+
+    Since every single event of the process waits on it, it does not wait on a silent network for long:
+    connecting gives up after `CONNECT_TIMEOUT` s and unacknowledged data after `NETWORK_TIMEOUT` s (TCP
+    keepalives probe it while idle), and it is replaced after `RECYCLE_SECONDS`, like the pooled ones.
     """
 
-    def __init__(self, url: str, options: str) -> None:
+    CONNECT_TIMEOUT = 5
+    NETWORK_TIMEOUT = 30
+    RECYCLE_SECONDS = 1800
+
+    def __init__(self, url: str, options: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = libpq_url(url)
         self.options = options
+        self.clock = clock
         self._connection: psycopg.Connection[Any] | None = None
+        self._opened_at = 0.0
 
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
         connection = self._connection
+        if connection is not None and self.clock() - self._opened_at >= self.RECYCLE_SECONDS:
+            self.close()
+            connection = None
         if connection is None or connection.closed:  # closed: by us, or by the server (broken)
-            connection = self._connection = psycopg.connect(self.url, autocommit=True, options=self.options)
+            connection = self._connection = psycopg.connect(
+                self.url, autocommit=True, options=self.options, connect_timeout=self.CONNECT_TIMEOUT,
+                keepalives=1, keepalives_idle=self.NETWORK_TIMEOUT, keepalives_interval=5, keepalives_count=3,
+                tcp_user_timeout=self.NETWORK_TIMEOUT * 1000)
+            self._opened_at = self.clock()
         yield connection
 
     def close(self) -> None:
