@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .core.breaker import CircuitBreaker
-from .core.database import SESSION_OPTIONS, Database, DedicatedWriter, ReplicaMonitor
+from .core.database import Database, DedicatedWriter, ReplicaMonitor
 from .core.settings import Settings
 from .core.tables import metadata
 from .core.times import utcnow
@@ -85,19 +85,19 @@ def database() -> Database:
 
 def group_commit() -> GroupCommit:
     """This process's writer of single events (made on first use, after any fork)."""
-    writer = current_app.extensions.get(GROUP_COMMIT_KEY)
-    if writer is None:
+    committer = current_app.extensions.get(GROUP_COMMIT_KEY)
+    if committer is None:
         config = settings()
-        with GROUP_COMMIT_LOCK:  # two first requests: one writer, one connection
-            writer = current_app.extensions.get(GROUP_COMMIT_KEY)
-            if writer is None:
+        with GROUP_COMMIT_LOCK:  # two first requests: one group commit, one connection
+            committer = current_app.extensions.get(GROUP_COMMIT_KEY)
+            if committer is None:
                 assert config.database_url is not None  # Settings.check() refuses to start without it
-                connection = DedicatedWriter(config.database_url, SESSION_OPTIONS)
-                writer = GroupCommit(database(), window_size=config.window_size,
-                                     max_rows=config.group_commit_max_events, writer=connection)
-                on_close(current_app, connection.close)
-                current_app.extensions[GROUP_COMMIT_KEY] = writer
-    return writer
+                own = DedicatedWriter(config.database_url)
+                committer = GroupCommit(database(), own, window_size=config.window_size,
+                                        max_rows=config.group_commit_max_events)
+                on_close(current_app, own.close)
+                current_app.extensions[GROUP_COMMIT_KEY] = committer
+    return committer
 
 
 def now() -> datetime:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import session
 
 from app.core.validation import InputBounds, parse_event
-from app.core.database import SESSION_OPTIONS, DedicatedWriter
+from app.core.database import DedicatedWriter
 from app.extensions import database, db, group_commit
 from app.services.events import new_event_ids, record_events
 from tests.helpers import count_rows, post_event
@@ -52,7 +52,7 @@ def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
 
 def test_the_group_commits_own_connection_is_replaced_after_its_recycle_time(database_url):
     now = [0.0]
-    writer = DedicatedWriter(database_url, SESSION_OPTIONS, clock=lambda: now[0])
+    writer = DedicatedWriter(database_url, clock=lambda: now[0])
     try:
         with writer.write() as first:
             first_pid = first.info.backend_pid

@@ -3,7 +3,7 @@
 The services return dataclasses; only the API decides field names and formats.
 Each answer is a msgspec Struct: the JSON provider encodes it in C straight
 from its fields, and the OpenAPI document generates its response schemas
-from the same declarations (`schemas`).
+from the same declarations (`ANSWERS`).
 """
 from __future__ import annotations
 

@@ -203,9 +203,8 @@ class DedicatedWriter:
     NETWORK_TIMEOUT = 30
     RECYCLE_SECONDS = 1800
 
-    def __init__(self, url: str, options: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = libpq_url(url)
-        self.options = options
         self.clock = clock
         self._connection: psycopg.Connection[Any] | None = None
         self._opened_at = 0.0
@@ -218,7 +217,7 @@ class DedicatedWriter:
             connection = None
         if connection is None or connection.closed:  # closed: by us, or by the server (broken)
             connection = self._connection = psycopg.connect(
-                self.url, autocommit=True, options=self.options, connect_timeout=self.CONNECT_TIMEOUT,
+                self.url, autocommit=True, options=SESSION_OPTIONS, connect_timeout=self.CONNECT_TIMEOUT,
                 keepalives=1, keepalives_idle=self.NETWORK_TIMEOUT, keepalives_interval=5, keepalives_count=3,
                 tcp_user_timeout=self.NETWORK_TIMEOUT * 1000)
             self._opened_at = self.clock()

@@ -55,11 +55,10 @@ class _Waiting:
 class GroupCommit:
     """The event writer of one process; thread-safe, made once per app and process."""
 
-    def __init__(self, database: Database, *, window_size: timedelta, max_rows: int,
-                 writer: Writer | None = None) -> None:
-        self.database = database
+    def __init__(self, database: Database, writer: Writer, *, window_size: timedelta, max_rows: int) -> None:
+        self.database = database  # for late events, stored on their own
         # the groups are written one at a time: a connection of their own spares each a pool checkout
-        self.writer = writer or database
+        self.writer = writer
         self.window_size = window_size
         self.max_rows = max_rows
         self._queue: deque[_Waiting] = deque()
