@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from app.ops.observations import Observations
 from tests.helpers import wait_until
@@ -62,3 +63,21 @@ def test_a_forked_child_applies_its_own_observations_not_its_parents():
     assert reported == "[2.0]"  # 1.0 was queued by the parent, before the fork: the parent's to apply
     pending.apply()
     assert seen == [1.0]
+
+
+def test_a_thread_that_could_not_start_is_started_by_a_later_observation(monkeypatch, caplog):
+    seen: list[float] = []
+    start = threading.Thread.start
+    refusals = [RuntimeError("can't start new thread")]
+
+    def start_once_refused(thread: threading.Thread) -> None:
+        if refusals:
+            raise refusals.pop()
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_refused)
+    pending = Observations(interval=0.01)
+    pending.add(seen.append, 1.0)  # no thread to be had: the observation waits, the request goes on
+    assert "could not start the Prometheus observations thread" in caplog.text and seen == []
+    pending.add(seen.append, 2.0)
+    assert wait_until(lambda: seen == [1.0, 2.0], timeout=5)
