@@ -2,8 +2,8 @@
 
 `GET /api/events`, its CSV export and `GET /api/metrics` read these types:
 msgspec converts the query string into them, checking types, bounds and
-unknown names, its errors worded from the declarations (as for the bodies,
-in `app.core.validation`), and the OpenAPI document generates the endpoints'
+unknown names, its refusals worded from the declarations (as for the bodies,
+by `app.core.declarations`), and the OpenAPI document generates the endpoints'
 parameters from the same declarations. Around the conversion come the rules
 of a query string that a type cannot say: each parameter given once, not
 empty, not overlong and without NUL; integers written in plain digits and
@@ -13,7 +13,6 @@ the range's order; the page size the settings allow; and the free-form
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,10 +22,10 @@ import msgspec
 import msgspec.inspect
 from msgspec import Meta
 
+from .declarations import declaration, first_fault
 from .errors import ValidationError
 from .request_bodies import MAX_ACTION_LENGTH, MAX_BIGINT
-from .validation import MAX_QUERY_VALUE_LENGTH, check_range, check_text, field_types, parse_query_time, \
-    translate_error
+from .validation import MAX_QUERY_VALUE_LENGTH, check_range, check_text, parse_query_time
 
 META_PREFIX = "meta."
 
@@ -76,9 +75,6 @@ class MetricListParameters(ListParameters, kw_only=True):
 
 
 Parameters = TypeVar("Parameters", bound=ListParameters)
-
-# Each kind's fields as declared, read once: inspecting a declaration costs more than the rest of a parse.
-_declared = functools.cache(field_types)
 
 
 @dataclass(frozen=True)
@@ -134,24 +130,25 @@ def metadata_filters(params: Mapping[str, str], maximum: int) -> dict[str, str]:
 def parse_list_query(args: Mapping[str, list[str]], kind: type[Parameters], *, default_limit: int, max_limit: int,
                      max_metadata_filters: int) -> ListQuery[Parameters]:
     """The query string `args` (each name with its values) as `kind`, checked."""
-    declared = _declared(kind)
+    declared = declaration(kind).fields
     params = single_params(args, set(declared), (META_PREFIX,) if kind.metadata_filters else ())
     metadata = metadata_filters(params, max_metadata_filters) if kind.metadata_filters else {}
     values: dict[str, str | int] = {}
     for name, value in params.items():
         if name not in declared:  # a metadata filter
             continue
-        kind_of, extra, _required = declared[name]
-        if isinstance(kind_of, msgspec.inspect.IntType):  # read as Python reads digits: 007 is 7
+        field = declared[name]
+        if isinstance(field.kind, msgspec.inspect.IntType):  # read as Python reads digits: 007 is 7
             if not (value.isascii() and value.isdigit()):
-                raise ValidationError(f"must be {extra['noun']}", field=name)
+                raise ValidationError(f"must be {field.extra['noun']}", field=name)
             values[name] = int(value)
         else:
             values[name] = value
     try:
         given = msgspec.convert(values, kind)
-    except msgspec.ValidationError as exc:
-        raise translate_error(exc, kind, "invalid query string") from None
+    except msgspec.ValidationError:
+        refused = ValidationError("invalid query string")
+        raise first_fault(values, kind, refused) or refused from None
     start = parse_query_time(given.from_, "from") if given.from_ is not None else None
     end = parse_query_time(given.till, "till") if given.till is not None else None
     check_range(start, end)

@@ -2,9 +2,9 @@
 
 msgspec decodes a body straight into these types in C, checking types, bounds
 and unknown fields on the way; the OpenAPI document generates its request
-schemas from the same declarations, and `app.core.validation` turns msgspec's
-errors into our envelope's field and message (the `noun` in a field's `extra`
-is what the message says the field must be). What a type cannot say (no
+schemas from the same declarations, and `app.core.declarations` words what
+msgspec refuses as our envelope's field and message (the `noun` in a field's
+`extra` is what the message says the field must be). What a type cannot say (no
 NUL, not blank, nesting, encoded size, clock skew, retention) is checked in
 `app.core.validation` after decoding.
 """

@@ -5,13 +5,13 @@ HTML pages and the CLI, so every entry point enforces the same rules. Each
 failure raises `ValidationError` naming the offending field.
 
 JSON bodies are decoded by msgspec into the types of `app.core.request_bodies`,
-which check types, bounds and unknown fields in C; msgspec's error becomes
-ours here, its words taken from the declaration. The rules a type cannot say
+which check types, bounds and unknown fields in C. The rules a type cannot say
 come after, and cost little when they cannot apply: NUL characters and lone
 surrogates can only arrive as `\\u` escapes, and nesting deeper than
 MAX_METADATA_DEPTH needs more brackets than a small body holds. A body msgspec
-cannot decode is decoded again by the standard library, rarely and only to
-say precisely what is wrong with it.
+refuses is decoded again by the standard library, rarely: to say precisely
+why it is no JSON, or to find the field at fault and word its message from the
+declaration (`app.core.declarations`), never from msgspec's message.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
-import msgspec.inspect
 
 from . import request_bodies as bodies
+from .declarations import declared_type, first_fault, value_fault
 from .errors import ValidationError
-from .request_bodies import MAX_ACTION_LENGTH, MAX_BATCH, MAX_BIGINT, UUID_EXAMPLE
+from .request_bodies import MAX_ACTION_LENGTH, MAX_BATCH, MAX_BIGINT
 from .times import TimeFormatError, format_rfc3339, parse_rfc3339
 
 __all__ = ["MAX_ACTION_LENGTH", "MAX_BATCH", "MAX_BIGINT"]
@@ -134,9 +134,9 @@ def parse_action(value: str, field: str = "action") -> str:
     """An action typed into a filter: the same rules as an event's `action`."""
     try:
         msgspec.convert(value, bodies.Action)
-    except msgspec.ValidationError as exc:
-        action, _ = _unwrapped(msgspec.inspect.type_info(bodies.Action))
-        raise ValidationError(_field_message(str(exc), action, {}), field=field) from None
+    except msgspec.ValidationError:
+        fault = value_fault(value, declared_type(bodies.Action, field))
+        raise fault or ValidationError("is not a valid action", field=field) from None
     return _check_action(value, field, texts=True)
 
 
@@ -147,106 +147,47 @@ def parse_timestamp(value: str, field: str) -> datetime:
         raise ValidationError(str(exc), field=field) from None
 
 
-# msgspec's errors: "<what>" or "<what> - at `$<path>`", path like `$.user_id` or `$.events[3].metadata[...]`
-_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_NAMED_FIELD = re.compile(r"^Object (?P<kind>missing required|contains unknown) field `(?P<name>[^`]*)`$")
-_FIRST_FIELD = re.compile(r"^\.(?P<name>[^.\[]+)")
 # Escapes that can decode to what PostgreSQL refuses: NUL (\u0000) and lone surrogates (\ud800-\udfff).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
-
-
-def field_types(struct: type[msgspec.Struct]) -> dict[str, tuple[Any, dict[str, Any], bool]]:
-    """Each field's msgspec type (None of an optional unwrapped), its declared `extra` and whether it is
-    required, by wire name."""
-    return {info.encode_name: (*_unwrapped(info.type), info.required)
-            for info in msgspec.inspect.type_info(struct).fields}
-
-
-def _unwrapped(kind: Any) -> tuple[Any, dict[str, Any]]:
-    """A msgspec type without its optional None and its metadata, and the `extra` that metadata declares."""
-    extra: dict[str, Any] = {}
-    if isinstance(kind, msgspec.inspect.UnionType):
-        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
-    if isinstance(kind, msgspec.inspect.Metadata):
-        kind, extra = kind.type, kind.extra or {}
-    return kind, extra
-
-
-_NOUNS = {msgspec.inspect.IntType: "an integer", msgspec.inspect.StrType: "a string",
-          msgspec.inspect.DictType: "a JSON object", msgspec.inspect.UUIDType: "a UUID string",
-          msgspec.inspect.ListType: "an array"}
-
-
-def _field_message(what: str, kind: Any, extra: dict[str, Any]) -> str:
-    """msgspec's complaint about a field, in the words of the field's declaration."""
-    if ", got `" in what:
-        return f"must be {extra.get('noun') or _NOUNS[type(kind)]}"
-    if what.startswith("Invalid enum value"):
-        return f"must be {extra.get('noun') or 'one of ' + ', '.join(map(str, kind.values))}"
-    if isinstance(kind, msgspec.inspect.IntType) and re.match(r"Expected `int` [<>]=", what):
-        return f"must be between {kind.ge} and {kind.le}"
-    if isinstance(kind, (msgspec.inspect.StrType, msgspec.inspect.ListType)) and " of length >= " in what:
-        return f"must be {extra['noun']}" if "noun" in extra else "must not be empty"
-    if isinstance(kind, msgspec.inspect.StrType) and " of length <= " in what:
-        return f"must be at most {kind.max_length} characters"
-    if isinstance(kind, msgspec.inspect.UUIDType):
-        return f"must be a UUID such as {UUID_EXAMPLE}"
-    return what
-
-
-def translate_error(exc: msgspec.ValidationError, struct: type[msgspec.Struct], root_message: str,
-                    root_field: str | None = None) -> ValidationError:
-    """msgspec's error as ours: the field at fault, a code, and a message from the declaration."""
-    found = _MSGSPEC_ERROR.match(str(exc))
-    what, path = found["what"], found["path"] or ""
-    named = _NAMED_FIELD.match(what)
-    if not path and named:
-        name = named["name"]
-        if named["kind"] == "contains unknown":
-            return ValidationError(f"unknown field {name!r}", field=name, code="unknown_field")
-        return ValidationError("is required", field=name, code="missing_field")
-    first = _FIRST_FIELD.match(path)
-    if first is None:
-        return ValidationError(root_message, field=root_field)
-    name = first["name"]
-    kind, extra, required = field_types(struct)[name]  # an error is rare: read from the declaration each time
-    if required and what.endswith(", got `null`"):
-        return ValidationError("is required", field=name, code="missing_field")
-    if isinstance(kind, msgspec.inspect.ListType) and " of length <= " in what:
-        return ValidationError(f"must hold at most {kind.max_length} {name}", field=name, code="batch_too_large")
-    return ValidationError(_field_message(what, kind, extra), field=name)
-
-
-class _InvalidItem(Exception):
-    """A batch whose shape is right but one of whose events is not: each is then decoded on its own."""
-
-
-_ITEM_PATH = re.compile(r"^\.events\[\d+\]")
 _NESTED_TOO_DEEPLY = "request body is nested too deeply"
 
 
-def _decoded(raw: bytes | Any, struct: type[Body], root_message: str, root_field: str | None = None, *,
+class _InvalidItems(Exception):
+    """A batch whose envelope is right but some of whose events are not: each is then judged on its own."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__()
+        self.items = items
+
+
+def _decoded(raw: bytes, struct: type[Body], root_message: str, root_field: str | None = None, *,
              nullable: bool = False) -> Body:
-    """`raw` (bytes, or a document already decoded) as `struct` (or None, if `nullable`), or our ValidationError."""
-    wanted = struct | None if nullable else struct
+    """The body `raw` as `struct` (or None, if `nullable`), or our ValidationError."""
     try:
-        if isinstance(raw, bytes):
-            return msgspec.json.decode(raw, type=wanted)
-        return msgspec.convert(raw, wanted)
-    except msgspec.ValidationError as exc:
-        what, path = _MSGSPEC_ERROR.match(str(exc)).group("what", "path")
-        if struct is bodies.EventBatch and _ITEM_PATH.match(path or ""):
-            raise _InvalidItem from None
-        if not (what.endswith("out of range") and isinstance(raw, bytes)):
-            raise translate_error(exc, struct, root_message, root_field) from None
-        # a number msgspec cannot hold (1e999, or an integer of a thousand digits): as below
+        return msgspec.json.decode(raw, type=struct | None if nullable else struct)
     except RecursionError:
         raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError):  # a msgspec.ValidationError is a DecodeError
         pass
-    # What msgspec refuses to decode, the standard library decodes again: it reads lone surrogates (which then
-    # get their field's message) and numbers beyond 64 bits, and says precisely why it refuses anything else.
-    return _decoded(decode_json_body(raw), struct, root_message, root_field, nullable=nullable)
+    # What msgspec refuses, the standard library decodes again: it says precisely why a body is no JSON, and
+    # reads lone surrogates (which then get their field's message) and numbers beyond 64 bits.
+    return _converted(decode_json_body(raw), struct, root_message, root_field, nullable=nullable)
+
+
+def _converted(document: Any, struct: type[Body], root_message: str, root_field: str | None = None, *,
+               nullable: bool = False) -> Body:
+    """A decoded `document` as `struct` (or None, if `nullable`), or the fault its declaration names."""
+    try:
+        return msgspec.convert(document, struct | None if nullable else struct)
+    except RecursionError:
+        raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
+    except msgspec.ValidationError:
+        pass
+    root = ValidationError(root_message, field=root_field)
+    fault = first_fault(document, struct, root)
+    if fault is None and struct is bodies.EventBatch:
+        raise _InvalidItems(document["events"])
+    raise fault or root  # root too if msgspec refused what our reading of the declaration allows: a bug of ours
 
 
 @dataclass(frozen=True)
@@ -305,18 +246,6 @@ def parse_event(raw: bytes, *, now: datetime, bounds: InputBounds) -> ValidEvent
     return _checked(body, _Suspicions.of(raw), now, bounds)
 
 
-class _RawBatch(msgspec.Struct):
-    events: list[msgspec.Raw]
-
-
-def _batch_items(raw: bytes) -> list[bytes | Any]:
-    """The items of a batch whose shape msgspec has already accepted, each undecoded if it can be."""
-    try:
-        return [bytes(item) for item in msgspec.json.decode(raw, type=_RawBatch).events]
-    except msgspec.DecodeError:  # lone surrogates again: the standard library reads them
-        return list(decode_json_body(raw)["events"])
-
-
 def parse_batch(raw: bytes, *, now: datetime, bounds: InputBounds) -> list[ValidEvent]:
     """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
 
@@ -324,22 +253,24 @@ def parse_batch(raw: bytes, *, now: datetime, bounds: InputBounds) -> list[Valid
     error, so a client can fix the batch and send it again.
     """
     suspicions = _Suspicions.of(raw)
-    items: list[bytes | Any | bodies.NewEvent]
+    items: list[Any]
     try:
-        items = list(_decoded(raw, bodies.EventBatch, _BATCH_ROOT, "events").events)
-    except _InvalidItem:
-        items = _batch_items(raw)
+        items, refused = _decoded(raw, bodies.EventBatch, _BATCH_ROOT, "events").events, False
+    except _InvalidItems as invalid:
+        items, refused = invalid.items, True
     news: list[ValidEvent] = []
     errors = []
     for index, item in enumerate(items):
         try:
-            body = item if isinstance(item, bodies.NewEvent) else _decoded(item, bodies.NewEvent, _EVENT_ROOT)
+            body = item if isinstance(item, bodies.NewEvent) else _converted(item, bodies.NewEvent, _EVENT_ROOT)
             news.append(_checked(body, suspicions, now, bounds))
         except ValidationError as exc:
             errors.append({"index": index, "field": exc.field, "message": exc.message})
     if errors:
         raise ValidationError(f"{len(errors)} of {len(items)} events are invalid; nothing was stored",
                               field="events", code="invalid_batch", details=errors)
+    if refused:  # msgspec refused the batch, yet its envelope and each of its events are right
+        raise ValidationError(_BATCH_ROOT, field="events")
     return news
 
 
