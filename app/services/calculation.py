@@ -97,9 +97,8 @@ class ChunkCounts:
 _LOCK_CHUNK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
 # Held by a run for its whole life on its own connection: the proof that it is alive. The
 # two-key form is a lock space of its own, apart from the chunk lock's one key.
-_RUN_KEY = "hashtext(:run_lock), CAST(:run_id % 2147483648 AS integer)"
-_HOLD_RUN = sa.text(f"SELECT pg_advisory_lock({_RUN_KEY})")
-_RELEASE_RUN = sa.text(f"SELECT pg_advisory_unlock({_RUN_KEY})")
+_HOLD_RUN = sa.text("SELECT pg_advisory_lock(hashtext(:run_lock), CAST(:run_id % 2147483648 AS integer))")
+_RELEASE_RUN = sa.text("SELECT pg_advisory_unlock(hashtext(:run_lock), CAST(:run_id % 2147483648 AS integer))")
 
 # Never-computed windows that hold events, found by hopping through the time index from one
 # window with events to the next (a handful of index probes per window, however sparse the

@@ -72,34 +72,33 @@ def new_event_ids(count: int) -> list[uuid.UUID]:
             for i in range(0, 10 * count, 10)]
 
 
-_COLUMNS = "id, user_id, action, metadata, occurred_at, received_at"
+# One event with the service's id, in an open window: the common case, and the cheapest statement there is.
+# That id is new by construction, so the insert stores the row or fails; nothing comes back.
+_INSERT_ONE = """
+INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
+VALUES (%(id)s, %(user_id)s, %(action)s, %(metadata)s::jsonb, %(occurred_at)s, %(received_at)s)
+"""
 
-_ONE_ROW = "VALUES (%(id)s, %(user_id)s, %(action)s, %(metadata)s::jsonb, %(occurred_at)s, %(received_at)s)"
-
-_MANY_ROWS = """
-    SELECT id, user_id, action, metadata, occurred_at, %(received_at)s
-    FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
-                %(occurred_at)b::timestamptz[]) AS t(id, user_id, action, metadata, occurred_at)"""
-
-# Events whose ids the service made: those ids are new by construction, so a plain insert, which stores
-# every row or fails; nothing comes back but the count (decoding a batch's rows would cost more than
+# Many events with the service's ids, in open windows: one row per element of the binary arrays. Every row
+# goes in or the statement fails, so only the count comes back (decoding a batch's rows would cost more than
 # its validation).
-_INSERT = f"INSERT INTO events ({_COLUMNS})\n{{rows}}"
+_INSERT_MANY = """
+INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
+SELECT id, user_id, action, metadata, occurred_at, %(received_at)s
+FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
+            %(occurred_at)b::timestamptz[]) AS t(id, user_id, action, metadata, occurred_at)
+"""
 
-# Events with ids the client chose: each client id first claims its key in event_keys
-# (the first occurrence of a key in the call does, in key order so two calls never
-# deadlock); only events that claimed theirs, and those with the service's ids, go in.
-_ONE_KEYED_INPUT = """
-    SELECT %(id)s::uuid AS id, %(user_id)s::bigint AS user_id, %(action)s::text AS action,
-           %(metadata)s::jsonb AS metadata, %(occurred_at)s::timestamptz AS occurred_at, true AS client, 1 AS ord"""
-
-_MANY_KEYED_INPUT = """
+# Everything else: events with ids the client chose (`client`), late events, or both. Each client id first
+# claims its key in event_keys (the first occurrence of a key in the call does, in key order so two calls
+# never deadlock); only events that claimed theirs, and those with the service's ids, go in. Late events
+# mark their closed windows stale in the same statement, so the next calculation recounts them. The rows
+# inserted come back: a client id missing from them was seen before.
+_INSERT_KEYED_OR_LATE = """
+WITH input AS (
     SELECT * FROM unnest(%(ids)b::uuid[], %(user_ids)b::bigint[], %(actions)b::text[], %(metadata)b::jsonb[],
                          %(occurred_at)b::timestamptz[], %(clients)b::boolean[]) WITH ORDINALITY
-                  AS t(id, user_id, action, metadata, occurred_at, client, ord)"""
-
-_KEYED = """
-WITH input AS ({input}
+                  AS t(id, user_id, action, metadata, occurred_at, client, ord)
 ), firsts AS (
     SELECT DISTINCT ON (user_id, id) ord, user_id, id, occurred_at FROM input WHERE client ORDER BY user_id, id, ord
 ), claimed AS (
@@ -108,17 +107,13 @@ WITH input AS ({input}
     ON CONFLICT (user_id, id) DO NOTHING
     RETURNING user_id, id
 ), inserted AS (
-    INSERT INTO events ({columns})
+    INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)
     SELECT i.id, i.user_id, i.action, i.metadata, i.occurred_at, %(received_at)s FROM input i
     WHERE NOT i.client OR i.ord IN (SELECT f.ord FROM firsts f JOIN claimed c USING (user_id, id))
     -- a client may send an id the service once made: then the same time is the same event
     ON CONFLICT (user_id, occurred_at, id) DO NOTHING
     RETURNING user_id, id, occurred_at
-){late}
-SELECT user_id, id, occurred_at FROM inserted"""
-
-# Late events mark their closed windows stale in the same statement, so the next run recounts them.
-_LATE = """, late AS (
+), late AS (
     INSERT INTO metrics_windows (window_start, window_end, stale)
     SELECT DISTINCT window_start, window_start + %(size)s, true
     FROM (SELECT date_bin(%(size)s, occurred_at, %(origin)s) AS window_start FROM inserted) AS windows
@@ -126,30 +121,13 @@ _LATE = """, late AS (
     -- every writer locks ledger rows in window order, so two batches never deadlock
     ORDER BY window_start
     ON CONFLICT (window_start) DO UPDATE SET stale = true WHERE NOT metrics_windows.stale
-)"""
-
-
-def _insert_sql(*, batch: bool, keyed: bool, late: bool) -> str:
-    """The insert for one shape of call: one event or many, client ids or not, late events or not.
-
-    The common case, one event with the service's id and on time, is a bare
-    INSERT ... VALUES: the cheapest statement there is.
-    """
-    if keyed:
-        return _KEYED.format(input=_MANY_KEYED_INPUT if batch else _ONE_KEYED_INPUT, columns=_COLUMNS,
-                             late=_LATE if late else "")
-    insert = _INSERT.format(rows=_MANY_ROWS if batch else _ONE_ROW)
-    if not late:
-        return insert
-    return f"WITH inserted AS ({insert}\nRETURNING occurred_at){_LATE}\nSELECT count(*) FROM inserted"
-
-
-_INSERTS = {(batch, keyed, late): _insert_sql(batch=batch, keyed=keyed, late=late)
-            for batch in (False, True) for keyed in (False, True) for late in (False, True)}
+)
+SELECT user_id, id, occurred_at FROM inserted
+"""
 
 # The stored events of client ids seen before: their key says where each one is.
-_SELECT_KEYED = f"""
-SELECT {", ".join(f"e.{column}" for column in _COLUMNS.split(", "))}
+_SELECT_KEYED = """
+SELECT e.id, e.user_id, e.action, e.metadata, e.occurred_at, e.received_at
 FROM unnest(%(user_ids)s::bigint[], %(ids)s::uuid[]) AS wanted(user_id, id)
 JOIN event_keys k USING (user_id, id)
 JOIN events e ON e.user_id = k.user_id AND e.occurred_at = k.occurred_at AND e.id = k.id
@@ -167,23 +145,24 @@ def _same_event(stored: StoredEvent, new: ValidEvent) -> bool:
 
 def _insert_statement(events: list[StoredEvent], news: Sequence[ValidEvent], window_size: timedelta,
                       late: bool, keyed: bool) -> tuple[str, dict[str, Any]]:
-    """The insert for these events and its parameters."""
-    params: dict[str, Any] = {"received_at": events[0].received_at, "size": window_size, "origin": EPOCH}
-    if len(events) == 1:
-        event, new = events[0], news[0]
-        return _INSERTS[False, keyed, late], {
-            **params, "id": event.id, "user_id": event.user_id, "action": event.action,
-            "metadata": new.metadata_json, "occurred_at": event.occurred_at}
-    params.update(
-        ids=[event.id for event in events],
-        user_ids=[event.user_id for event in events],
-        actions=[event.action for event in events],
-        metadata=[new.metadata_json for new in news],
-        occurred_at=[event.occurred_at for event in events],
-    )
-    if keyed:
-        params["clients"] = [new.id is not None for new in news]
-    return _INSERTS[True, keyed, late], params
+    """The cheapest of the three inserts that stores these events, and its parameters."""
+    if not (keyed or late) and len(events) == 1:
+        event = events[0]
+        return _INSERT_ONE, {"id": event.id, "user_id": event.user_id, "action": event.action,
+                             "metadata": news[0].metadata_json, "occurred_at": event.occurred_at,
+                             "received_at": event.received_at}
+    params: dict[str, Any] = {
+        "received_at": events[0].received_at,
+        "ids": [event.id for event in events],
+        "user_ids": [event.user_id for event in events],
+        "actions": [event.action for event in events],
+        "metadata": [new.metadata_json for new in news],
+        "occurred_at": [event.occurred_at for event in events],
+    }
+    if not (keyed or late):
+        return _INSERT_MANY, params
+    params.update(clients=[new.id is not None for new in news], size=window_size, origin=EPOCH)
+    return _INSERT_KEYED_OR_LATE, params
 
 
 def record_events(database: Writer, news: Sequence[ValidEvent], *, now: datetime,

@@ -91,12 +91,13 @@ class WindowTotal:
     state: str
 
 
-_WINDOW_TOTALS = """
+# `user_id` NULL sums every user; with one, the metrics' primary key (user_id, window_start) serves it.
+_WINDOW_TOTALS = sa.text("""
 WITH slots AS (
     SELECT generate_series(CAST(:first AS timestamptz), CAST(:last AS timestamptz) - :size, :size) AS window_start
 ), picked AS (
     SELECT window_start, event_count, actions FROM user_activity_metrics
-    WHERE window_start >= :first AND window_start < :last {user_condition}
+    WHERE window_start >= :first AND window_start < :last AND (CAST(:user_id AS bigint) IS NULL OR user_id = :user_id)
 ), totals AS (
     SELECT window_start, count(*) AS users, sum(event_count) AS events FROM picked GROUP BY 1
 ), per_action AS (
@@ -107,7 +108,7 @@ WITH slots AS (
     GROUP BY 1
 )
 SELECT s.window_start, s.window_start + :size, coalesce(t.users, 0), coalesce(t.events, 0),
-       coalesce(a.actions, '{{}}'::jsonb),
+       coalesce(a.actions, '{}'::jsonb),
        CASE WHEN w.computed_at IS NOT NULL AND NOT w.stale THEN 'counted'
             WHEN s.window_start + :size > :closed THEN 'open'
             WHEN w.stale OR EXISTS (SELECT 1 FROM events e
@@ -119,7 +120,7 @@ LEFT JOIN totals t USING (window_start)
 LEFT JOIN per_action a USING (window_start)
 LEFT JOIN metrics_windows w USING (window_start)
 ORDER BY s.window_start
-"""
+""")
 
 
 def window_totals(database: Database, first: datetime, last: datetime, size: timedelta, closed: datetime,
@@ -129,35 +130,38 @@ def window_totals(database: Database, first: datetime, last: datetime, size: tim
     `closed` is the end of the newest closed window (see `last_closed_boundary`).
     Sums run in PostgreSQL, so a window with many users costs one row here.
     """
-    user_condition = "AND user_id = :user_id" if user_id is not None else ""
-    statement = sa.text(_WINDOW_TOTALS.format(user_condition=user_condition))
     params: dict[str, Any] = {"first": first, "last": last, "size": size, "closed": closed, "user_id": user_id}
     with database.read() as connection:
-        rows = connection.execute(statement, params).all()
+        rows = connection.execute(_WINDOW_TOTALS, params).all()
     return [WindowTotal(start, end, users, int(events), dict(actions), state)
             for start, end, users, events, actions, state in rows]
 
 
 # The windows not closed yet, counted live from the events index in one pass: GROUPING SETS gives
 # each window's totals (events, distinct users) and its per-action counts from the same scan.
-_OPEN_WINDOWS = """
+# `user_id` NULL counts every user, read through ix_events_time; one user's events are read through the
+# primary key. psycopg prepares the two apart (a NULL and a number are parameters of different types), and
+# since a generic plan cannot use the primary key for `$n IS NULL OR user_id = $n`, PostgreSQL goes on
+# planning the one-user case per call.
+_OPEN_WINDOWS = sa.text("""
 WITH slots AS (
     SELECT generate_series(CAST(:first AS timestamptz), CAST(:last AS timestamptz) - :size, :size) AS window_start
 ), counted AS (
     SELECT window_start, action, count(*) AS n, count(DISTINCT user_id) AS users, GROUPING(action) AS whole
     FROM (SELECT date_bin(:size, occurred_at, :origin) AS window_start, user_id, action
           FROM events
-          WHERE occurred_at >= :first AND occurred_at < :last {user_condition}) AS e
+          WHERE occurred_at >= :first AND occurred_at < :last
+            AND (CAST(:user_id AS bigint) IS NULL OR user_id = :user_id)) AS e
     GROUP BY GROUPING SETS ((window_start, action), (window_start))
 )
 SELECT s.window_start, s.window_start + :size,
        coalesce(max(c.users) FILTER (WHERE c.whole = 1), 0),
        coalesce(max(c.n) FILTER (WHERE c.whole = 1), 0),
-       coalesce(jsonb_object_agg(c.action, c.n) FILTER (WHERE c.whole = 0), '{{}}'::jsonb)
+       coalesce(jsonb_object_agg(c.action, c.n) FILTER (WHERE c.whole = 0), '{}'::jsonb)
 FROM slots s LEFT JOIN counted c USING (window_start)
 GROUP BY s.window_start
 ORDER BY s.window_start
-"""
+""")
 
 
 def open_windows(database: Database, now: datetime, size: timedelta, settle: timedelta,
@@ -177,11 +181,9 @@ def open_windows(database: Database, now: datetime, size: timedelta, settle: tim
         last = min(last, ceil_window(end, size))
     if first >= last:
         return []
-    user_condition = "AND user_id = :user_id" if user_id is not None else ""
-    statement = sa.text(_OPEN_WINDOWS.format(user_condition=user_condition))
     params: dict[str, Any] = {"first": first, "last": last, "size": size, "origin": EPOCH, "user_id": user_id}
     with database.read() as connection:
-        rows = connection.execute(statement, params).all()
+        rows = connection.execute(_OPEN_WINDOWS, params).all()
     return [WindowTotal(window_start, window_end, users, int(events), dict(actions), "open")
             for window_start, window_end, users, events, actions in rows]
 
@@ -220,23 +222,31 @@ class RunRecord:
         return self.finished_at - self.started_at if self.finished_at else None
 
 
-_RUN_COLUMNS = """id, trigger, job_id, started_at, finished_at, status, first_window, last_window,
-                  windows, users, events, error"""
+_RECENT_RUNS = sa.text("""
+SELECT id, trigger, job_id, started_at, finished_at, status, first_window, last_window, windows, users, events, error
+FROM calculation_runs
+ORDER BY started_at DESC, id DESC
+LIMIT :limit
+""")
 
 
 def recent_runs(database: Database, limit: int = 10) -> list[RunRecord]:
     """The latest calculation runs, newest first (served by the started_at index)."""
-    statement = sa.text(f"SELECT {_RUN_COLUMNS} FROM calculation_runs ORDER BY started_at DESC, id DESC LIMIT :limit")
     with database.read() as connection:
-        return [RunRecord(*row) for row in connection.execute(statement, {"limit": limit})]
+        return [RunRecord(*row) for row in connection.execute(_RECENT_RUNS, {"limit": limit})]
+
+
+_LAST_FINISHED_RUN = sa.text("""
+SELECT id, trigger, job_id, started_at, finished_at, status, first_window, last_window, windows, users, events, error
+FROM calculation_runs
+WHERE status = 'finished'
+ORDER BY started_at DESC, id DESC
+LIMIT 1
+""")
 
 
 def last_finished_run(database: Database) -> RunRecord | None:
     """The newest run that finished, whatever it counted (nothing, when no closed window was pending)."""
-    statement = sa.text(f"""
-        SELECT {_RUN_COLUMNS} FROM calculation_runs WHERE status = 'finished'
-        ORDER BY started_at DESC, id DESC LIMIT 1
-    """)
     with database.read() as connection:
-        row = connection.execute(statement).first()
+        row = connection.execute(_LAST_FINISHED_RUN).first()
     return RunRecord(*row) if row is not None else None
