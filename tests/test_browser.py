@@ -219,7 +219,8 @@ def test_recalculate_runs_the_job_and_the_numbers_appear(page, server, client, w
 
 
 def seed_a_busy_week(client: Any, runner: Any) -> None:
-    """A few hundred events over the past week (the same every run), metrics computed, for screenshots."""
+    """A few hundred events over the past week (the same every run), for screenshots: metrics computed but for
+    the last day, whose closed windows no run has counted yet (as when the schedule has been down a while)."""
     rng = random.Random(2025)
     now = datetime.now(UTC)
     actions = ("page_view", "click", "search", "signup", "purchase")
@@ -234,11 +235,13 @@ def seed_a_busy_week(client: Any, runner: Any) -> None:
         store(client, rng.choice((42, 321, 1001, 7, 88)),
               now - timedelta(minutes=rng.randint(3, 7 * 24 * 60 // hour_weight)),
               rng.choices(actions, (10, 6, 3, 1, 1))[0], **metadata)
-    assert runner.invoke(args=["calculate-metrics"]).exit_code == 0
+    counted = ("--from", (now - timedelta(days=8)).isoformat(), "--till", (now - timedelta(days=1)).isoformat())
+    assert runner.invoke(args=["calculate-metrics", *counted]).exit_code == 0
 
 
 def test_screenshots_at_phone_and_desktop_width(page, server, client, runner):
-    """Writes screenshots/{events,metrics}-{1280,375}.png; at both widths nothing may overflow sideways."""
+    """Writes screenshots/{events,metrics}-{1280,375}.png; at both widths nothing may overflow sideways,
+    and the chart marks the windows not counted yet a few pixels high, not as bars."""
     seed_a_busy_week(client, runner)
     SCREENSHOTS.mkdir(exist_ok=True)
     try:
@@ -248,11 +251,20 @@ def test_screenshots_at_phone_and_desktop_width(page, server, client, runner):
                 page.get(f"{server}/{name}")
                 assert page.execute_script("return document.documentElement.scrollWidth") <= width, \
                     f"/{name} overflows sideways at {width} px"
+                if name == "metrics":
+                    heights = uncounted_mark_heights(page)
+                    assert heights and all(0 < height <= 10 for height in heights), (width, heights)
                 viewport(page, width, page.execute_script("return document.documentElement.scrollHeight"))
                 path = SCREENSHOTS / f"{name}-{width}.png"
                 assert page.save_screenshot(str(path)), path
     finally:
         page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def uncounted_mark_heights(browser: Any) -> list[float]:
+    """The drawn height, in CSS pixels, of each mark of a window not counted yet, on the chart shown."""
+    return [mark.rect["height"] for mark in browser.find_elements(By.CSS_SELECTOR, ".chart-svg rect.bar-uncounted")
+            if mark.is_displayed()]
 
 
 def viewport(browser: Any, width: int, height: int) -> None:

@@ -67,22 +67,46 @@ def totals(states_and_counts):
             for i, (state, events) in enumerate(states_and_counts)]
 
 
-def test_closed_windows_not_counted_yet_are_placeholders_not_zero_bars():
+def test_closed_windows_not_counted_yet_are_marked_apart_from_zero_bars():
     chart = bar_chart(totals([("counted", 10), ("counted", 0), ("pending", 0), ("open", 0)]), FOUR_HOURS, WIDE)
-    assert [bar.placeholder for bar in chart.bars] == [False, False, True, False]
-    assert chart.bars[1].height == 0
+    assert [bar.uncounted for bar in chart.bars] == [False, False, True, False]
+    assert chart.bars[1].height == 0 and chart.bars[2].height > 0
     assert chart.bars[2].label == "Oct 20 08:00–12:00 UTC: not counted yet"
-    assert chart.has_placeholders
+    assert chart.has_uncounted
     assert chart.bars[0].value == "10" and chart.bars[2].value is None
+
+
+@pytest.mark.parametrize("variant", CHART_VARIANTS, ids=lambda variant: variant.name)
+def test_a_window_not_counted_yet_is_a_few_units_high_on_the_baseline_whatever_the_scale(variant):
+    """One event per window or a thousand: the mark of a window no run has counted stays the same small height,
+    resting on the axis, and the y axis goes as high as the counted windows need, no higher."""
+    marks = []
+    for events in (1, 1000):
+        chart = bar_chart(totals([("counted", events), ("pending", 0), ("counted", events)]), FOUR_HOURS, variant)
+        baseline = chart.height - chart.bottom
+        counted, mark, _ = chart.bars
+        assert mark.uncounted and mark.value is None
+        assert mark.y + mark.height == baseline
+        assert chart.y_ticks[-1].label == f"{events:,}" and chart.y_ticks[-1].position == counted.y == chart.top
+        marks.append(mark.height)
+    assert marks[0] == marks[1] <= 8
+
+
+def test_a_window_pending_a_recount_keeps_its_stored_height():
+    chart = bar_chart(totals([("counted", 10), ("pending", 5)]), FOUR_HOURS, WIDE)
+    counted, recount = chart.bars
+    assert not recount.uncounted and recount.height == counted.height / 2 and recount.value == "5"
+    assert recount.label == "Oct 20 04:00–08:00 UTC: 5 events from 1 users (a recount is pending)"
+    assert not chart.has_uncounted
 
 
 def test_the_open_window_is_a_distinct_bar_at_its_height_so_far():
     chart = bar_chart(totals([("counted", 10), ("open", 5)]), FOUR_HOURS, WIDE)
     counted, in_progress = chart.bars
-    assert [counted.open, in_progress.open] == [False, True] and not in_progress.placeholder
+    assert [counted.open, in_progress.open] == [False, True] and not in_progress.uncounted
     assert in_progress.height == counted.height / 2 and in_progress.value == "5"
     assert in_progress.label == "Oct 20 04:00–08:00 UTC: in progress, 5 events from 1 users so far (not final)"
-    assert chart.has_open and not chart.has_placeholders
+    assert chart.has_open and not chart.has_uncounted
 
 
 def test_many_windows_are_labelled_at_midnights_and_fewer_on_the_narrow_chart():

@@ -18,6 +18,9 @@ from ..services.metrics import WindowTotal
 
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 28, 48
 MAX_BAR_WIDTH = 48
+# A closed window no run has counted has no known height: it gets a mark this tall on the baseline,
+# whatever the scale, so it never reads as a count.
+UNCOUNTED_MARK_HEIGHT = 6
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Bar:
     height: float
     label: str
     value: str | None
-    placeholder: bool
+    uncounted: bool
     open: bool
 
 
@@ -74,7 +77,7 @@ class Chart:
     y_ticks: list[Tick]
     x_labels: list[XLabel]
     summary: str
-    has_placeholders: bool
+    has_uncounted: bool
     has_open: bool
 
 
@@ -132,9 +135,10 @@ def _x_labels(starts: list[datetime], slot: float, size: timedelta, limit: int) 
 def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> Chart | None:
     """Bars of events per window, oldest on the left; None when there is no window to draw.
 
-    Closed windows not counted yet get a dashed placeholder as tall as the
-    plot, so a missing bar never reads as zero. Open windows are drawn at
-    their height so far, in a style of their own: they are not final.
+    Closed windows not counted yet get a short hatched mark of a fixed height
+    on the baseline instead of a bar: a missing count reads neither as zero
+    nor as a count, and only counts scale the y axis. Open windows are drawn
+    at their height so far, in a style of their own: they are not final.
     """
     if not totals:
         return None
@@ -147,16 +151,16 @@ def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> C
     bars = []
     for index, total in enumerate(totals):
         opened = total.state == "open"
-        placeholder = total.state == "pending" and not total.events
-        height = plot_height if placeholder else plot_height * total.events / top_value
+        uncounted = total.state == "pending" and not total.events
+        height = UNCOUNTED_MARK_HEIGHT if uncounted else plot_height * total.events / top_value
         bars.append(Bar(
             x=round(LEFT + slot * index + (slot - bar_width) / 2, 2),
             y=round(baseline - height, 2),
             width=round(bar_width, 2),
             height=round(height, 2),
             label=describe(total),
-            value=f"{total.events:,}" if len(totals) <= variant.value_labels_up_to and not placeholder else None,
-            placeholder=placeholder,
+            value=f"{total.events:,}" if len(totals) <= variant.value_labels_up_to and not uncounted else None,
+            uncounted=uncounted,
             open=opened,
         ))
     ticks = [Tick(round(baseline - plot_height * value / top_value, 2), f"{value:,}")
@@ -169,4 +173,4 @@ def bar_chart(totals: list[WindowTotal], size: timedelta, variant: Variant) -> C
     starts = [total.window_start.astimezone(timezone.utc) for total in totals]
     return Chart(variant.name, variant.width, variant.height, LEFT, RIGHT, TOP, BOTTOM, bars, ticks,
                  _x_labels(starts, slot, size, variant.max_x_labels), summary,
-                 any(bar.placeholder for bar in bars), any(bar.open for bar in bars))
+                 any(bar.uncounted for bar in bars), any(bar.open for bar in bars))
