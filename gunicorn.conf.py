@@ -8,14 +8,18 @@ GUNICORN_GRACEFUL_TIMEOUT seconds to finish before it kills its workers.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
 
-from app.core.settings import load_config
+from app.core.settings import ConfigError, load_config
 
-_settings = load_config()
+try:
+    _settings = load_config()
+except ConfigError as exc:
+    sys.exit(f"refusing to start: {exc}")  # the message names the setting; a traceback would bury it
 
 bind = [f"0.0.0.0:{_settings['PORT']}"]
 workers = _settings["GUNICORN_WORKERS"]

@@ -2,12 +2,12 @@
 import sys
 
 from app import create_app
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.queue import run_worker
 
 if __name__ == "__main__":
     app = create_app()
     with app.app_context():
         config = settings()
-        run_worker(redis_client(), config.redis_namespace, log_level=config.log_level,
+        run_worker(runtime().background_redis, config.redis_namespace, log_level=config.log_level,
                    burst="--burst" in sys.argv[1:])

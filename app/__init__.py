@@ -1,10 +1,12 @@
 """The tracking service: an application factory and nothing that runs at import.
 
 The packages, from the bottom up: `core` (settings, database, tables, time,
-input rules), `services` (commands and queries), `jobs` (RQ, scheduler, CLI),
-`http` (request plumbing shared by the blueprints), `ops` (probes, Prometheus),
-`api` (JSON) and `web` (HTMX dashboard); `dev` is tooling for `make run` and
-the tests, never imported here. `tests/test_layers.py` keeps those arrows.
+input rules), `services` (commands and queries), `runtime` (what a process
+keeps between requests, with one lifecycle), `jobs` (RQ, scheduler, CLI),
+`http` (request plumbing shared by the blueprints: each route's policy and
+the gate that enforces it), `ops` (probes, Prometheus), `api` (JSON) and
+`web` (HTMX dashboard); `dev` is tooling for `make run` and the tests, never
+imported here. `tests/test_layers.py` keeps those arrows.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from . import extensions
 from .core.database import SESSION_OPTIONS
 from .core.settings import SETTINGS, Settings, load_config, sqlalchemy_url
 from .extensions import migrate
-from .http import auth, cors, errors, headers, proxies, rate_limits, request_log
-from .http.bodies import BoundedRequest
+from .http import cors, errors, headers, policy, proxies, request_log
 from .http.json_provider import MsgspecProvider
+from .http.policy import Access
+from .http.requests import ServiceRequest
 from .http.sessions import PagesOnlySessionInterface
 from .jobs import cli
 from .ops import health, prometheus
@@ -65,7 +68,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment, with `test_config` (keyed by variable name) overriding it."""
     app = Flask(__name__)
-    app.request_class = BoundedRequest
+    app.request_class = ServiceRequest
     config = {**load_config(), **(test_config or {})}
     settings = Settings.from_mapping(config)
     # Flask's own keys (TESTING, or an engine option a test needs) may come in test_config too.
@@ -74,17 +77,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                              **{key: value for key, value in config.items() if key not in names}})
     app.json = MsgspecProvider(app)
     app.session_interface = PagesOnlySessionInterface()
-    proxies.init_app(app, settings)
-    request_log.init_app(app, settings)
-    prometheus.init_app(app, settings)
-
     extensions.init_app(app, settings)
     migrate.init_app(app, extensions.db, directory=str(MIGRATIONS_DIR))
+    proxies.init_app(app, settings)
+    policy.init_app(app)
+    request_log.init_app(app, settings)
+    prometheus.init_app(app, settings)
     errors.init_app(app, settings.max_body_bytes)
     headers.init_app(app, settings)
-    cors.init_app(app, settings)  # before auth and rate limits: preflights carry no token
-    auth.init_app(app, settings)
-    rate_limits.init_app(app, settings)
+    cors.init_app(app, settings)
     cli.init_app(app)
     health.init_app(app)
 
@@ -94,7 +95,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
 
     @app.get("/")
+    @policy.policy(Access.OPEN, budgets=(), csrf=False)
     def index() -> Response:
         return redirect(url_for("web.events"))
 
+    # Flask's own route for the static files: the same for everyone, and no data
+    policy.policy(Access.OPEN, budgets=(), csrf=False, cacheable=True)(app.view_functions["static"])
     return app

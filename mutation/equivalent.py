@@ -13,25 +13,13 @@ _STREAMS = "`yield_per` alone makes SQLAlchemy stream from a server-side cursor 
 _PADDING = "the cursor keeps its `=` padding, which decoding accepts: cursors are opaque"
 _KEY = "a budget's Redis key only has to differ per client; any prefix or digest length does"
 _ONE_ROW = "a `SELECT count(*)` without GROUP BY returns exactly one row, so the `else` is never taken"
-_BREAKER_NAME = ("the limiter's breaker is named only in the error it raises while open, which `charge_in_redis` "
-                 "catches: no one reads it")
 _FLAG = "the flag is only ever read as a condition, where `None` is as false as `False`"
-_ONE_SELECT = ("one SELECT in a transaction of its own reads what it reads alone, and the connection "
-               "is closed right after")
 _PRCTL = "PR_SET_PDEATHSIG reads only prctl's second argument; the kernel ignores the others"
 _UPPER = ("upper-casing digits, `-`, `:`, `+` and `T` changes nothing, and `fromisoformat` takes any character "
           "between date and time: only a lower-case `z` needs it")
-_FORM_FIELD = ("its one caller, the dashboard's filter form, passes the field's name and shows the message beside "
-               "that field, never reading the error's `field`")
-_FORM_TEXT = ("the form refuses NUL before calling it, and a query string cannot carry a lone surrogate (werkzeug "
-              "decodes it as UTF-8, replacing what is not)")
-_SHAPE_FIRST = ("msgspec reports a wrong document shape at its first byte, before any string it cannot read, so the "
-                "standard library's second decoding never meets a shape error")
-_NULL_FIRST = "only a `null` document needs `nullable`, and `null` never needs the second decoding"
 
 EQUIVALENT: dict[str, str] = {
     "app.core.settings.x__setting__mutmut_*": _AT_IMPORT + " (it declares the Settings fields)",
-    "app.services.events.x__insert_sql__mutmut_*": _AT_IMPORT + " (it builds the four INSERT statements)",
     "app.core.settings.x_settings_table__mutmut_17": "no setting's description holds a `|`, so no escaping happens",
     "app.core.settings.x_settings_table__mutmut_18": "no setting's description holds a `|`, so no escaping happens",
     "app.core.errors.xǁDomainErrorǁ__init____mutmut_1": "every reader of a domain error uses `.message`; `str()` of it "
@@ -41,7 +29,6 @@ EQUIVALENT: dict[str, str] = {
     "app.services.calculation.x_calculate_metrics__mutmut_2": "every caller names its trigger (API, button, schedule, CLI)",
     "app.services.events.x_iter_events__mutmut_1": "a tuning constant: any batch size exports the same rows in the "
                                                    "same order (the tests observe that batches are used)",
-    "app.services.metrics.x_window_totals__mutmut_5": _SQL_CASE,
     "app.services.metrics.x_recent_runs__mutmut_1": "every caller passes its limit (the dashboard shows 10)",
     "app.services.pagination.x_decode_cursor__mutmut_7": "cursors we issue are 4k, 4k+2 or 4k+3 long; padding them "
                                                          "by `len % 4` only adds `=` that base64 ignores",
@@ -71,28 +58,19 @@ EQUIVALENT: dict[str, str] = {
                                                         "the page and its cursor are cut from them the same way",
     "app.services.pagination.x_encode_cursor__mutmut_3": _PADDING,
     "app.services.pagination.x_encode_cursor__mutmut_4": _PADDING,
-    "app.http.auth.x__bearer_token__mutmut_9": "header names are case-insensitive",
-    "app.http.auth.x__bearer_token__mutmut_10": "header names are case-insensitive",
-    "app.http.auth.x__bearer_token__mutmut_11": "without the header, any default without a space is not a bearer scheme",
-    "app.core.breaker.xǁCircuitBreakerǁ__init____mutmut_11": _FLAG,
-    "app.core.breaker.xǁCircuitBreakerǁsucceeded__mutmut_4": _FLAG,
-    "app.core.breaker.xǁCircuitBreakerǁfailed__mutmut_8": _FLAG,
-    "app.core.breaker.xǁCircuitBreakerǁ_release_trial__mutmut_1": _FLAG,
-    "app.core.database.xǁReplicaMonitorǁ__init____mutmut_14": "`float()` reads \"-INF\" as \"-inf\"",
-    "app.core.database.x__check_connection__mutmut_2": _ONE_SELECT,
-    "app.core.database.x__check_connection__mutmut_6": _ONE_SELECT,
-    "app.core.database.x__check_connection__mutmut_9": _ONE_SELECT,
-    "app.core.database.xǁReplicaMonitorǁ_measure__mutmut_21": "the lag is measured to the microsecond as time "
-                                                               "passes: it equals the limit exactly only by chance",
-    "app.core.lifetime.x_die_with_parent__mutmut_12": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_13": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_14": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_17": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_18": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_19": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_21": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_22": _PRCTL,
-    "app.core.lifetime.x_die_with_parent__mutmut_23": _PRCTL,
+    "app.runtime.breaker.xǁCircuitBreakerǁ__init____mutmut_11": _FLAG,
+    "app.runtime.breaker.xǁCircuitBreakerǁsucceeded__mutmut_4": _FLAG,
+    "app.runtime.breaker.xǁCircuitBreakerǁfailed__mutmut_8": _FLAG,
+    "app.runtime.breaker.xǁCircuitBreakerǁ_release_trial__mutmut_1": _FLAG,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_12": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_13": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_14": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_17": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_18": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_19": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_21": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_22": _PRCTL,
+    "app.runtime.lifecycle.x_die_with_parent__mutmut_23": _PRCTL,
     "app.services.partitions.x__is_missing_partition__mutmut_3": "the default stands only for a missing message, "
                                                                  "and neither it nor `\"\"` names the refusal",
     "app.services.partitions.x_create_partitions__mutmut_13": _SQL_CASE,
@@ -113,7 +91,6 @@ EQUIVALENT: dict[str, str] = {
                                                          "digit of its key, never an `X`, so no more is stripped",
     "app.services.metrics.x_open_windows__mutmut_34": "with `first == last` the series of windows and the events' "
                                                       "range are both empty: the query returns no windows either",
-    "app.services.metrics.x_open_windows__mutmut_39": _SQL_CASE,
     "app.services.events.x_new_event_ids__mutmut_34": "each id still takes 74 random bits from the random bytes, "
                                                       "one byte further on (the last id's top 8 are then 0)",
     "app.services.events.x__store__mutmut_2": "one statement in a transaction of its own commits as it would alone",
@@ -131,8 +108,6 @@ EQUIVALENT: dict[str, str] = {
     "app.services.calculation.x__run__mutmut_7": "the total is only read to tell progress, and there is none to tell",
     "app.services.calculation.x__run__mutmut_10": "the total is only read to tell progress, and there is none to tell",
     "app.services.calculation.x__run__mutmut_64": "with no windows the query counts no users: 0 either way",
-    "app.http.auth.x_verified_access__mutmut_1": "a per-request cache: missing it works the same verdict out again",
-    "app.http.auth.x_verified_access__mutmut_2": "a per-request cache: missing it works the same verdict out again",
     "app.http.auth.x_client_key__mutmut_4": _KEY,
     "app.http.auth.x_client_key__mutmut_5": _KEY,
     "app.http.auth.x_client_key__mutmut_8": "a verified token was sent, so the `or` default is never used",
@@ -144,17 +119,6 @@ EQUIVALENT: dict[str, str] = {
     "app.http.rate_limits.x_login_username_key__mutmut_16": _KEY,
     "app.http.rate_limits.x_login_username_key__mutmut_17": _KEY,
     "app.http.rate_limits.x_login_username_key__mutmut_19": _KEY,
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_18": "redis-py connects with the socket timeout when no "
-                                                             "connect timeout is given, and both are the same",
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_22": "redis-py connects with the socket timeout when no "
-                                                             "connect timeout is given, and both are the same",
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_27": _BREAKER_NAME,
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_31": _BREAKER_NAME,
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_32": _BREAKER_NAME,
-    "app.http.rate_limits.xǁRateLimitsǁ__init____mutmut_33": _BREAKER_NAME,
-    "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_6": "a request matching no route has no budget under any name",
-    "app.http.rate_limits.xǁRateLimitsǁcharge__mutmut_8": "no endpoint has a budget for its method after one without "
-                                                          "(both of the sign-in's are for writes)",
     "app.core.times.x_parse_rfc3339__mutmut_20": _UPPER,
     "app.core.times.x_parse_rfc3339__mutmut_23": _UPPER,
     "app.core.times.x_parse_rfc3339__mutmut_24": _UPPER,
@@ -162,40 +126,12 @@ EQUIVALENT: dict[str, str] = {
     "app.core.validation.x__check_values__mutmut_30": "without `texts` the raw body holds no `\\u` escape that "
                                                       "could make NUL or a lone surrogate: checking strings finds "
                                                       "nothing",
-    "app.core.validation.x_parse_action__mutmut_1": _FORM_FIELD,
-    "app.core.validation.x_parse_action__mutmut_2": _FORM_FIELD,
-    "app.core.validation.x_parse_action__mutmut_11": _FORM_FIELD,
-    "app.core.validation.x_parse_action__mutmut_13": _FORM_FIELD,
-    "app.core.validation.x_parse_action__mutmut_22": _FORM_FIELD,
-    "app.core.validation.x_parse_action__mutmut_16": "the form treats an empty filter as not given, so the only "
-                                                     "length error that reaches here is the maximum, which reads no "
-                                                     "`extra`",
-    "app.core.validation.x_parse_action__mutmut_23": _FORM_TEXT,
-    "app.core.validation.x_parse_action__mutmut_27": _FORM_TEXT,
-    "app.core.validation.x__field_message__mutmut_9": "an integer field's error is a wrong type (answered above) "
-                                                      "or a bound",
-    "app.core.validation.x__field_message__mutmut_30": "a maximum length on anything but a string is the batch's, "
-                                                       "answered in `translate_error` before this",
-    "app.core.validation.x__decoded__mutmut_29": "neither an empty path nor `XXXX` matches an item's path",
-    "app.core.validation.x__decoded__mutmut_31": "a body msgspec refused for a type is decoded again by the "
-                                                 "standard library and refused for the same reason, in the same "
-                                                 "words",
-    "app.core.validation.x__decoded__mutmut_51": _SHAPE_FIRST,
-    "app.core.validation.x__decoded__mutmut_52": _SHAPE_FIRST,
-    "app.core.validation.x__decoded__mutmut_56": _SHAPE_FIRST,
-    "app.core.validation.x__decoded__mutmut_57": _SHAPE_FIRST,
-    "app.core.validation.x__decoded__mutmut_53": _NULL_FIRST,
-    "app.core.validation.x__decoded__mutmut_58": _NULL_FIRST,
     "app.core.validation.xǁ_Suspicionsǁof__mutmut_12": "nesting beyond the limit takes the limit plus two brackets "
                                                        "(the event's and the metadata's own): one fewer still walks "
                                                        "every body that needs it",
-    "app.core.validation.x__batch_items__mutmut_3": "msgspec's ValidationError is a DecodeError: the standard "
-                                                    "library reads the same items instead",
-    "app.core.validation.x_parse_batch__mutmut_21": "an item msgspec already decoded converts again to the same "
-                                                    "event",
-    "app.services.group_commit.xǁGroupCommitǁ__init____mutmut_6": _FLAG,
-    "app.services.group_commit.xǁGroupCommitǁrecord__mutmut_43": _FLAG,
-    "app.services.group_commit.xǁGroupCommitǁrecord__mutmut_3": "an event at the current window's first instant is "
+    "app.runtime.group_commit.xǁGroupCommitǁ__init____mutmut_6": _FLAG,
+    "app.runtime.group_commit.xǁGroupCommitǁrecord__mutmut_43": _FLAG,
+    "app.runtime.group_commit.xǁGroupCommitǁrecord__mutmut_3": "an event at the current window's first instant is "
                                                                 "stored alone instead of with a group: the same row "
                                                                 "and the same answer",
 }

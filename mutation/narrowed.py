@@ -28,23 +28,29 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
                        "test_unusual_inputs", "test_metrics_api", "test_logging"),
     "app.core.validation": ("test_error_messages", "test_bad_input", "test_events_api", "test_events_batch",
                             "test_unusual_inputs", "test_metrics_api", "test_web_units", "test_web_events",
-                            "test_request_bodies"),
+                            "test_request_bodies", "test_declared_errors"),
+    "app.core.declarations": ("test_error_messages", "test_bad_input", "test_request_bodies", "test_declared_errors",
+                              "test_events_batch", "test_metrics_api"),
     "app.core.list_parameters": ("test_error_messages", "test_events_api", "test_events_export", "test_metrics_api",
-                                 "test_bad_input", "test_unusual_inputs"),
+                                 "test_bad_input", "test_unusual_inputs", "test_declared_errors"),
     "app.services.events": ("test_events_api", "test_events_batch", "test_events_export", "test_write_path",
                             "test_unusual_inputs", "test_error_messages", "test_dashboard_queries", "test_web_events"),
-    "app.http.auth": ("test_auth", "test_limits", "test_security_checks"),
+    "app.http.auth": ("test_auth", "test_limits", "test_security_checks", "test_telemetry"),
     "app.http.rate_limits": ("test_limits", "test_security_checks", "test_auth"),
+    "app.http.csrf": ("test_security_checks", "test_web_login", "test_limits"),
+    "app.http.policy": ("test_policies", "test_auth", "test_limits", "test_security_checks", "test_web_login",
+                        "test_headers", "test_telemetry", "test_original_clients", "test_signins"),
     # every rate-limited request and every single event passes through these; their own tests start
     # threads and wait on them, so a mutant running all the others would cost minutes
-    "app.http.local_counts": ("test_local_counts", "test_limits", "test_security_checks", "test_auth"),
-    "app.services.group_commit": ("test_group_commit", "test_events_api", "test_write_path"),
+    "app.runtime.budget_counts": ("test_budget_counts", "test_limits", "test_security_checks", "test_auth"),
+    "app.runtime.group_commit": ("test_group_commit", "test_events_api", "test_write_path"),
+    "app.runtime": ("test_runtime", "test_group_commit", "test_limits", "test_telemetry", "test_health"),
 }
 
 # Modules whose functions run in processes their tests fork (a `preexec_fn`, a fork hook): mutmut
 # records the tests that reach a function in the test process only, so it would run none of these.
 FORKED_TESTS: dict[str, tuple[str, ...]] = {
-    "app.core.lifetime": ("test_lifetime",),
+    "app.runtime.lifecycle": ("test_lifetime", "test_runtime"),
 }
 
 

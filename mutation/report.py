@@ -101,9 +101,9 @@ def write_report(target: Path, *, minutes: float | None) -> str:
     statuses = Counter(m.status for m in mutants)
     lines += ["", "Status of every mutant: " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())) + ".",
               "", "How it runs: every function of `app/core/`, `app/services/`, `app/http/auth.py`, "
-              "`app/http/rate_limits.py` and `app/http/local_counts.py` is mutated, except what mutmut 3 leaves alone (decorated functions: the "
-              "`Database` context managers, and the Flask hooks of `app/web/csrf.py`, which "
-              "`tests/test_security_checks.py` tries by hand instead). Each mutant runs the tests of the "
+              "`app/http/rate_limits.py`, `app/http/policy.py`, `app/http/csrf.py` and `app/runtime/` is mutated, "
+              "except what mutmut 3 leaves alone (decorated functions: the `Database` context managers and the "
+              "runtime's members). Each mutant runs the tests of the "
               "`[tool.mutmut]` selection that reach its function, without the tests that start worker or server "
               "processes; functions nearly every test reaches run only their own modules' test files "
               "(`mutation/narrowed.py`), which can only lower the score.",

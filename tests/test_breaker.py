@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.breaker import CircuitBreaker, CircuitOpenError
+from app.runtime.breaker import CircuitBreaker, CircuitOpenError
 
 
 class Clock:

@@ -272,7 +272,7 @@ def test_the_example_env_values_are_valid_settings():
 def _wsgi_app_defined() -> bool:
     tree = ast.parse((ROOT / "wsgi.py").read_text())
     return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "app" for t in node.targets)
-               for node in tree.body)
+               for node in ast.walk(tree))
 
 
 def test_every_command_points_at_an_entry_point_that_exists(model, app):

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from app.jobs.schedule import make_scheduler, next_scheduled_run, sync_periodic_jobs
 from app.services.events import EventFilter, list_events
-from app.extensions import database, redis_client, settings
+from app.extensions import database, runtime, settings
 from app.services.metrics import last_finished_run, latest_metric_window, open_windows, recent_runs, window_totals
 from tests.helpers import post_event
 
@@ -85,11 +85,11 @@ def test_latest_window_last_computed_and_recent_runs(app, client, runner):
 
 def test_next_scheduled_run_reads_the_registered_job(app):
     with app.app_context():
-        assert next_scheduled_run(redis_client(), settings()) is None
-        scheduler = make_scheduler(redis_client(), settings())
+        assert next_scheduled_run(runtime().background_redis, settings()) is None
+        scheduler = make_scheduler(runtime().background_redis, settings())
         before = datetime.now(UTC)
-        sync_periodic_jobs(scheduler, settings())
-        due = next_scheduled_run(redis_client(), settings())
+        sync_periodic_jobs(scheduler, settings(), datetime.now(UTC))
+        due = next_scheduled_run(runtime().background_redis, settings())
     assert due is not None and due.tzinfo is not None
     assert before < due <= before + FOUR_HOURS + timedelta(minutes=1)
     assert due.minute == 1 and due.hour % 4 == 0

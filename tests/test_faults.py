@@ -18,7 +18,7 @@ from flask_migrate import upgrade
 
 from app.dev.embedded import start_postgres, start_redis
 from app.extensions import db
-from app.extensions import database, redis_client, settings
+from app.extensions import database, runtime, settings
 from app.jobs.schedule import make_scheduler
 from app.jobs.tasks import calculation_settings
 from app.services.calculation import calculate_metrics
@@ -84,7 +84,7 @@ def _survive_redis_outage(app, config, own, port, tmp_path) -> None:
     scheduler = spawn(SCHEDULER, config, scheduler_log)
     try:
         with app.app_context():
-            wait_until(lambda: list(make_scheduler(redis_client(), settings()).get_jobs()))
+            wait_until(lambda: list(make_scheduler(runtime().background_redis, settings()).get_jobs()))
         wait_until(lambda: "Listening on" in worker_log.read_text())
         own.stop()
         assert post_event(client, user_id=9, occurred_at=DAY0.isoformat()).status_code == 201
@@ -99,7 +99,7 @@ def _survive_redis_outage(app, config, own, port, tmp_path) -> None:
         # Back on the same port, but empty: the scheduler must register its job again.
         own = start_redis(tmp_path / "valkey-again", port=port)
         with app.app_context():
-            wait_until(lambda: list(make_scheduler(redis_client(), settings()).get_jobs()), timeout=30)
+            wait_until(lambda: list(make_scheduler(runtime().background_redis, settings()).get_jobs()), timeout=30)
         # The web process's Redis breaker lets a trial through within REDIS_BREAKER_SECONDS.
         job = wait_until(lambda: (r := client.post("/api/metrics")).status_code == 202 and r, timeout=15,
                          interval=0.2).get_json()["job"]

@@ -22,7 +22,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from app.extensions import db, group_commit
+from app.extensions import db, runtime
 from tests.helpers import answers_healthz, free_port, start_gunicorn, wait_until
 from tests.test_telemetry import scrape, value
 
@@ -70,7 +70,7 @@ def queue_behind_a_blocked_insert(app, bodies: dict[str, dict]) -> dict[str, tup
         for name, body in bodies.items():
             threads.append(post_in_thread(app, body, answers, name))
         with app.app_context():
-            writer = group_commit()
+            writer = runtime().group_commit
         wait_until(lambda: writer.queued == len(bodies), what="the other events queue up")
     for thread in threads:
         thread.join(timeout=30)
@@ -196,7 +196,7 @@ def test_a_writer_aborted_mid_insert_strands_none_of_the_events_queued_behind_it
     ends, and the events queued behind it are still stored by the next writer and answered 201, once each."""
     answers: dict[str, tuple[int, dict]] = {}
     with app.app_context():
-        writer = group_commit()
+        writer = runtime().group_commit
 
     def send_first() -> None:
         try:

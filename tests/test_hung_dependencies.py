@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.core.breaker import CircuitBreaker
+from app.runtime.breaker import CircuitBreaker
 from app.dev.embedded import start_redis
 from app.extensions import db
 from tests.helpers import count_rows, csrf_token_of, make_partitions, post_event, separate_app, wait_until

@@ -1,8 +1,10 @@
-"""The floor plan of `app/`, kept by reading every module's imports (no code is run).
+"""The floor plan of `app/`, kept by reading every module's imports and calls (no code is run).
 
 core and services know nothing of Flask, werkzeug, Redis or the layers above
-them; the two blueprints never import each other; nothing on the request path
-imports the development tooling.
+them; the runtime builds on them and knows nothing of Flask or the adapters;
+the two blueprints never import each other; nothing on the request path
+imports the development tooling; and only the runtime hooks forks or asks
+for its pid.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ APP = ROOT / "app"
 WEB_LIBRARIES = ("flask", "werkzeug", "jinja2")
 UPPER_LAYERS = ("app.http", "app.api", "app.web", "app.ops", "app.jobs", "app.extensions", "app.dev")
 FORBIDDEN = {
-    "app.core": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS, "app.services"),
-    "app.services": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS),
+    "app.core": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS, "app.runtime", "app.services"),
+    "app.services": (*WEB_LIBRARIES, "redis", "rq", *UPPER_LAYERS, "app.runtime"),
+    "app.runtime": (*WEB_LIBRARIES, "rq", *UPPER_LAYERS),
     "app.jobs": ("app.http", "app.api", "app.web", "app.ops", "app.dev"),
     "app.http": ("app.api", "app.web", "app.dev"),
     "app.ops": ("app.api", "app.web", "app.dev"),
@@ -86,3 +89,20 @@ def test_app_keeps_its_modules_in_packages():
     assert len(top_level) <= 6, top_level
     for package in sorted(path.parent for path in APP.glob("*/__init__.py")):
         assert ast.get_docstring(ast.parse((package / "__init__.py").read_text())), f"{package.name} has no docstring"
+
+
+# What a process does once per fork or asks of its own identity: the runtime's one rule (app/runtime/lifecycle.py).
+PROCESS_CALLS = {"register_at_fork", "getpid"}
+
+
+def process_calls(path: Path) -> set[str]:
+    return {node.attr for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Attribute) and node.attr in PROCESS_CALLS}
+
+
+def test_only_the_runtime_hooks_forks_or_checks_its_pid():
+    """The dev launcher, which starts processes rather than serving, aside."""
+    found = {module: calls for module, path in ((module_name(path), path) for path in sorted(APP.rglob("*.py")))
+             if (calls := process_calls(path)) and not reaches(module, "app.runtime") and not reaches(module, "app.dev")}
+    assert not found, found
+    assert process_calls(APP / "runtime" / "lifecycle.py") == PROCESS_CALLS

@@ -18,7 +18,7 @@ from functools import partial
 
 import pytest
 
-from app.core.lifetime import die_with_parent, forks_die_with_their_parent
+from app.runtime.lifecycle import die_with_parent, forks_die_with_their_parent
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 

@@ -10,7 +10,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from app.dev.embedded import start_redis
-from app.extensions import RATE_LIMITS_KEY
+from app.extensions import runtime
 from tests.helpers import count_rows, separate_app, wait_until
 from tests.openapi_check import ValidatingClient
 
@@ -70,7 +70,8 @@ def test_a_client_refused_by_one_web_process_is_refused_by_another(app, app_conf
     with separate_app(config) as one, separate_app(config) as other:
         client = one.test_client()
         assert [client.post("/api/event", json=EVENT).status_code for _ in range(4)] == [201, 201, 201, 429]
-        counts = one.extensions[RATE_LIMITS_KEY].counts
+        with one.app_context():
+            counts = runtime().budget_counts
         wait_until(lambda: sum(int(counts.redis.get(key)) for key in counts.redis.scan_iter(f"{counts.prefix}:*")) == 3,
                    what="the first process shares its count")
         assert other.test_client().post("/api/event", json=EVENT).status_code == 429
@@ -242,7 +243,7 @@ def test_a_hung_redis_delays_ingestion_once_by_the_limiter_timeout_and_the_budge
                 for _ in range(3):
                     statuses.append(client.post("/api/event", json=EVENT).status_code)
 
-            caplog.set_level(logging.WARNING, logger="app.http.local_counts")
+            caplog.set_level(logging.WARNING, logger="app.runtime.budget_counts")
             worker = threading.Thread(target=post_events, daemon=True)
             worker.start()
             worker.join(timeout=10)
@@ -251,7 +252,7 @@ def test_a_hung_redis_delays_ingestion_once_by_the_limiter_timeout_and_the_budge
             asked = len(silent.connections)
             assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [429, 429, 429]
             assert len(silent.connections) == asked, "Redis was asked again while it was known to be failing"
-            warnings = [r.getMessage() for r in caplog.records if r.name == "app.http.local_counts"]
+            warnings = [r.getMessage() for r in caplog.records if r.name == "app.runtime.budget_counts"]
             assert warnings == ["rate limit counts not shared while Redis is unavailable: TimeoutError"]
     finally:
         silent.close()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.core.times import format_rfc3339
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.queue import calculation_queue, namespaced_id
 from app.jobs.storage import STORAGE_FUNC
 from app.jobs.calculations import CALCULATE_FUNC
@@ -46,7 +46,7 @@ def test_post_metrics_queues_a_job_and_a_second_press_returns_the_same_job(app, 
     assert second.status_code == 202
     assert second.get_json()["job"]["id"] == job["id"]
     with app.app_context():
-        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 1
+        assert len(calculation_queue(runtime().background_redis, settings().redis_namespace)) == 1
     ranged = client.post("/api/metrics", json={"from": "2025-10-20T00:00:00Z", "till": "2025-10-21T00:00:00Z"})
     assert ranged.get_json()["job"]["id"] != job["id"]
 
@@ -97,7 +97,7 @@ def test_real_worker_runs_the_calculation_and_metrics_appear(client, worker):
 
 def test_a_failing_job_reports_failed_with_its_error(app, client, worker):
     with app.app_context():
-        job = calculation_queue(redis_client(), settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+        job = calculation_queue(runtime().background_redis, settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
                                            job_id=f"{settings().redis_namespace}-failing")
     done, _ = wait_for_job(client, f"/api/metrics/jobs/{job.id}")
     assert done["status"] == "failed"
@@ -237,7 +237,7 @@ def test_the_storage_job_sharing_the_calculation_queue_is_not_a_job_to_follow(ap
     """Its id is ours and its queue is ours, but it is no calculation: 404, not its result as a summary."""
     with app.app_context():
         namespace = settings().redis_namespace
-        queue = calculation_queue(redis_client(), namespace)
+        queue = calculation_queue(runtime().background_redis, namespace)
         storage = queue.enqueue(STORAGE_FUNC, job_id=namespaced_id(namespace, "periodic-maintain-storage-test"))
         calculation = client.post("/api/metrics").get_json()["job"]
         try:

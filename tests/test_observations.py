@@ -1,10 +1,11 @@
-"""Prometheus observations queued by requests and applied by one thread per process (app.ops.observations)."""
+"""Prometheus observations queued by requests and applied by a thread of the process (app.runtime.observations).
+
+What a forked child does with its parent's queue is the runtime's rule: tests/test_runtime.py."""
 from __future__ import annotations
 
-import os
 import threading
 
-from app.ops.observations import Observations
+from app.runtime.observations import Observations
 from tests.helpers import wait_until
 
 
@@ -43,26 +44,6 @@ def test_observations_beyond_the_limit_are_dropped_and_the_drops_said(caplog):
     pending.add(seen.append, 5)  # room again once applied
     pending.apply()
     assert seen == [0, 1, 2, 5]
-
-
-def test_a_forked_child_applies_its_own_observations_not_its_parents():
-    seen: list[float] = []
-    pending = Observations(interval=3600)  # nothing is applied by a thread while the test runs
-    pending.add(seen.append, 1.0)
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: report what applying gives, then leave without running pytest's exit
-        pending.add(seen.append, 2.0)
-        pending.apply()
-        os.write(writer, repr(seen).encode())
-        os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader) as pipe:
-        reported = pipe.read()
-    assert os.waitpid(child, 0)[1] == 0
-    assert reported == "[2.0]"  # 1.0 was queued by the parent, before the fork: the parent's to apply
-    pending.apply()
-    assert seen == [1.0]
 
 
 def test_a_thread_that_could_not_start_is_started_by_a_later_observation(monkeypatch, caplog):

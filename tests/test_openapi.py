@@ -20,13 +20,13 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
 def test_the_document_is_valid_openapi_3_1(app):
-    document = build_document(app.extensions["tracking.settings"])
+    document = build_document(app.extensions["tracking.runtime"].settings)
     assert document["openapi"].startswith("3.1.")
     validate(document)
 
 
 def test_the_validator_would_notice_a_broken_document(app):
-    document = build_document(app.extensions["tracking.settings"])
+    document = build_document(app.extensions["tracking.runtime"].settings)
     document["paths"]["/api/events"]["get"]["parameters"][1]["in"] = "body"  # OpenAPI 2 style, gone in 3.x
     with pytest.raises(OpenAPIValidationError):
         validate(document)
@@ -35,11 +35,11 @@ def test_the_validator_would_notice_a_broken_document(app):
 def test_it_is_served_as_json(client, app):
     response = client.get("/api/openapi.json")
     assert response.status_code == 200
-    assert response.get_json() == build_document(app.extensions["tracking.settings"])
+    assert response.get_json() == build_document(app.extensions["tracking.runtime"].settings)
 
 
 def test_every_route_and_method_is_described(app):
-    paths = build_document(app.extensions["tracking.settings"])["paths"]
+    paths = build_document(app.extensions["tracking.runtime"].settings)["paths"]
     missing = []
     for rule in app.url_map.iter_rules():
         if not documented_rule(rule.rule):
@@ -54,14 +54,14 @@ def test_every_route_and_method_is_described(app):
 def test_every_described_operation_is_served(app):
     served = {(openapi_path(rule.rule), method.lower())
               for rule in app.url_map.iter_rules() for method in rule.methods or ()}
-    stale = [f"{method.upper()} {path}" for path, item in build_document(app.extensions["tracking.settings"])["paths"].items()
+    stale = [f"{method.upper()} {path}" for path, item in build_document(app.extensions["tracking.runtime"].settings)["paths"].items()
              for method in item if (path, method) not in served]
     assert not stale, f"the document describes operations nobody serves: {stale}"
 
 
 def test_the_limits_in_the_document_are_the_running_ones(app_config):
     app = create_app({**app_config, "LIST_MAX_LIMIT": 50})
-    parameters = build_document(app.extensions["tracking.settings"])["paths"]["/api/events"]["get"]["parameters"]
+    parameters = build_document(app.extensions["tracking.runtime"].settings)["paths"]["/api/events"]["get"]["parameters"]
     (limit,) = [p for p in parameters if p.get("name") == "limit"]
     assert limit["schema"]["maximum"] == 50
 

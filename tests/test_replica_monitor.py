@@ -17,12 +17,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from app.core.database import (
-    CHECK_CONNECT_TIMEOUT,
-    ReplicaMonitor,
-    ReplicaState,
-    libpq_url,
-)
+from app.core.database import ReplicaState, libpq_url
+from app.runtime.replica import CHECK_CONNECT_TIMEOUT, ReplicaMonitor
 from app.dev.replica import ReplicaPair, postgres_bindir, start_replica_pair
 from tests.helpers import free_port, wait_until
 

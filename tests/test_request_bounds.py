@@ -15,7 +15,7 @@ import pytest
 from app import create_app
 from app.core.settings import ConfigError
 from app.core.times import format_rfc3339
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.queue import calculation_queue
 from tests.helpers import count_rows, post_event, separate_app
 
@@ -82,7 +82,7 @@ def test_a_calculation_range_longer_than_the_bound_is_refused_and_nothing_is_que
     just_over = client.post("/api/metrics", json={"from": "2025-01-01T00:00:00Z", "till": "2026-01-02T00:00:01Z"})
     assert just_over.status_code == 400
     with app.app_context():
-        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 0
+        assert len(calculation_queue(runtime().background_redis, settings().redis_namespace)) == 0
     longest = client.post("/api/metrics", json={"from": "2025-01-01T00:00:00Z", "till": "2026-01-02T00:00:00Z"})
     assert longest.status_code == 202
 

@@ -8,7 +8,7 @@ import pytest
 
 from dataclasses import replace
 
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.schedule import make_scheduler, next_run, next_scheduled_run, sync_periodic_jobs
 
 UTC = timezone.utc
@@ -26,10 +26,10 @@ def local_zone(monkeypatch):
 
 def test_registering_ten_times_leaves_each_periodic_job_once_due_at_its_next_utc_run(app, local_zone):
     with app.app_context():
-        scheduler = make_scheduler(redis_client(), settings())
+        scheduler = make_scheduler(runtime().background_redis, settings())
         before = datetime.now(UTC)
         for _ in range(10):
-            sync_periodic_jobs(scheduler, settings())
+            sync_periodic_jobs(scheduler, settings(), datetime.now(UTC))
         jobs = list(scheduler.get_jobs(with_times=True))
     assert sorted(job.description for job, _ in jobs) == ["periodic calculate-metrics", "periodic maintain-storage"]
     job, due = next((job, due) for job, due in jobs if job.description == "periodic calculate-metrics")
@@ -41,14 +41,14 @@ def test_registering_ten_times_leaves_each_periodic_job_once_due_at_its_next_utc
     assert storage.meta["cron_string"] == "17 * * * *"
     assert storage_due.minute == 17 and before < storage_due.replace(tzinfo=UTC) <= before + timedelta(hours=1)
     with app.app_context():
-        assert next_scheduled_run(redis_client(), settings()) == due  # the calculation's, not the storage job's
+        assert next_scheduled_run(runtime().background_redis, settings()) == due  # the calculation's, not the storage job's
 
 
 def test_a_changed_schedule_replaces_the_old_job(app):
     with app.app_context():
-        scheduler = make_scheduler(redis_client(), settings())
-        old_ids = sync_periodic_jobs(scheduler, settings())
-        new_ids = sync_periodic_jobs(scheduler, replace(settings(), metrics_schedule="5 * * * *"))
+        scheduler = make_scheduler(runtime().background_redis, settings())
+        old_ids = sync_periodic_jobs(scheduler, settings(), datetime.now(UTC))
+        new_ids = sync_periodic_jobs(scheduler, replace(settings(), metrics_schedule="5 * * * *"), datetime.now(UTC))
         jobs = list(scheduler.get_jobs())
     assert old_ids != new_ids
     assert sorted(job.id for job in jobs) == sorted(new_ids)

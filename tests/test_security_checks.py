@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.queue import calculation_queue
 from tests.helpers import csrf_token_of, separate_app
 
@@ -20,7 +20,7 @@ TOKEN_A, TOKEN_B = "token-of-backend-a", "token-of-backend-b"
 
 def queued(app) -> int:
     with app.app_context():
-        return len(calculation_queue(redis_client(), settings().redis_namespace))
+        return len(calculation_queue(runtime().background_redis, settings().redis_namespace))
 
 
 @pytest.mark.parametrize("sent", [

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from app.extensions import db, redis_client, settings
-from app.ops.prometheus import SCRAPE_CLIENT_NAME
+from app.extensions import db, runtime, settings
+from app.runtime.redis_clients import SCRAPE_CLIENT_NAME
 from tests.helpers import post_event, separate_app
 from tests.openapi_check import ValidatingClient
 
@@ -151,7 +151,7 @@ def scrape_connections(app) -> tuple[set[int], set[str]]:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name"),
             {"name": SCRAPE_CLIENT_NAME}).scalars().all()
         name = f"{SCRAPE_CLIENT_NAME}:{settings().redis_namespace}"
-        clients = [entry["id"] for entry in redis_client().client_list() if entry["name"] == name]
+        clients = [entry["id"] for entry in runtime().background_redis.client_list() if entry["name"] == name]
     return set(pids), set(clients)
 
 

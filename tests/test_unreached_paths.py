@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.core.times import format_rfc3339
-from app.extensions import db, redis_client, settings
+from app.extensions import db, runtime, settings
 from app.jobs.queue import calculation_queue
 from tests.helpers import csrf_token_of, post_event, separate_app
 from tests.test_web_metrics import job_poll_url, poll_until_done
@@ -106,7 +106,7 @@ def test_pressing_recalculate_after_the_job_ended_queues_a_new_job(app, client, 
     _, seen, _ = poll_until_done(client, second_url)
     assert seen[-1] == "finished", seen
     with app.app_context():
-        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 0
+        assert len(calculation_queue(runtime().background_redis, settings().redis_namespace)) == 0
         runs = db.session.execute(sa.text("SELECT count(*) FROM calculation_runs WHERE status = 'finished'")).scalar_one()
     assert runs == 2
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.extensions import redis_client, settings
+from app.extensions import runtime, settings
 from app.jobs.queue import calculation_queue
 from app.jobs.schedule import make_scheduler, sync_periodic_jobs
 from app.jobs.calculations import CALCULATE_FUNC
@@ -105,6 +105,35 @@ def test_empty_state_says_why_the_table_is_empty(client, runner):
     assert empty_text(other_user) == "No closed window in this range holds events of user 8 yet."
 
 
+def chart_drawings(html: str) -> list[tuple[float, list[float], list[tuple[float, float]]]]:
+    """Per drawing (wide, narrow): the y of its x axis, the heights of its bars, and (y, height) of each mark
+    of a window not counted yet."""
+    drawings = []
+    for svg in re.findall(r'<svg class="chart-svg.*?</svg>', html, re.S):
+        axis = float(re.search(r'<g class="chart-axis".*?<line [^>]*y1="([^"]+)"', svg, re.S).group(1))
+        bars = [float(height) for height in re.findall(r'<rect class="bar" [^>]*height="([^"]+)"', svg)]
+        marks = [(float(y), float(height)) for y, height in
+                 re.findall(r'<rect class="bar-uncounted" [^>]*y="([^"]+)" [^>]*height="([^"]+)"', svg)]
+        drawings.append((axis, bars, marks))
+    return drawings
+
+
+def test_a_window_no_run_has_counted_is_a_short_mark_on_the_axis_not_a_bar(client, runner):
+    """One event in each of two windows, only the first counted: the second gets no made-up height."""
+    store(client, 7, DAY0 + timedelta(hours=1))
+    store(client, 7, DAY0 + timedelta(hours=5))
+    counted = ["--from", "2025-10-20T00:00:00Z", "--till", "2025-10-20T04:00:00Z"]
+    assert runner.invoke(args=["calculate-metrics", *counted]).exit_code == 0
+    html = client.get(f"/metrics?{DAY0_RANGE}").get_data(as_text=True)
+    drawings = chart_drawings(html)
+    assert len(drawings) == 2
+    for axis, bars, marks in drawings:
+        (mark_y, mark_height), = marks
+        assert 0 < mark_height <= 8 < max(bars) and mark_y + mark_height == axis
+    assert 'aria-label="Oct 20 04:00–08:00 UTC: not counted yet"' in html
+    assert re.search(r'legend-uncounted" aria-hidden="true"></span> not counted yet \(height unknown\)', html)
+
+
 def test_last_computed_is_the_last_finished_run_even_when_it_counted_nothing(client, runner):
     store(client, 7, DAY0 + timedelta(hours=1))
     store(client, 8, DAY0 + timedelta(hours=2), action="click")
@@ -164,7 +193,7 @@ def test_a_long_range_is_cut_to_the_latest_windows(client, runner):
 def test_next_scheduled_run_is_shown_or_explained(app, client):
     assert "not scheduled" in client.get("/metrics").get_data(as_text=True)
     with app.app_context():
-        sync_periodic_jobs(make_scheduler(redis_client(), settings()), settings())
+        sync_periodic_jobs(make_scheduler(runtime().background_redis, settings()), settings(), datetime.now(timezone.utc))
     html = client.get("/metrics").get_data(as_text=True)
     due = re.search(r"<dt>Next scheduled run</dt>\s*<dd><time datetime=\"([^\"]+)\">", html)
     assert due and due.group(1)[14:16] == "01"
@@ -185,7 +214,7 @@ def check_pages_without_redis(client):
     assert "The job queue is unavailable right now, so nothing was queued" in body
     assert "<html" not in body and job_poll_url(body) is None
     # A job id of this deployment (another namespace's is unknown without asking Redis).
-    job_id = f"{client.application.extensions['tracking.settings'].redis_namespace}-calculate-some-job"
+    job_id = f"{client.application.extensions['tracking.runtime'].settings.redis_namespace}-calculate-some-job"
     polled = client.get(f"/metrics/jobs/{job_id}", headers=HTMX)
     assert polled.status_code == 503
     assert job_poll_url(polled.get_data(as_text=True)) == f"/metrics/jobs/{job_id}", "keeps trying"
@@ -201,7 +230,7 @@ def test_pressing_recalculate_twice_follows_the_same_job(app, client):
     second = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": csrf_token_of(client)})
     assert job_poll_url(second.get_data(as_text=True)) == url
     with app.app_context():
-        assert len(calculation_queue(redis_client(), settings().redis_namespace)) == 1
+        assert len(calculation_queue(runtime().background_redis, settings().redis_namespace)) == 1
 
 
 def test_recalculate_without_javascript_redirects_to_the_job_page(client):
@@ -252,7 +281,7 @@ def test_recalculate_runs_on_the_real_worker_and_the_numbers_appear(client, work
 
 def test_a_failed_job_shows_its_error_and_stops(app, client, worker):
     with app.app_context():
-        job = calculation_queue(redis_client(), settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
+        job = calculation_queue(runtime().background_redis, settings().redis_namespace).enqueue_call(CALCULATE_FUNC, kwargs={"start": "not-a-time", "end": "x"},
                                            job_id=f"{settings().redis_namespace}-failing")
     body, seen, headers = poll_until_done(client, f"/metrics/jobs/{job.id}")
     assert seen[-1] == "failed"

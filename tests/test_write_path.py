@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from flask import session
 
 from app.core.validation import InputBounds, parse_event
-from app.core.database import DedicatedWriter
-from app.extensions import database, db, group_commit
+from app.runtime.connections import DedicatedWriter
+from app.extensions import database, db, runtime
 from app.services.events import new_event_ids, record_events
 from tests.helpers import count_rows, post_event
 
@@ -45,7 +45,7 @@ def test_the_single_event_insert_runs_as_a_prepared_statement(client, app):
     for _ in range(6):  # psycopg prepares a statement on its fifth run on a connection
         assert post_event(client).status_code == 201
     # single events are written by the process's group commit, on its connection of its own
-    with app.app_context(), group_commit().writer.write() as connection:
+    with app.app_context(), runtime().group_commit.writer.write() as connection:
         prepared = [row[0] for row in connection.execute("SELECT statement FROM pg_prepared_statements")]
     assert any("INSERT INTO events" in statement for statement in prepared)
 
@@ -71,7 +71,7 @@ def test_the_group_commits_own_connection_is_replaced_after_its_recycle_time(dat
 
 def test_the_group_commits_own_connection_computes_in_utc_like_the_pooled_ones(client, app):
     assert post_event(client).status_code == 201
-    with app.app_context(), group_commit().writer.write() as own, database().write() as pooled:
+    with app.app_context(), runtime().group_commit.writer.write() as own, database().write() as pooled:
         assert own is not pooled
         assert own.execute("SHOW timezone").fetchone() == pooled.execute("SHOW timezone").fetchone() == ("UTC",)
 

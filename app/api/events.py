@@ -5,7 +5,9 @@ from flask import Response, jsonify
 
 from ..core.list_parameters import EventExportParameters, EventListParameters
 from ..core.validation import parse_batch, parse_event
-from ..extensions import database, group_commit, now as clock_now, settings
+from ..extensions import database, now as clock_now, runtime, settings
+from ..http.policy import Access, policy
+from ..http.rate_limits import INGEST, READ
 from ..ops.prometheus import count_events
 from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
 from . import bp
@@ -20,6 +22,7 @@ def _counted(recorded: Recorded, *, single: bool = False) -> Recorded:
 
 
 @bp.post("/event")
+@policy(Access.INGEST, budgets=(INGEST,), csrf=False)
 def create_event() -> tuple[Response, int]:
     """Store one event: 201 when new, 200 when the same client id was stored before.
 
@@ -27,11 +30,12 @@ def create_event() -> tuple[Response, int]:
     """
     now = clock_now()
     new = parse_event(json_body(), now=now, bounds=input_bounds())
-    event, created = _counted(group_commit().record(new, now=now), single=True).results[0]
+    event, created = _counted(runtime().group_commit.record(new, now=now), single=True).results[0]
     return jsonify(event_view(event)), 201 if created else 200
 
 
 @bp.post("/events/batch")
+@policy(Access.INGEST, budgets=(INGEST,), csrf=False)
 def create_events_batch() -> Response:
     """Store up to 1,000 events at once, all or none.
 
@@ -59,6 +63,7 @@ def event_filter(kind: type[EventExportParameters] = EventListParameters) -> tup
 
 
 @bp.get("/events")
+@policy(Access.FULL, budgets=(READ,), csrf=False)
 def get_events() -> Response:
     """Events in time order within `[from, till)`, one keyset page at a time."""
     flt, limit, cursor = event_filter()

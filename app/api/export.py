@@ -7,16 +7,19 @@ from ..core.errors import ValidationError
 from ..core.list_parameters import EventExportParameters
 from ..extensions import database
 from ..http.csv_download import csv_download
+from ..http.policy import Access, policy
+from ..http.rate_limits import READ
 from . import bp
 from .events import event_filter
 
 
 @bp.get("/events/export")
+@policy(Access.FULL, budgets=(READ,), csrf=False, concurrency=None)
 def export_events() -> Response:
     """Every event matching `GET /api/events`'s filters, oldest first, as `text/csv`.
 
     The filters are checked before the first byte goes out, so a bad one is
-    still a 400 envelope; after that the rows stream from a server-side cursor.
+    still a 400 envelope; after that the rows stream, a keyset page at a time.
     """
     for name in ("limit", "cursor"):
         if name in request.args:

@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from ..core.errors import NotFoundError
-from ..core.times import utcnow
 from ..core.list_parameters import MetricListParameters
 from ..core.validation import parse_calculation_request
-from ..extensions import database, guarded_redis, settings
+from ..extensions import database, guarded_redis, now as clock_now, settings
+from ..http.policy import Access, policy
+from ..http.rate_limits import READ, RECALCULATE
 from ..jobs.calculations import enqueue_calculation, get_job
 from ..services.metrics import MetricCursor, MetricFilter, list_metrics, open_windows
 from . import bp
@@ -16,6 +17,7 @@ from .representations import MetricPage, job_view, metric_view, open_window_view
 
 
 @bp.post("/metrics")
+@policy(Access.FULL, budgets=(RECALCULATE,), csrf=False)
 def trigger_metrics() -> tuple[Response, int]:
     """Queue a calculation (202); a pending one for the same range is returned instead of a new one.
 
@@ -32,6 +34,7 @@ def trigger_metrics() -> tuple[Response, int]:
 
 
 @bp.get("/metrics/jobs/<job_id>")
+@policy(Access.FULL, budgets=(), csrf=False)
 def get_metrics_job(job_id: str) -> Response:
     with guarded_redis() as redis:
         job = get_job(redis, settings().redis_namespace, job_id)
@@ -41,6 +44,7 @@ def get_metrics_job(job_id: str) -> Response:
 
 
 @bp.get("/metrics")
+@policy(Access.FULL, budgets=(READ,), csrf=False)
 def get_metrics() -> Response:
     """Metrics of the windows whose start lies in `[from, till)`, ordered by window then user.
 
@@ -56,7 +60,7 @@ def get_metrics() -> Response:
     body = MetricPage(metrics=[metric_view(metric) for metric in page.metrics],
                       next_cursor=page.next_cursor.encode() if page.next_cursor else None)
     if given.include_open == "true":
-        now = utcnow()
+        now = clock_now()
         config = settings()
         body.open_windows = [open_window_view(window, now) for window in open_windows(
             database(), now, config.window_size, config.settle, given.user_id, query.start, query.end)]

@@ -25,7 +25,8 @@ from ..core.request_bodies import schemas as request_body_schemas
 from ..core.validation import MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
 from ..extensions import settings as app_settings
 from ..http.errors import Error
-from ..http.request_log import REQUEST_ID_PATTERN
+from ..http.policy import Access, policy
+from ..http.requests import REQUEST_ID_PATTERN
 from . import bp
 from .representations import ANSWERS
 
@@ -44,12 +45,14 @@ def document() -> Schema:
 
 
 @bp.get("/openapi.json")
+@policy(Access.OPEN, budgets=(), csrf=False, cacheable=True)
 def openapi_document() -> Response:
     """The document, for tools (client generators, Swagger UI, contract tests)."""
     return jsonify(document())
 
 
 @bp.get("/docs")
+@policy(Access.OPEN, budgets=(), csrf=False, cacheable=True)
 def docs() -> Response:
     """Swagger UI over /api/openapi.json; its scripts are files under /static, no inline code,
     so it renders under the site's Content-Security-Policy as it is."""

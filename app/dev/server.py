@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from ..core.lifetime import die_with_parent
+from ..runtime.lifecycle import die_with_parent
 from ..core.logs import redact
 from ..core.settings import ConfigError, Settings, load_config
 from .embedded import EmbeddedServer, start_postgres, start_redis

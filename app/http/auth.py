@@ -1,8 +1,9 @@
-"""Who may call what: bearer tokens for the JSON API.
+"""Who is calling: bearer tokens for the JSON API, the scrape token for Prometheus, and the client's key.
 
-Two kinds of token come from configuration: ingest tokens may only record
+Two kinds of API token come from configuration: ingest tokens may only record
 events (what a client backend needs), full tokens may do everything. Tokens
-are compared as SHA-256 digests in constant time and never logged.
+are compared as SHA-256 digests in constant time and never logged. Which
+kind a route needs is its policy's (`policy`).
 """
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ import hashlib
 import hmac
 from enum import Enum
 
-from flask import Flask, g, request
+from flask import g, request
 
 from ..core.settings import Settings
-from .errors import ApiError
-
-INGEST_ENDPOINTS = frozenset({"api.create_event", "api.create_events_batch"})
-OPEN_ENDPOINTS = frozenset({"api.openapi_document", "api.docs"})
 
 
-class Access(Enum):
+class Token(Enum):
     INGEST = "ingest"
     FULL = "full"
 
@@ -28,23 +25,29 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _match(token: str, settings: Settings) -> Access | None:
+def _match(token: str, settings: Settings) -> Token | None:
     """The kind of a presented token; every configured token is compared, so timing tells nothing."""
     presented = _digest(token)
-    found: Access | None = None
-    for kind, tokens in ((Access.FULL, settings.full_tokens), (Access.INGEST, settings.ingest_tokens)):
+    found: Token | None = None
+    for kind, tokens in ((Token.FULL, settings.full_tokens), (Token.INGEST, settings.ingest_tokens)):
         for candidate in tokens:
             if hmac.compare_digest(presented, _digest(candidate)) and found is None:
                 found = kind
     return found
 
 
-def verified_access(settings: Settings) -> Access | None:
+def verified_token(settings: Settings) -> Token | None:
     """The kind of the request's bearer token once it matched a configured one; worked out once a request."""
-    if "api_access" not in g:
-        token = _bearer_token()
-        g.api_access = _match(token, settings) if token else None
-    return g.api_access
+    if "api_token" not in g:
+        token = bearer_token()
+        g.api_token = _match(token, settings) if token else None
+    return g.api_token  # type: ignore[no-any-return]
+
+
+def bears_metrics_token(settings: Settings) -> bool:
+    """Whether the request bears METRICS_TOKEN (which must be set), compared in constant time."""
+    presented = _digest(bearer_token() or "")
+    return bool(settings.metrics_token) and hmac.compare_digest(presented, _digest(settings.metrics_token))
 
 
 def client_key(settings: Settings) -> str:
@@ -53,8 +56,8 @@ def client_key(settings: Settings) -> str:
     An unverified token is a claim anyone can vary at will: keyed on it, every
     random `Bearer` value would bring a fresh budget of its own.
     """
-    if verified_access(settings) is not None:
-        return "token:" + hashlib.sha256((_bearer_token() or "").encode()).hexdigest()[:16]
+    if verified_token(settings) is not None:
+        return "token:" + hashlib.sha256((bearer_token() or "").encode()).hexdigest()[:16]
     return address_key()
 
 
@@ -63,21 +66,6 @@ def address_key() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
 
-def _bearer_token() -> str | None:
+def bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def init_app(app: Flask, settings: Settings) -> None:
-    enabled = settings.access_control_enabled
-
-    @app.before_request
-    def require_api_token() -> None:
-        if not enabled or request.blueprint != "api" or request.endpoint in OPEN_ENDPOINTS:
-            return
-        access = verified_access(settings)
-        if access is None:
-            raise ApiError("send a valid API token as `Authorization: Bearer <token>`", status=401,
-                           code="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="api"'})
-        if access is Access.INGEST and request.endpoint not in INGEST_ENDPOINTS:
-            raise ApiError("this token may only record events", status=403, code="forbidden")

@@ -7,16 +7,16 @@ origin echoed, never `*`, with credentials allowed); any other origin gets
 none, so its browser blocks the answer as before. An empty list turns CORS
 off entirely, as in the original.
 
-A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered here,
-before authentication and rate limits: browsers never send credentials with a
-preflight, so an API behind tokens could otherwise never be called from a page.
-`init_app` must therefore run before `auth.init_app` and `rate_limits.init_app`.
+A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered by
+the policy gate before any other check: browsers never send credentials with
+a preflight, so an API behind tokens could otherwise never be called from a page.
 """
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
 from ..core.settings import Settings
+from ..extensions import settings
 from . import API_PREFIX
 
 ALLOWED_METHODS = ("GET", "POST")
@@ -34,24 +34,25 @@ def is_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    allowed = frozenset(settings.cors_origins)
-    if not allowed:
+def _allowed_origin(config: Settings) -> str | None:
+    origin = request.headers.get("Origin")
+    return origin if origin is not None and origin in config.cors_origins else None
+
+
+def answer_preflight() -> Response | None:
+    """The answer to a preflight from an allowed origin under /api/; None for any other request."""
+    if not (_under_api() and is_preflight() and _allowed_origin(settings())):
+        return None
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
+    response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
+    response.headers["Access-Control-Max-Age"] = str(MAX_AGE_SECONDS)
+    return response
+
+
+def init_app(app: Flask, config: Settings) -> None:
+    if not config.cors_origins:
         return
-
-    def allowed_origin() -> str | None:
-        origin = request.headers.get("Origin")
-        return origin if origin in allowed else None
-
-    @app.before_request
-    def answer_preflight() -> Response | None:
-        if not (_under_api() and is_preflight() and allowed_origin()):
-            return None
-        response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
-        response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
-        response.headers["Access-Control-Max-Age"] = str(MAX_AGE_SECONDS)
-        return response
 
     @app.after_request
     def add_cors_headers(response: Response) -> Response:
@@ -59,7 +60,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             return response
         # The answer depends on the Origin header even when it carries no CORS headers.
         response.vary.add("Origin")
-        origin = allowed_origin()
+        origin = _allowed_origin(config)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"

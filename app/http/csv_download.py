@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from flask import Response, stream_with_context
 
 from ..core.database import Database
-from ..core.times import format_rfc3339, utcnow
+from ..core.times import format_rfc3339
+from ..extensions import now
 from ..services.events import EventFilter, StoredEvent, iter_events
 
 COLUMNS = ("id", "user_id", "action", "occurred_at", "received_at", "metadata")
@@ -57,7 +58,7 @@ def csv_download(database: Database, flt: EventFilter) -> Response:
     Check the filter before calling this: once the first byte is out, an
     error can no longer change the status.
     """
-    filename = f"events-{utcnow():%Y%m%dT%H%M%SZ}.csv"
+    filename = f"events-{now():%Y%m%dT%H%M%SZ}.csv"
     return Response(
         stream_with_context(csv_chunks(iter_events(database, flt))),
         mimetype="text/csv",

@@ -3,16 +3,18 @@
 The Content-Security-Policy allows only our own scripts and styles: HTMX and
 the dashboard's scripts are static files, with no inline code.
 
-`Cache-Control: no-store` on everything but the static files and the public
-API description: pages, fragments, exports and API answers carry events,
-metrics or a session's CSRF token, which no browser or shared cache may keep
-(a shared computer's back button, a proxy's disk).
+`Cache-Control: no-store` on everything but what a route's policy declares
+cacheable (the static files and the public API description): pages,
+fragments, exports and API answers carry events, metrics or a session's CSRF
+token, which no browser or shared cache may keep (a shared computer's back
+button, a proxy's disk).
 """
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
 from ..core.settings import Settings
+from .policy import policy_of
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -25,9 +27,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'none'",
 ])
-
-# The only answers a cache may keep: the same for everyone, and holding no data.
-CACHEABLE_ENDPOINTS = frozenset({"static", "api.openapi_document", "api.docs"})
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -49,6 +48,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         headers = response.headers
         present = {name.lower() for name, _ in headers.items()}
         headers.extend([(name, value) for name, value in defaults if name.lower() not in present])
-        if request.endpoint not in CACHEABLE_ENDPOINTS:
+        declared = policy_of(request.endpoint)
+        if declared is None or not declared.cacheable:
             headers["Cache-Control"] = "no-store"
         return response

@@ -19,12 +19,21 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from flask import session
 from redis import Redis
 
 from ..core.settings import Settings
+from ..extensions import guarded_redis, settings
 from ..jobs.queue import namespaced
+
+# The session keys of a sign-in: who, and the id of its record on the server.
+USER_KEY = "user"
+SIGNIN_KEY = "signin"
+UNAVAILABLE = "Sign-ins cannot be checked right now; try again in a moment."
 
 
 @dataclass(frozen=True)
@@ -64,3 +73,22 @@ class SignIns:
     def end(self, signin_id: str) -> None:
         """Sign out: every copy of the cookie stops working at once."""
         self.redis.delete(self._key(signin_id))
+
+
+@contextmanager
+def signins() -> Iterator[SignIns]:
+    """The sign-in store, over the web requests' Redis client: short timeouts, behind the breaker."""
+    with guarded_redis() as redis:
+        yield SignIns.of(redis, settings())
+
+
+def signed_in() -> bool:
+    """Whether the session cookie names a sign-in the server still holds, for the user the cookie names.
+
+    Raises a Redis error when that cannot be checked: the caller refuses, never assumes.
+    """
+    user, signin_id = session.get(USER_KEY), session.get(SIGNIN_KEY)
+    if not user or not isinstance(signin_id, str):
+        return False
+    with signins() as store:
+        return store.user(signin_id) == user

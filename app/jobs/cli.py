@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from ..core.errors import ValidationError
 from ..core.validation import parse_calculation_range
-from ..extensions import database, now, redis_client, settings
+from ..extensions import database, now, runtime, settings
 from ..core.times import format_rfc3339
 from ..services.calculation import CalculationProgress, calculate_metrics
 from ..services.retention import apply_retention
@@ -79,4 +79,4 @@ def init_app(app: Flask) -> None:
     @click.option("--interval", default=30, show_default=True, help="Seconds between checks for due jobs.")
     def scheduler_command(interval: int) -> None:
         """Register the periodic jobs and run rq-scheduler (run exactly one)."""
-        run_scheduler(redis_client(), settings(), interval)
+        run_scheduler(runtime().background_redis, settings(), now, interval)

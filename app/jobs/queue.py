@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-from ..core.lifetime import forks_die_with_their_parent
+from ..runtime.lifecycle import forks_die_with_their_parent
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,7 +21,6 @@ from redis import Redis
 from rq_scheduler import Scheduler
 
 from ..core.settings import Settings
-from ..core.times import utcnow
 from .calculations import CALCULATE_FUNC
 from .queue import CALCULATION_QUEUE, keep_running, namespaced, namespaced_id
 from .storage import STORAGE_FUNC
@@ -71,9 +71,8 @@ def make_scheduler(redis: Redis, settings: Settings, interval: int = 30) -> AppS
     return AppScheduler(settings.redis_namespace, connection=redis, interval=interval)
 
 
-def sync_periodic_jobs(scheduler: AppScheduler, settings: Settings, now: datetime | None = None) -> list[str]:
-    """Make the scheduled periodic jobs match `periodic_jobs()`; returns their ids."""
-    now = now or utcnow()
+def sync_periodic_jobs(scheduler: AppScheduler, settings: Settings, now: datetime) -> list[str]:
+    """Make the scheduled periodic jobs match `periodic_jobs()`, each first due after `now`; returns their ids."""
     wanted = {job.id: job for job in periodic_jobs(settings)}
     prefix = namespaced_id(settings.redis_namespace, "periodic-")
     for existing in scheduler.get_jobs():
@@ -98,7 +97,7 @@ def pin_process_to_utc() -> None:
     time.tzset()
 
 
-def run_scheduler(redis: Redis, settings: Settings, interval: int = 30) -> None:
+def run_scheduler(redis: Redis, settings: Settings, clock: Callable[[], datetime], interval: int = 30) -> None:
     """Register the periodic jobs and fire them when due, until told to stop.
 
     After a Redis outage the jobs are registered again, in case Redis came
@@ -109,7 +108,7 @@ def run_scheduler(redis: Redis, settings: Settings, interval: int = 30) -> None:
 
     def schedule() -> None:
         scheduler = make_scheduler(redis, settings, interval)
-        sync_periodic_jobs(scheduler, settings)
+        sync_periodic_jobs(scheduler, settings, clock())
         scheduler.run()
 
     keep_running(schedule, "scheduler")

@@ -15,8 +15,8 @@ from typing import Any
 from ..core.database import Database
 from ..core.logs import log_fields
 from ..core.settings import Settings
-from ..core.times import format_rfc3339, utcnow
-from ..extensions import database, settings
+from ..core.times import format_rfc3339
+from ..extensions import database, now, settings
 from ..services.partitions import create_partitions_ahead
 from ..services.retention import RetentionPolicy, RetentionReport, apply_retention
 
@@ -51,11 +51,9 @@ def maintain_storage(db: Database, config: Settings, now: datetime) -> dict[str,
 def maintain_storage_job() -> dict[str, Any]:
     """The periodic job: one log line with what it created, dropped and deleted."""
     db = database()
-    # The work horse is a fork of the worker; never reuse connections the parent may hold.
-    db.primary.dispose(close=False)
     began = time.monotonic()
     try:
-        result = maintain_storage(db, settings(), utcnow())
+        result = maintain_storage(db, settings(), now())
     except Exception as exc:
         log.error("storage job failed", extra=log_fields(error=type(exc).__name__,
                                                          duration_ms=int((time.monotonic() - began) * 1000)))

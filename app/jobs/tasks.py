@@ -93,8 +93,6 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     job = get_current_job()
     job_id = job.id if job else None
     db = database()
-    # The work horse is a fork of the worker; never reuse connections the parent may hold.
-    db.primary.dispose(close=False)
     log.info("job started", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end))
     began = time.monotonic()
     progress = JobProgress(job) if job else None

@@ -10,58 +10,40 @@ back to the primary.
 
 Each check opens a fresh connection with short timeouts instead of using the
 app's pools (a checkout could wait behind busy requests), and all checks run
-on a small thread pool under one deadline, READYZ_TIMEOUT_SECONDS: a dead or
-hanging dependency turns the answer into a 503 within that time rather than
-after a TCP timeout. The same helpers serve the Prometheus collectors.
-`check_readiness` is the whole check; the route only turns it into a response.
+on the runtime's small thread pool under one deadline, READYZ_TIMEOUT_SECONDS:
+a dead or hanging dependency turns the answer into a 503 within that time
+rather than after a TCP timeout. `check_readiness` is the whole check; the
+route only turns it into a response.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import math
-import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import psycopg
 from alembic.script import ScriptDirectory
 from flask import Blueprint, Flask, current_app, jsonify
 from redis import Redis
 from werkzeug.wrappers import Response
 
-from ..core.database import ReplicaMonitor
+from ..core.database import quick_connection
 from ..core.logs import log_fields
 from ..core.settings import Settings
-from ..extensions import database, settings
+from ..extensions import runtime, settings
+from ..http.policy import Access, policy
+from ..runtime.replica import ReplicaMonitor
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
-EXECUTOR_KEY = "tracking.health"
-# A probe arrives every few seconds; four threads bound what hung checks can pile up.
-PROBE_THREADS = 4
-_DRIVER_PREFIX = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+# How the probes' connections introduce themselves (pg_stat_activity).
+PROBE_APPLICATION_NAME = "tracking-probe"
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXECUTOR_KEY] = None
     app.register_blueprint(bp)
-
-
-def postgres_probe(database_url: str, timeout: float, application_name: str = "tracking-probe") -> psycopg.Connection[Any]:
-    """A fresh autocommit connection whose connect and statements give up quickly.
-
-    libpq rounds connect timeouts below 2 s up to 2 s; callers that need a
-    shorter bound run the probe under a deadline (see `readyz`). A server
-    that stops acknowledging what is sent (gone from the network) fails the
-    statement after the timeout too (`tcp_user_timeout`), not after minutes.
-    """
-    milliseconds = max(1, int(timeout * 1000))
-    return psycopg.connect(_DRIVER_PREFIX.sub("postgresql://", database_url), autocommit=True,
-                           connect_timeout=max(2, math.ceil(timeout)), tcp_user_timeout=milliseconds,
-                           application_name=application_name, options=f"-c statement_timeout={milliseconds}")
 
 
 def redis_probe(redis_url: str, timeout: float) -> Redis:
@@ -76,7 +58,7 @@ def migration_heads(directory: str) -> frozenset[str]:
 
 
 def _database_revisions(database_url: str, timeout: float) -> frozenset[str]:
-    with postgres_probe(database_url, timeout) as conn:
+    with quick_connection(database_url, timeout, PROBE_APPLICATION_NAME) as conn:
         conn.execute("SELECT 1")
         exists = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
         if not exists or not exists[0]:
@@ -92,14 +74,6 @@ def _redis_ping(redis_url: str, timeout: float) -> None:
         client.close()
 
 
-def _executor() -> ThreadPoolExecutor:
-    executor = current_app.extensions.get(EXECUTOR_KEY)
-    if executor is None:
-        executor = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="readyz")
-        current_app.extensions[EXECUTOR_KEY] = executor
-    return executor
-
-
 def _outcome(future: Future[Any], deadline: float, timeout: float) -> tuple[Any, str | None]:
     """The check's result and None, or None and why it failed."""
     try:
@@ -112,6 +86,7 @@ def _outcome(future: Future[Any], deadline: float, timeout: float) -> tuple[Any,
 
 
 @bp.get("/healthz")
+@policy(Access.OPEN, budgets=(), csrf=False, logged=False)
 def healthz() -> Response:
     """The process is up; no dependency is consulted."""
     return jsonify(status="ok")
@@ -157,10 +132,12 @@ def replica_report(replica: ReplicaMonitor, state: Any, error: str | None) -> di
 
 
 @bp.get("/readyz")
+@policy(Access.OPEN, budgets=(), csrf=False, logged=False)
 def readyz() -> tuple[Response, int]:
     """200 when PostgreSQL, the schema and Redis are all usable, else 503 naming what failed."""
-    checks = check_readiness(settings(), migration_heads(current_app.extensions["migrate"].directory), _executor(),
-                             database().monitor)
+    process = runtime()
+    checks = check_readiness(settings(), migration_heads(current_app.extensions["migrate"].directory),
+                             process.probe_pool, process.replica_monitor)
     # a degraded replica fails nothing: reads have moved to the primary
     failed = [name for name, check in checks.items() if check["status"] not in ("ok", "degraded")]
     if failed:

@@ -8,16 +8,16 @@ Two kinds of series:
   variable: prometheus_client reads it when imported) so every worker writes
   to files there and a scrape of any worker sums them all. The counters are
   created when the first app is built, not at import. Requests queue their
-  observations and one thread per process applies them every 0.1 s
-  (`app.ops.observations`), so a scrape sees another worker's at most that late.
+  observations and a thread of the process applies them every 0.1 s
+  (`app.runtime.observations`), so a scrape sees another worker's at most that late.
 - Per deployment, read at scrape time: calculation runs (from the
   `calculation_runs` ledger, so runs by any worker or the CLI count, and a
   restart loses nothing) and queue depth (from Redis). Every web process
   reports the same values: aggregate these with max(), not sum(). A dependency
   that is down makes its collector report `tracking_collector_up 0` instead
   of failing the scrape. Each process keeps one PostgreSQL connection and one
-  Redis client for its scrapes (reconnecting after a failure), rather than
-  opening new ones every 15 seconds.
+  Redis client for its scrapes (its runtime's `scrape_database` and
+  `scrape_redis`), rather than opening new ones every 15 seconds.
 
 Who may scrape: with METRICS_TOKEN set, only a request bearing it; without
 one, anyone while access control is off (a local `make run`), and nobody once
@@ -25,34 +25,28 @@ it is on (404), since the exposition tells an outsider a good deal.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import re
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from redis import Redis
 from rq import Queue
 from werkzeug.wrappers import Response
 
-from ..core.database import ReplicaMonitor
 from ..core.settings import Settings
-from ..extensions import database, on_close, settings
+from ..extensions import runtime, settings
+from ..http.policy import Access, policy
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
-from .health import postgres_probe
-from .observations import Observations
+from ..runtime import Runtime
+from ..runtime.replica import ReplicaMonitor
 
 log = logging.getLogger(__name__)
 bp = Blueprint("prometheus", __name__)
@@ -60,11 +54,6 @@ bp = Blueprint("prometheus", __name__)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"  # 404s: one label value, however many paths are probed
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
-SOURCES_KEY = "tracking.prometheus_sources"
-# How the scrape connections introduce themselves (pg_stat_activity, CLIENT LIST).
-SCRAPE_CLIENT_NAME = "tracking-scrape"
-# How late a scrape may see another worker's observations.
-OBSERVATIONS_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -77,8 +66,6 @@ class ProcessMetrics:
     events_duplicates: Counter
     events_late: Counter
     events_group_size: Histogram
-    # observations wait here for the process's applier (see app.ops.observations)
-    pending: Observations = field(default_factory=lambda: Observations(interval=OBSERVATIONS_INTERVAL))
     # (method, route, status) -> its counter and histogram children: `labels()` takes a lock and checks its
     # arguments on every call; the keys are few (routes are templates, methods and statuses a short list)
     request_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
@@ -138,7 +125,7 @@ def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0, group:
     `group`, for a single event: how many events were committed with it (itself included).
     """
     metrics = _metrics()
-    pending = metrics.pending
+    pending = runtime().observations
     if group is not None:
         pending.add(metrics.events_group_size.observe, group)
     for counter, amount in ((metrics.events_ingested, created), (metrics.events_duplicates, duplicates),
@@ -149,48 +136,35 @@ def count_events(*, created: int = 0, duplicates: int = 0, late: int = 0, group:
 
 def init_app(app: Flask, config: Settings) -> None:
     process_metrics(config.prometheus_multiproc_dir)
-    sources = ScrapeSources(config)
-    app.extensions[SOURCES_KEY] = sources
-    on_close(app, sources.close)
-    app.before_request(_start_timer)
     app.after_request(_observe_request)
     app.register_blueprint(bp)
 
 
-def _start_timer() -> None:
-    g.prometheus_started = time.perf_counter()
-
-
 def _observe_request(response: Response) -> Response:
-    started = g.get("prometheus_started")
     method = request.method if request.method in METHODS else "other"
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics = _metrics()
-    requests, seconds = metrics.request_series_of(method, route, response.status_code)
-    metrics.pending.add(requests.inc, 1)
-    if started is not None:
-        metrics.pending.add(seconds.observe, time.perf_counter() - started)
+    requests, seconds = _metrics().request_series_of(method, route, response.status_code)
+    pending = runtime().observations
+    pending.add(requests.inc, 1)
+    pending.add(seconds.observe, time.perf_counter() - request.started)  # type: ignore[attr-defined]
     return response
 
 
 class QueueSource:
-    """Jobs waiting, running and failed per queue, read from Redis at scrape time with one kept client."""
+    """Jobs waiting, running and failed per queue, read from Redis at scrape time with the scrape client."""
 
     name = "queue"
 
-    def __init__(self, redis_url: str, namespace: str, queues: dict[str, str], timeout: float) -> None:
+    def __init__(self, process: Runtime, queues: dict[str, str]) -> None:
+        self.runtime = process
         self.queues = queues  # label -> Redis queue name
-        # Its own small pool: a connection the server dropped is replaced on the next scrape.
-        name = f"{SCRAPE_CLIENT_NAME}:{re.sub(r'[^A-Za-z0-9_.:-]', '_', namespace)}"  # CLIENT SETNAME's rules
-        self.client = Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                     client_name=name)
 
     def read(self) -> list[Metric] | None:
         jobs = GaugeMetricFamily("tracking_queue_jobs", "RQ jobs per queue and state (queued is the queue depth).",
                                  labels=["queue", "state"])
         try:
             for label, name in self.queues.items():
-                queue = Queue(name, connection=self.client)
+                queue = Queue(name, connection=self.runtime.scrape_redis)
                 jobs.add_metric([label, "queued"], len(queue))
                 jobs.add_metric([label, "started"], queue.started_job_registry.count)
                 jobs.add_metric([label, "failed"], queue.failed_job_registry.count)
@@ -198,9 +172,6 @@ class QueueSource:
             log.warning("queue metrics unavailable: %s", type(exc).__name__)
             return None
         return [jobs]
-
-    def close(self) -> None:
-        self.client.close()
 
 
 _RUNS = (
@@ -214,52 +185,21 @@ _RUNS = (
 
 
 class CalculationSource:
-    """Ended calculation runs by trigger and outcome, and their durations, from the ledger.
-
-    One autocommit connection is kept for the scrapes of this process. A
-    scrape that finds it cut (a database restart since the last one) tries
-    once more on a fresh connection; a scrape that cannot have it within the
-    timeout (another scrape stuck on a hung server) reports the source down.
-    """
+    """Ended calculation runs by trigger and outcome, and their durations, from the ledger, read on the
+    process's scrape connection (`app.runtime.connections.ScrapeConnection`)."""
 
     name = "calculations"
 
-    def __init__(self, database_url: str, timeout: float) -> None:
-        self.database_url = database_url
-        self.timeout = timeout
-        self.lock = threading.Lock()
-        self.connection: psycopg.Connection[Any] | None = None
-
-    def _rows(self) -> list[tuple[Any, ...]]:
-        if self.connection is None or self.connection.closed:
-            self.connection = postgres_probe(self.database_url, self.timeout, application_name=SCRAPE_CLIENT_NAME)
-        return self.connection.execute(_RUNS).fetchall()
+    def __init__(self, process: Runtime) -> None:
+        self.runtime = process
 
     def read(self) -> list[Metric] | None:
-        if not self.lock.acquire(timeout=self.timeout):
-            log.warning("calculation metrics unavailable: the previous scrape still waits for PostgreSQL")
-            return None
         try:
-            reused = self.connection is not None
-            try:
-                rows = self._rows()
-            except psycopg.OperationalError:
-                if not reused:
-                    raise  # a fresh connection failed: the database is down
-                self.close()
-                rows = self._rows()
+            rows = self.runtime.scrape_database.rows(_RUNS)
         except Exception as exc:  # the database down must not fail the whole scrape
             log.warning("calculation metrics unavailable: %s", type(exc).__name__)
-            self.close()
             return None
-        finally:
-            self.lock.release()
         return _run_metrics(rows)
-
-    def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
 
 
 def _run_metrics(rows: list[tuple[Any, ...]]) -> list[Metric]:
@@ -292,25 +232,6 @@ def _run_metrics(rows: list[tuple[Any, ...]]) -> list[Metric]:
     return metrics
 
 
-class ScrapeSources:
-    """The scrape-time sources of one app in one process, with the connections they keep."""
-
-    def __init__(self, config: Settings) -> None:
-        assert config.database_url is not None  # Settings.check() refuses to start without it
-        timeout = config.prometheus_scrape_timeout_seconds
-        self.queue = QueueSource(config.redis_url, config.redis_namespace,
-                                 {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}, timeout)
-        self.calculations = CalculationSource(config.database_url, timeout)
-
-    @property
-    def all(self) -> list[QueueSource | CalculationSource]:
-        return [self.queue, self.calculations]
-
-    def close(self) -> None:
-        for source in self.all:
-            source.close()
-
-
 class ReplicaSource:
     """Where this process sends its reads, and the replica's lag, when DATABASE_READ_URL is set."""
 
@@ -331,9 +252,6 @@ class ReplicaSource:
                                              "How far the replica was behind the primary at the last check.",
                                              value=state.lag_seconds))
         return metrics
-
-    def close(self) -> None:
-        """Nothing of its own to close: the monitor belongs to the app's Database."""
 
 
 Source = QueueSource | CalculationSource | ReplicaSource
@@ -366,35 +284,18 @@ def _process_collector(multiproc_dir: str | None) -> Collector:
     return registry
 
 
-def _refusal(config: Settings) -> Response | None:
-    """Why this request may not scrape, as the answer to give it; None when it may."""
-    if not config.metrics_token:
-        if not config.access_control_enabled:
-            return None
-        log.warning("refused a scrape of /internal/metrics: access control is on and METRICS_TOKEN is not set")
-        return Response("not found\n", status=404, mimetype="text/plain")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    presented = hashlib.sha256(token.strip().encode()).digest()
-    expected = hashlib.sha256(config.metrics_token.encode()).digest()
-    if scheme.lower() == "bearer" and hmac.compare_digest(presented, expected):
-        return None
-    return Response("send METRICS_TOKEN as `Authorization: Bearer <token>`\n", status=401, mimetype="text/plain",
-                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-
-
 @bp.get("/internal/metrics")
+@policy(Access.METRICS_TOKEN, budgets=(), csrf=False, logged=False)
 def exposition() -> Response:
     """The Prometheus text exposition, for whoever may scrape it (see the module docstring)."""
     config = settings()
-    refusal = _refusal(config)
-    if refusal is not None:
-        return refusal
-    _metrics().pending.apply()  # this process's own observations are all in
-    sources: ScrapeSources = current_app.extensions[SOURCES_KEY]
-    collectors: list[Source] = list(sources.all)
-    monitor = database().monitor
-    if monitor is not None:
-        collectors.append(ReplicaSource(monitor))
+    process = runtime()
+    process.observations.apply()  # this process's own observations are all in
+    collectors: list[Source] = [
+        QueueSource(process, {"metrics": namespaced(config.redis_namespace, CALCULATION_QUEUE)}),
+        CalculationSource(process)]
+    if process.replica_monitor is not None:
+        collectors.append(ReplicaSource(process.replica_monitor))
     scrape = _Exposition(_process_collector(config.prometheus_multiproc_dir), collectors)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(scrape), content_type=content_type)  # type: ignore[arg-type]

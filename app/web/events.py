@@ -9,6 +9,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..core.errors import ValidationError
 from ..extensions import database, settings
 from ..http.csv_download import csv_download
+from ..http.policy import Access, policy
+from ..http.rate_limits import READ
 from ..services.events import Cursor, list_events, oldest_event_time
 from . import bp
 from .forms import FilterForm, parse_event_form
@@ -30,6 +32,7 @@ def _context(form: FilterForm, **extra: Any) -> dict[str, Any]:
 
 
 @bp.get("/events")
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True)
 def events() -> Response:
     """The whole page, or (for htmx) the results of the filters as they are typed.
 
@@ -78,6 +81,7 @@ def _fragment_request(cursor_parameter: str) -> tuple[FilterForm, Cursor | None]
 
 
 @bp.get("/events/more")
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True)
 def more_events() -> BaseResponse:
     """The next (older) page's rows, appended by htmx, and the "Load more" control that follows them."""
     parsed = _fragment_request("cursor")
@@ -93,6 +97,7 @@ def more_events() -> BaseResponse:
 
 
 @bp.get("/events/live")
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True)
 def live_events() -> BaseResponse:
     """Events newer than the newest one shown, for the "Live" toggle; 204 when there are none.
 
@@ -113,6 +118,7 @@ def live_events() -> BaseResponse:
 
 
 @bp.get("/events/export")
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True, concurrency=None)
 def export_events() -> BaseResponse:
     """The page's filters as a CSV download, the same file as the API's export.
 

@@ -1,35 +1,32 @@
 """The dashboard's login: the admin's name and password, then a session cookie.
 
-Whenever API access control is on (see app/http/auth.py) every dashboard page
-needs a signed-in session, so a deployment that guards its API with tokens
-does not leave the same data open here. The session cookie is HttpOnly,
-SameSite=Lax, and Secure in production; signing in starts a fresh session.
-The cookie names a sign-in recorded on the server (app/http/signins.py), which
-signing out or going idle ends, so a copied cookie dies with it.
+Whenever API access control is on, every dashboard page but this one needs a
+signed-in session (their policies say `Access.SIGNED_IN`), so a deployment
+that guards its API with tokens does not leave the same data open here. The
+session cookie is HttpOnly, SameSite=Lax, and Secure in production; signing
+in starts a fresh session. The cookie names a sign-in recorded on the server
+(app/http/signins.py), which signing out or going idle ends, so a copied
+cookie dies with it.
 """
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from flask import Response, redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, session, url_for
 from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..extensions import guarded_redis, settings
-from ..http.signins import SignIns
+from ..extensions import settings
+from ..http.policy import Access, policy
+from ..http.rate_limits import SIGN_IN_ADDRESS, SIGN_IN_USERNAME
+from ..http.signins import SIGNIN_KEY, UNAVAILABLE, USER_KEY, signins
 from . import bp
-from .rendering import message_response, wants_fragment
+from .rendering import message_response
 
 log = logging.getLogger(__name__)
-
-OPEN_ENDPOINTS = frozenset({"web.login"})
-SIGNIN_KEY = "signin"
-CANNOT_CHECK = "Sign-ins cannot be checked right now; try again in a moment."
 
 
 def credentials_valid(username: str, password: str) -> bool:
@@ -49,42 +46,8 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-@contextmanager
-def _signins() -> Iterator[SignIns]:
-    """The sign-in store, over the request path's Redis client: short timeouts, behind the breaker."""
-    with guarded_redis() as redis:
-        yield SignIns.of(redis, settings())
-
-
-def _signed_in() -> bool:
-    """Whether the cookie names a sign-in the server still holds, for the user the cookie names."""
-    user, signin_id = session.get("user"), session.get(SIGNIN_KEY)
-    if not user or not isinstance(signin_id, str):
-        return False
-    with _signins() as signins:
-        return signins.user(signin_id) == user
-
-
-def require_login() -> BaseResponse | None:
-    """Send visitors without a live sign-in to the login page (htmx requests are told to go there).
-
-    A sign-in that cannot be checked (Redis unreachable) is refused with a 503, never let through.
-    """
-    if not settings().access_control_enabled or request.endpoint in OPEN_ENDPOINTS:
-        return None
-    try:
-        if _signed_in():
-            return None
-    except RedisError as exc:
-        log.warning("cannot check a sign-in: %s", exc.__class__.__name__)
-        return message_response(CANNOT_CHECK, 503)
-    login_url = url_for("web.login", next=request.full_path.rstrip("?"))
-    if wants_fragment():
-        return Response("Sign in again.", status=401, headers={"HX-Redirect": login_url})
-    return redirect(login_url)
-
-
 @bp.route("/login", methods=["GET", "POST"])
+@policy(Access.OPEN, budgets=(SIGN_IN_ADDRESS, SIGN_IN_USERNAME), csrf=True)
 def login() -> BaseResponse | str | tuple[str, int]:
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -94,24 +57,25 @@ def login() -> BaseResponse | str | tuple[str, int]:
         return render_template("login.html", next=target, username=username, active=None,
                                error="That name and password do not match."), 401
     try:
-        with _signins() as signins:
-            signin_id = signins.start(username)
+        with signins() as store:
+            signin_id = store.start(username)
     except RedisError as exc:
         log.warning("cannot record a sign-in: %s", exc.__class__.__name__)
-        return message_response(CANNOT_CHECK, 503)
+        return message_response(UNAVAILABLE, 503)
     session.clear()
     session.permanent = True
-    session["user"] = username
+    session[USER_KEY] = username
     session[SIGNIN_KEY] = signin_id
     return redirect(target, code=303)
 
 
 @bp.post("/logout")
+@policy(Access.SIGNED_IN, budgets=(), csrf=True)
 def logout() -> BaseResponse:
     """End the sign-in on the server (so copies of the cookie stop working too), then forget the cookie."""
     signin_id = session.get(SIGNIN_KEY)
     session.clear()
     if isinstance(signin_id, str):
-        with _signins() as signins:
-            signins.end(signin_id)
+        with signins() as store:
+            store.end(signin_id)
     return redirect(url_for("web.login"), code=303)

@@ -12,6 +12,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..core.windows import ceil_window, floor_window, last_closed_boundary
 from ..extensions import database, guarded_redis, now as clock_now, settings
+from ..http.policy import Access, policy
+from ..http.rate_limits import READ, RECALCULATE
 from ..jobs.calculations import JobInfo, enqueue_calculation, get_job
 from ..jobs.schedule import next_scheduled_run
 from ..services.metrics import (RunRecord, last_finished_run, latest_metric_window, open_windows, recent_runs,
@@ -110,6 +112,7 @@ def _windows_context(form: FilterForm, now: datetime, last_run: RunRecord | None
 
 
 @bp.get("/metrics")
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True)
 def metrics() -> Response:
     """The whole page, or (for htmx) the results: after a filter change, or when a calculation finishes."""
     form = parse_metric_form(request.args)
@@ -128,6 +131,7 @@ def metrics() -> Response:
 
 
 @bp.get("/metrics/live")
+@policy(Access.SIGNED_IN, budgets=(), csrf=True)
 def metrics_live() -> BaseResponse:
     """The chart and the window in progress, counted anew, for the page's live polling (htmx only).
 
@@ -169,6 +173,7 @@ def _job_response(job: JobInfo | None, *, status: int = 200, message: str | None
 
 
 @bp.post("/metrics/recalculate")
+@policy(Access.SIGNED_IN, budgets=(RECALCULATE,), csrf=True)
 def recalculate() -> BaseResponse:
     """Queue the calculation of every pending window, or get the job already doing it."""
     try:
@@ -183,6 +188,7 @@ def recalculate() -> BaseResponse:
 
 
 @bp.get("/metrics/jobs/<job_id>")
+@policy(Access.SIGNED_IN, budgets=(), csrf=True)
 def metrics_job(job_id: str) -> Response:
     """One job's progress; htmx polls it until the job ends."""
     try:

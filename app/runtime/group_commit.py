@@ -1,8 +1,8 @@
 """Group commit: single events that arrive together share one statement and one commit.
 
-Every `POST /api/event` used to pay for its own insert and its own commit (a
-WAL flush each). Here a request hands its validated event to its process's
-`GroupCommit` and waits; one of the waiting requests (the first that finds
+A `POST /api/event` hands its validated event to its process's `GroupCommit`
+and waits, rather than paying for an insert and a commit (a WAL flush) of its
+own; one of the waiting requests (the first that finds
 no group being written) takes up to `max_rows` queued events, stores them
 with one call to `record_events` and wakes the others with their own
 result. Nobody waits for a timer: while one group commits, the next one
@@ -14,8 +14,7 @@ still means "durable in PostgreSQL". A group that fails as a whole because
 of one of its rows (a client id reused with other content, a value the
 database refuses) is stored again row by row, so one row's error is never
 its neighbours'; a database that is down fails the whole group at once.
-Late events (for a window already closed) are stored on their own, as
-before: marking their window for recounting may wait for a calculation
+Late events (for a window already closed) are stored on their own: marking their window for recounting may wait for a calculation
 that holds it, and that wait must not hold up the events behind them.
 """
 from __future__ import annotations
@@ -31,7 +30,7 @@ from ..core.database import Database, Writer
 from ..core.errors import ConflictError, UnavailableError
 from ..core.validation import ValidEvent
 from ..core.windows import floor_window
-from .events import Recorded, record_events
+from ..services.events import Recorded, record_events
 
 # Errors one row can cause: the group is then stored again row by row. Any other error (the database
 # down, the pool exhausted) would be the same for each row, so the whole group gets it at once.
@@ -53,7 +52,7 @@ class _Waiting:
 
 
 class GroupCommit:
-    """The event writer of one process; thread-safe, made once per app and process."""
+    """The event writer of one process; thread-safe, made by the runtime once per app and process."""
 
     def __init__(self, database: Database, writer: Writer, *, window_size: timedelta, max_rows: int) -> None:
         self.database = database  # for late events, stored on their own

@@ -1,13 +1,13 @@
 """Budget counts kept in the process and reconciled with Redis in the background.
 
-Asking Redis on every request cost the ingestion path a round trip per event
-(about a sixth of its CPU). Instead each web process counts its own hits per
-budget, payer and fixed window, and decides from what it knows: the window's
-count in Redis as of its last sharing plus its own hits since. A thread adds
-those hits to Redis every `interval` seconds (one pipelined round trip for
-all the windows that had hits) and reads back the totals, which brings in the
-other processes' hits. A process meeting a payer's window for the first time
-reads its shared count once, so it does not start from nothing.
+The busy budgets (ingestion, reads) are not asked of Redis on every request.
+Each web process counts its own hits per budget, payer and fixed window, and
+decides from what it knows: the window's count in Redis as of its last
+sharing plus its own hits since. A thread adds those hits to Redis every
+`interval` seconds (one pipelined round trip for all the windows that had
+hits) and reads back the totals, which brings in the other processes' hits. A
+process meeting a payer's window for the first time reads its shared count
+once, so it does not start from nothing.
 
 So a budget holds across processes up to a bounded overshoot: a process sees
 the others' hits as of its own last sharing, so what they admitted in about
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -48,8 +47,9 @@ class _Count:
     pending: int = 0
 
 
-class LocalCounts:
-    """Fixed-window counts of one process, reconciled with Redis every `interval` seconds."""
+class BudgetCounts:
+    """Fixed-window counts of one process, reconciled with Redis every `interval` seconds by a thread of its own,
+    started by the first hit."""
 
     def __init__(self, redis: Redis, *, prefix: str, interval: float, pause_after_failure: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
@@ -61,7 +61,6 @@ class LocalCounts:
         self._retry_at = float("-inf")  # while Redis is failing, when to try it again
         self._counts: dict[str, _Count] = {}
         self._lock = threading.Lock()
-        self._owner: int | None = None  # the process whose thread reconciles; a fork starts its own
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
@@ -72,7 +71,7 @@ class LocalCounts:
         start = math.floor(now / seconds) * seconds
         key = f"{self.prefix}:{scope}:{payer}:{start}"
         with self._lock:
-            if self._owner != os.getpid() or self._thread is None or not self._thread.is_alive():
+            if (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
                 self._start()
             count = self._counts.get(key)
             if count is not None:
@@ -146,21 +145,17 @@ class LocalCounts:
         """Stop the reconciling thread after one last sharing (a process that simply exits loses at most
         its last interval's hits, which only makes the others' count lower)."""
         self._stop.set()
-        if self._thread is not None and self._owner == os.getpid():
+        if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _start(self) -> None:
-        """Start this process's reconciling thread (called with the lock held)."""
-        if self._owner not in (None, os.getpid()):  # a forked child: the parent's counts are the parent's
-            self._counts.clear()
-        self._owner = os.getpid()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="rate-limit-counts", daemon=True)
+        """Start the reconciling thread (called with the lock held)."""
+        self._thread = threading.Thread(target=self._run, name="budget-counts", daemon=True)
         self._thread.start()
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self) -> None:
         while True:
-            stopping = stop.wait(self.interval)
+            stopping = self._stop.wait(self.interval)
             try:
                 self.reconcile()
             except Exception:  # never let the thread die: the next round tries again

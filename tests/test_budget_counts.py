@@ -1,7 +1,7 @@
-"""Rate-limit counts kept in each process and shared through Redis in the background (app/http/local_counts.py):
+"""Rate-limit counts kept in each process and shared through Redis in the background (app/runtime/budget_counts.py):
 exact within a process, shared across processes after a reconciliation, and still a limit while Redis is away.
 
-Two `LocalCounts` on one Redis namespace stand for two web processes; the tests reconcile by hand instead of
+Two `BudgetCounts` on one Redis namespace stand for two web processes; the tests reconcile by hand instead of
 waiting for the background thread, and move a clock instead of sleeping.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.http.local_counts import LocalCounts
+from app.runtime.budget_counts import BudgetCounts
 from tests.helpers import free_port
 
 MINUTE = 60
@@ -36,11 +36,11 @@ def redis(app_config) -> Iterator[Redis]:
 
 
 @pytest.fixture
-def processes(redis) -> Iterator[tuple[LocalCounts, LocalCounts, Clock]]:
+def processes(redis) -> Iterator[tuple[BudgetCounts, BudgetCounts, Clock]]:
     """Two processes' counts on one fresh prefix, with a clock at the start of a minute."""
     prefix = f"test-local-counts-{uuid.uuid4().hex}"
     clock = Clock(1_800_000_000.0)
-    first, second = (LocalCounts(redis, prefix=prefix, interval=3600, clock=clock) for _ in range(2))
+    first, second = (BudgetCounts(redis, prefix=prefix, interval=3600, clock=clock) for _ in range(2))
     yield first, second, clock
     first.close()
     second.close()
@@ -48,7 +48,7 @@ def processes(redis) -> Iterator[tuple[LocalCounts, LocalCounts, Clock]]:
         redis.delete(key)
 
 
-def admitted(counts: LocalCounts, tries: int, payer: str = "client-a", amount: int = 5) -> int:
+def admitted(counts: BudgetCounts, tries: int, payer: str = "client-a", amount: int = 5) -> int:
     return sum(1 for _ in range(tries) if counts.hit("ingest", payer, amount, MINUTE) is None)
 
 
@@ -89,7 +89,7 @@ def test_while_redis_is_away_each_process_still_holds_the_limit_and_shares_its_h
     assert admitted(first, 1) == 1
     first.reconcile()
     away = Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    stranded = LocalCounts(away, prefix=first.prefix, interval=3600, pause_after_failure=0, clock=clock)
+    stranded = BudgetCounts(away, prefix=first.prefix, interval=3600, pause_after_failure=0, clock=clock)
     assert admitted(stranded, 8) == 5
     stranded.reconcile()  # fails: the hits wait for Redis
     assert admitted(stranded, 1) == 0
@@ -111,7 +111,7 @@ def test_ended_windows_are_forgotten_once_shared(processes):
 
 def test_memory_follows_the_clients_active_now_even_while_redis_is_away(processes):
     first, _, clock = processes
-    stranded = LocalCounts(Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)),
+    stranded = BudgetCounts(Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)),
                            prefix=first.prefix, interval=3600, clock=clock)
     for payer in range(100):
         stranded.hit("ingest", f"client-{payer}", 5, MINUTE)

@@ -1,22 +1,17 @@
-"""Prometheus observations made on the request path, applied by one thread per process.
+"""Prometheus observations made on the request path, applied by a thread of the process.
 
 prometheus_client serialises every observation of a process on one lock and,
-with PROMETHEUS_MULTIPROC_DIR, writes each to a memory-mapped file under it:
-a request makes six, so a web worker's threads queue on that lock (the bench
-profile of `POST /api/event` spent 7% of its samples there). A request only
-appends its observations to a queue instead, which needs no lock of ours; a
-thread of the process applies them every `interval`, and a scrape applies
-its own process's first. So a scrape sees another worker's observations at
-most `interval` late, and a worker killed outright loses at most that much
-of its counts, never an event.
+with PROMETHEUS_MULTIPROC_DIR, writes each to a memory-mapped file under it,
+so a web worker's threads would queue on that lock. A request only appends
+its observations to a queue instead, which needs no lock of ours; a thread
+applies them every `interval`, and a scrape applies its own process's first.
+So a scrape sees another worker's observations at most `interval` late, and a
+worker killed outright loses at most that much of its counts, never an event.
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -39,12 +34,11 @@ class Observations:
         self._pending: deque[tuple[Observe, float]] = deque()
         self._applying = threading.Lock()
         self._started = False
+        self._stop = threading.Event()
         self._dropped = 0
-        # a forked child starts empty: what its parent queued is the parent's to apply
-        os.register_at_fork(after_in_child=self._forget)
 
     def add(self, observe: Observe, amount: float) -> None:
-        """Queue one observation; the first in a process (a forked worker's too) starts its applier."""
+        """Queue one observation; the first starts the applying thread."""
         if len(self._pending) >= self.limit:
             self._dropped += 1
             return
@@ -67,16 +61,14 @@ class Observations:
             log.error("Prometheus observations lost: %d failed (%s), %d dropped because %d were waiting",
                       sum(failed.values()), ", ".join(sorted(failed)) or "none", dropped, self.limit)
 
-    def _forget(self) -> None:
-        """In a forked child: no queue, no lock held, no thread (threads do not survive a fork)."""
-        self._pending = deque()
-        self._applying = threading.Lock()
-        self._started = False
-        self._dropped = 0
+    def close(self) -> None:
+        """Apply what waits and stop the thread."""
+        self._stop.set()
+        self.apply()
 
     def _start(self) -> None:
         with self._applying:
-            if self._started:
+            if self._started or self._stop.is_set():
                 return
             try:
                 threading.Thread(target=self._run, name="prometheus-observations", daemon=True).start()
@@ -84,9 +76,7 @@ class Observations:
                 log.warning("could not start the Prometheus observations thread; scrapes still apply them")
                 return
             self._started = True
-        atexit.register(self.apply)  # a worker stopping in good order counts its last requests
 
     def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
+        while not self._stop.wait(self.interval):
             self.apply()

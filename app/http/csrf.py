@@ -1,0 +1,35 @@
+"""CSRF tokens for the dashboard's state-changing requests.
+
+One random token per session; every state-changing request of a route whose
+policy checks CSRF must carry it, as the form field `csrf_token` (forms that
+work without JavaScript) or the `X-CSRF-Token` header (htmx requests, added by
+app.js from the page's meta tag). The JSON API needs none: it authenticates
+with bearer tokens, which a browser never sends on its own.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import request, session
+
+from . import SAFE_METHODS
+
+SESSION_KEY = "csrf_token"
+
+
+def session_csrf_token() -> str:
+    """This session's token, made on first use."""
+    token = session.get(SESSION_KEY)
+    if not token:
+        token = session[SESSION_KEY] = secrets.token_urlsafe(32)
+    return token  # type: ignore[no-any-return]
+
+
+def carries_csrf_token() -> bool:
+    """Whether the request is safe, or carries this session's token."""
+    if request.method in SAFE_METHODS:
+        return True
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    expected = session.get(SESSION_KEY) or ""
+    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
