@@ -89,7 +89,8 @@ class Results:
     plans: list[tuple[str, str]] = field(default_factory=list)
     profiles: list[tuple[str, str]] = field(default_factory=list)
 
-    def markdown(self, command: str, duration_s: float) -> str:
+    def markdown(self, command: str, duration_s: float, analysis: str) -> str:
+        """The report; `analysis` is the section a person wrote about the figures (`kept_analysis`)."""
         parts = [
             "# Benchmark results",
             "",
@@ -113,6 +114,7 @@ class Results:
         ]
         if self.misses:
             parts += ["", "## Missed targets", "", *self.misses]
+        parts += ["", ANALYSIS_HEADING, "", analysis.strip()]
         if self.profiles:
             parts += ["", "## Profiles of the write endpoints", ""]
             for title, text in self.profiles:
@@ -122,3 +124,18 @@ class Results:
             for title, plan in self.plans:
                 parts += [f"### {title}", "", "```", plan, "```", ""]
         return "\n".join(parts).rstrip() + "\n"
+
+
+ANALYSIS_HEADING = "## What the figures mean"
+NO_ANALYSIS = ("Not written yet. A person reads the figures, the profiles and the plans below and says here what "
+               "they mean and why a target was missed; `make bench` keeps this section as it finds it.")
+
+
+def kept_analysis(report: Path) -> str:
+    """The section a person wrote in an earlier report, to carry into the new one (the figures are the run's)."""
+    text = report.read_text() if report.exists() else ""
+    if ANALYSIS_HEADING not in text:
+        return NO_ANALYSIS
+    section = text.split(ANALYSIS_HEADING, 1)[1]
+    following = section.find("\n## ")
+    return (section if following < 0 else section[:following]).strip() or NO_ANALYSIS

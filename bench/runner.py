@@ -58,7 +58,7 @@ from app.services.metrics import MetricFilter, list_metrics
 from . import decoders, hooks, load, profile, staging
 from .database import HOT_EVERY, PLAIN_WINDOW_ACTIONS, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
-from .report import Results, Row, at_least, at_most, machine_description, text_table
+from .report import Results, Row, at_least, at_most, kept_analysis, machine_description, text_table
 from .servers import REPO_ROOT, Gunicorn, ServerSettings, rss_mib
 
 HOT_USER = 1
@@ -176,8 +176,6 @@ class Bench:
             self.window_size = settings().window_size
         self.window = window_of(utcnow() - timedelta(days=2), self.window_size)
         self.hot_events = args.events // HOT_EVERY
-        self.single: dict[str, list[HttpSample]] = {}
-        self.batch: dict[str, list[Any]] = {}
         self.first_list_requests: list[Request] = []
 
     def log(self, message: str) -> None:
@@ -280,8 +278,6 @@ class Bench:
             f"{groups[1] / max(groups[0], 1):.2f} "
             f"events on average, itself included (tracking_events_group_size over {groups[0]:,.0f} events).",
         ]
-        self.single = measured
-        self.group_size = groups[1] / max(groups[0], 1)
         self.batch_path()
         self.write_costs()
         self.decoding()
@@ -302,8 +298,8 @@ class Bench:
         body = batch_bodies(size, 1)[0]
         news = parse_batch(body, now=utcnow(), bounds=InputBounds())
         with self.database.connect() as connection:
-            self.staging = staging.compare(self.app, connection, news, self.database.truncate_events)
-        self.results.details.append(staging.describe(self.staging, size))
+            compared = staging.compare(self.app, connection, news, self.database.truncate_events)
+        self.results.details.append(staging.describe(compared, size))
         self.log("hooks: each per-request hook timed in-process")
         self.results.details.append(hooks.describe(hooks.hook_costs(self.app)))
 
@@ -337,7 +333,14 @@ class Bench:
             f"CPU per batched event, web workers / PostgreSQL backends: {cpu_split(measured['batch'], size, 1)}"
             + (f"; PostgreSQL per COPY row: {median(copy_database):.1f} us." if copy_database else "."),
         ]
-        self.batch = measured
+        known = [s.database_cpu_us for s in measured["batch"] if s.database_cpu_us is not None]
+        if known:
+            per_event = (median([s.worker_cpu_us for s in measured["batch"]]) + median(known)) / size
+            ceiling = (os.cpu_count() or 1) * 1e6 / per_event
+            self.results.details.append(
+                f"At {per_event:.1f} us of CPU per batched event, {os.cpu_count()} cores top out at {ceiling:,.0f} "
+                f"events/s, {ceiling / median(copy_rates):.2f} of COPY's rate; the run reached "
+                f"{median(event_rates) / ceiling:.0%} of that.")
 
     def write_costs(self) -> None:
         """What two schema choices cost the write path, each beside the same run's figure without it.
@@ -384,7 +387,6 @@ class Bench:
                   for name, values in rates.items()}
         single_ratio = self.ratio(rates["with"], rates["without"])
         batch_ratio = self.ratio(rates["batch with"], rates["batch without"])
-        self.batch_without_indexes = median(scaled["batch without"])
         self.results.details += [
             "Write costs per round: " + "; ".join(
                 f"{name} {', '.join(f'{r:,.0f}' for r in values)} {'events/s' if name.startswith('batch') else 'req/s'}"
@@ -596,79 +598,13 @@ class Bench:
 
     # verdicts ------------------------------------------------------------------------------------
 
-    def explain_misses(self) -> None:
-        """For each missed target, what this run measured about why (the plans and profile are below)."""
+    def list_misses(self) -> None:
+        """Each missed target, with its figure; why it was missed is for a person to say (RESULTS.md's
+        "What the figures mean", kept from one run to the next)."""
         for row in self.results.rows:
-            if row.met is not False:
-                continue
-            self.results.misses.append(f"- **{row.figure}**: {row.value} against {row.reference_value or row.target}. "
-                                       + self.why(row))
-
-    def why(self, row: Row) -> str:
-        if row.figure.startswith("POST /api/event "):
-            return (f"CPU per request, web workers / PostgreSQL: {cpu_split(self.single['single'])} against "
-                    f"{cpu_split(self.single['thin'])} for the thin endpoint; the extra is the service's own "
-                    "per-request work the thin endpoint skips: the per-client rate limit (counted in the "
-                    "process), token check, request id, structured log line, Prometheus series, security "
-                    "headers, validation (msgspec's decoding, then the rules a type cannot say), handing the event "
-                    "to its group's writer and the stored event in the answer (each hook's cost is in the details "
-                    f"above, the profile below). Each event was committed with {self.group_size:.2f} events on "
-                    "average: with 8 connections in a closed loop over 8 threads, a request seldom finds another "
-                    "waiting, so the group commit saves PostgreSQL little here; it pays off when more requests are "
-                    "in flight than a process has threads. Already done: answers encoded by msgspec from declared "
-                    "types, Prometheus observations applied by one thread per process, the group commit on a "
-                    "connection of its own and without a transaction block. Next steps: wake each waiting request "
-                    "on its own when its group commits, instead of every waiter of a shared condition "
-                    "(Condition.notify in the profile below); and more requests in flight per process (more "
-                    "threads, or an asynchronous worker), so that each commit carries more events.")
-        if row.figure.startswith("POST /api/event, p99"):
-            return ("A request whose event arrives while a group is being committed waits for that commit and "
-                    "then its own; the per-round p99s are in the details below.")
-        if row.figure.startswith("POST /api/events/batch"):
-            samples, size = self.batch["batch"], self.args.batch_size
-            copy_cpu = [c.database_cpu_us for c in self.batch["copy"] if c.database_cpu_us is not None]
-            text = (f"CPU per batched event, web workers / PostgreSQL: {cpu_split(samples, size, 1)}"
-                    + (f"; COPY costs PostgreSQL {median(copy_cpu):.1f} us per row" if copy_cpu else "")
-                    + ", its rows pre-built by the client. The Python side "
-                    "decodes, validates (types, ranges, NUL characters, nesting, size, clock skew), gives an id "
-                    "to and answers for every event; PostgreSQL unnests the arrays and maintains the events "
-                    "table's indexes, the list filters' B-tree on `action` and GIN index on `metadata` among them, "
-                    "with several batches inserting at the same right edge of the time-ordered indexes at once. "
-                    f"Without the list-filter indexes the same batches ran at {self.batch_without_indexes:,.0f} "
-                    f"events/s in this run, {self.batch_without_indexes / median([c.rate for c in self.batch['copy']]):.2f} "
-                    "of COPY's rate (write costs above); migration 0003 keeps them for the reads they serve "
-                    "(README \"Storage at scale\").")
-            known = [s.database_cpu_us for s in samples if s.database_cpu_us is not None]
-            if known:
-                per_event = (median([s.worker_cpu_us for s in samples]) + median(known)) / size
-                ceiling = (os.cpu_count() or 1) * 1e6 / per_event
-                copy_rate = median([c.rate for c in self.batch["copy"]])
-                reached = median([s.rate for s in samples]) * size / ceiling
-                text += (f" {os.cpu_count()} cores at {per_event:.1f} us of CPU per event top out at "
-                         f"{ceiling:,.0f} events/s, {ceiling / copy_rate:.2f} of COPY's rate")
-                text += (": below the target, so the gap is the work itself." if ceiling / copy_rate < 0.5 else
-                         f"; the run reached {reached:.0%} of that, the rest of the cores going to the load "
-                         "generator, the kernel and other work on the machine.")
-            saving = 1 - self.staging["staged"] / self.staging["unnest"]
-            text += (f" Binary COPY into a staging table and one INSERT … SELECT took {self.staging['staged']:.2f} us "
-                     f"an event against the arrays' {self.staging['unnest']:.2f} us in-process (details above): "
-                     + (f"it would save {saving:.0%} of the insert's time, less than the indexes cost, for a second "
-                        "statement and a temporary table on every pooled connection, so the arrays stay."
-                        if saving > 0 else "no faster, so the arrays stay.")
-                     + " Next steps: build the arrays' binary form without a Python object per "
-                     "event (msgspec could decode straight into columns), and let batches of one process share "
-                     "the right edge of the time-ordered indexes less (one writer per process, as for single "
-                     "events).")
-            return text + " See the batch profile below."
-        if row.figure.startswith("GET /api/events"):
-            return ("The plans below show the query itself served from ix_events_user_time within a "
-                    "millisecond, so the rest of the latency is the worker's CPU (building and encoding 100 "
-                    "events) and waiting for a core shared with PostgreSQL, the load generator and other work.")
-        if row.figure.startswith("calculate_metrics"):
-            return ("Both statements group the window's events per (user, action) and fold them into a JSON "
-                    "object per user; the calculation also upserts into a table with two indexes, marks the "
-                    "window in the ledger and records its run. See the plans below.")
-        return "The RSS grew beyond the tolerance during the run."
+            if row.met is False:
+                self.results.misses.append(f"- **{row.figure}**: {row.value} against "
+                                           f"{row.reference_value or row.target} ({row.target}).")
 
 
 def redis_version(url: str) -> str:
@@ -737,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.metrics()
         bench.memory()
         bench.profile()
-        bench.explain_misses()
+        bench.list_misses()
         results.settings.append(f"Load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         with app.app_context():
             for engine in db.engines.values():
@@ -746,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text_table(results.rows))
     print()
-    args.results.write_text(results.markdown(command, duration))
+    args.results.write_text(results.markdown(command, duration, kept_analysis(args.results)))
     print(f"bench: wrote {args.results} ({duration / 60:.1f} minutes)")
     return 0
 

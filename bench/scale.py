@@ -56,7 +56,7 @@ from app.services.metrics import window_totals
 from . import load
 from .database import HOT_EVERY, BenchDatabase, captured_statements, explain
 from .load import LoadGenerator, Request
-from .report import machine_description
+from .report import ANALYSIS_HEADING, kept_analysis, machine_description
 from .runner import HttpSample as Sample
 from .runner import batch_bodies, median, redis_version, single_event_bodies
 from .scale_data import KEY_EVERY, ScaleDatabase, SeedShape, SpanFigures, compare_spans
@@ -369,10 +369,7 @@ class ScaleBench:
                                    missing / present if present else None))
         missed = [figure.name for figure in self.figures if figure.met is False]
         if missed:
-            self.details.append(
-                "Missed: " + "; ".join(missed) + ". Compare the CPU each request cost on the two sides (below): where "
-                "it is the same, the table's size added no work, and the rest of the latency is time spent waiting "
-                "for one of the machine's two cores (see the load average above).")
+            self.details.append("Missed: " + "; ".join(missed) + ".")
         per_event = self.data.index_bytes_per_event(self.data.partitions()[-2])
         self.details += [
             "Per round, empty table: single " + ", ".join(f"{r.rate:,.0f}" for r in self.small["single"])
@@ -449,6 +446,10 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         *rows,
         "",
         *(f"- {line}" for line in bench.details),
+        "",
+        ANALYSIS_HEADING,
+        "",
+        kept_analysis(args.results),
         "",
         "## Partition span: daily or weekly",
         "",

@@ -4,7 +4,7 @@ The original's React page is served from another origin and calls the API
 with `fetch`; without these headers the browser hides every answer from it.
 Only the origins listed in `CORS_ALLOWED_ORIGINS` get CORS headers (their own
 origin echoed, never `*`, with credentials allowed); any other origin gets
-none, so its browser blocks the answer as before. An empty list turns CORS
+none, so its browser blocks the answer. An empty list turns CORS
 off entirely, as in the original.
 
 A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered by

@@ -1,8 +1,8 @@
 """Cookie sessions for the HTML pages only; the JSON API is stateless.
 
 With a SECRET_KEY set, Flask opens the signed cookie session on every
-request, building a signing serializer each time: about 20 us of CPU, a few
-per cent of a POST /api/event, for a session no API route reads or writes.
+request, building a signing serializer each time: CPU on every API request
+for a session no API route reads or writes.
 """
 from __future__ import annotations
 

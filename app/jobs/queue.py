@@ -82,9 +82,10 @@ def keep_running(run: Callable[[], None], what: str) -> None:
 class JobTimeout(JobTimeoutException, KeyboardInterrupt):
     """RQ's job timeout, raised as an interruption so that the statement in flight stops too.
 
-    Interrupted by anything else, psycopg leaves the statement running on the
-    server and the connection busy: the calculation could then neither record
-    its failure nor release its lock, and the job's error was a driver message.
+    Interrupted by anything else, psycopg would leave the statement running on
+    the server and the connection busy: the calculation could then neither
+    record its failure nor release its lock, and the job's error would be a
+    driver message.
     On a KeyboardInterrupt psycopg cancels the statement and waits for it, as
     on Ctrl-C; being a JobTimeoutException too, RQ handles it as a timeout.
     """
