@@ -52,7 +52,7 @@ from app.core.windows import window_of
 from app.dev.fixtures import drop_namespace, throwaway_database
 from app.extensions import database, db, settings
 from app.services.calculation import CalculationSettings, calculate_metrics
-from app.services.events import Cursor, EventFilter, list_events, new_event_ids
+from app.services.events import EventCursor, EventFilter, list_events, new_event_ids
 from app.services.metrics import MetricFilter, list_metrics
 
 from . import decoders, hooks, load, profile, staging
@@ -418,7 +418,7 @@ class Bench:
 
     # 3. read path --------------------------------------------------------------------------------
 
-    def list_query(self, cursor: Cursor | None = None) -> str:
+    def list_query(self, cursor: EventCursor | None = None) -> str:
         params = {"user_id": HOT_USER, "from": format_rfc3339(self.window.start),
                   "till": format_rfc3339(self.window.end), "limit": LIST_LIMIT}
         if cursor is not None:
@@ -430,7 +430,7 @@ class Bench:
         deep_offset = min(self.hot_events * 9 // 10, self.hot_events - LIST_LIMIT - 1)
         moment, key = self.database.row_at(user_id=HOT_USER, start=self.window.start, end=self.window.end,
                                            offset=deep_offset)
-        deep_cursor = Cursor(moment, key)
+        deep_cursor = EventCursor(moment, key)
         first, deep = self.list_query(), self.list_query(deep_cursor)
         for path in (first, deep):
             with urlopen(self.service.base_url + path, timeout=10) as answer:
@@ -494,8 +494,8 @@ class Bench:
             self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
             with self.app.app_context():
                 began = time.perf_counter()
-                summary = calculate_metrics(database(), settings, start=self.window.start, end=self.window.end,
-                                            trigger="bench")
+                summary = calculate_metrics(database(), settings, now=utcnow(), start=self.window.start,
+                                            end=self.window.end, trigger="bench")
                 elapsed = time.perf_counter() - began
             if summary.events != self.args.events:
                 raise RuntimeError(f"calculate_metrics counted {summary.events} events, not {self.args.events}")
@@ -531,7 +531,8 @@ class Bench:
         self.database.execute("TRUNCATE user_activity_metrics, metrics_windows")
         with self.app.app_context():
             with captured_statements(db.engine) as seen:
-                calculate_metrics(database(), settings, start=self.window.start, end=self.window.end, trigger="bench")
+                calculate_metrics(database(), settings, now=utcnow(), start=self.window.start, end=self.window.end,
+                                  trigger="bench")
             statement, parameters = next((sql, params) for sql, params in seen if "per_action" in sql)
             # explained as the first computation of the window, in a transaction rolled back after
             prelude = ["TRUNCATE user_activity_metrics", *(sql for sql, _ in seen if sql.startswith("SET LOCAL"))]

@@ -50,7 +50,7 @@ from app.dev.fixtures import drop_namespace, throwaway_database
 from app.extensions import close as close_app
 from app.extensions import database, db, settings
 from app.services.calculation import _UNSEEN, CalculationSettings, calculate_metrics
-from app.services.events import Cursor, EventFilter, iter_events, list_events
+from app.services.events import EventCursor, EventFilter, iter_events, list_events
 from app.services.metrics import window_totals
 
 from . import load
@@ -203,7 +203,7 @@ class ScaleBench:
                                    (HOT_USER, self.hot_day, self.hot_day + timedelta(days=1), offset))[0]
         return {
             "first": "/api/events?" + urlencode({"user_id": HOT_USER, **day}),
-            "deep": "/api/events?" + urlencode({"user_id": HOT_USER, **day, "cursor": Cursor(moment, key).encode()}),
+            "deep": "/api/events?" + urlencode({"user_id": HOT_USER, **day, "cursor": EventCursor(moment, key).encode()}),
             "action": "/api/events?" + urlencode({"action": "signup", **day}),
             "meta": "/api/events?" + urlencode({"meta.page": "/p/7", **day}),
         }
@@ -225,8 +225,8 @@ class ScaleBench:
         side.data.execute("TRUNCATE user_activity_metrics, metrics_windows")
         with side.app.app_context():
             began = time.perf_counter()
-            calculate_metrics(database(), CalculationSettings(window_size=self.window_size), start=self.window,
-                              end=self.window + self.window_size, trigger="bench")
+            calculate_metrics(database(), CalculationSettings(window_size=self.window_size), now=utcnow(),
+                              start=self.window, end=self.window + self.window_size, trigger="bench")
             return time.perf_counter() - began
 
     # phases ------------------------------------------------------------------------------------------
@@ -284,8 +284,8 @@ class ScaleBench:
                 db_, self.hot_day, day_end, self.window_size, day_end))
         self.data.execute("TRUNCATE user_activity_metrics, metrics_windows")
         with self.app.app_context(), captured_statements(db.engine) as seen:
-            calculate_metrics(database(), CalculationSettings(window_size=self.window_size), start=self.window,
-                              end=self.window + self.window_size, trigger="bench")
+            calculate_metrics(database(), CalculationSettings(window_size=self.window_size), now=utcnow(),
+                              start=self.window, end=self.window + self.window_size, trigger="bench")
             statement, parameters = next((sql, params) for sql, params in seen if "per_action" in sql)
             self.plans.append(("Calculation: one window's statement", explain(
                 db.engine, statement, parameters, ["TRUNCATE user_activity_metrics", "SET LOCAL jit = off"])))

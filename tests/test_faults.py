@@ -18,7 +18,7 @@ from flask_migrate import upgrade
 
 from app.dev.embedded import start_postgres, start_redis
 from app.extensions import db
-from app.extensions import database, runtime, settings
+from app.extensions import database, now, runtime, settings
 from app.jobs.schedule import make_scheduler
 from app.jobs.tasks import calculation_settings
 from app.services.calculation import calculate_metrics
@@ -158,7 +158,7 @@ def test_worker_killed_mid_calculation_leaves_no_partial_window(app, app_config,
         with app.app_context():
             assert db.session.execute(FRESH_COUNT_DIFFERENCES).scalar_one() == 0
             assert db.session.execute(sa.text("SELECT status FROM calculation_runs")).scalar_one() == "running"
-            calculate_metrics(database(), calculation_settings(settings()))
+            calculate_metrics(database(), calculation_settings(settings()), now=now())
             assert db.session.execute(FRESH_COUNT_DIFFERENCES).scalar_one() == 0
             statuses = db.session.execute(sa.text("SELECT status FROM calculation_runs ORDER BY id")).scalars().all()
         assert 0 < partial < computed()

@@ -106,3 +106,20 @@ def test_only_the_runtime_hooks_forks_or_checks_its_pid():
              if (calls := process_calls(path)) and not reaches(module, "app.runtime") and not reaches(module, "app.dev")}
     assert not found, found
     assert process_calls(APP / "runtime" / "lifecycle.py") == PROCESS_CALLS
+
+
+def test_one_name_means_one_thing():
+    """No class (or capitalised type alias) of `app/` is defined under the same name in two modules: a wire
+    representation and a service result, say, never share a name."""
+    defined: dict[str, list[str]] = {}
+    for path in sorted(APP.rglob("*.py")):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                name = node.name
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and node.targets[0].id[:1].isupper() and not node.targets[0].id.isupper():
+                name = node.targets[0].id
+            else:
+                continue
+            defined.setdefault(name, []).append(module_name(path))
+    assert not {name: modules for name, modules in defined.items() if len(modules) > 1}

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.extensions import database, db, settings
+from app.extensions import database, db, now, settings
 from app.jobs.queue import JobTimeout
 from app.jobs.tasks import calculation_settings, timeout_behind
 from app.services.calculation import calculate_metrics
@@ -194,7 +194,8 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_run_is_not_blocked(app, 
                     "AND state = 'active' AND pid <> pg_backend_pid()")).scalar_one()
 
             wait_until(lambda: statements_running() == 0, timeout=30)
-            calculate_metrics(database(), calculation_settings(settings()))  # not blocked by a lock left behind
+            # not blocked by a lock left behind
+            calculate_metrics(database(), calculation_settings(settings()), now=now())
             counted = db.session.execute(sa.text("SELECT sum(event_count) FROM user_activity_metrics")).scalar_one()
             assert counted == backlog  # the chunks the stopped run committed, and the rest
             statuses = db.session.execute(sa.text("SELECT status FROM calculation_runs ORDER BY id")).scalars().all()

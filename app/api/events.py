@@ -9,7 +9,7 @@ from ..extensions import database, now as clock_now, runtime, settings
 from ..http.policy import Access, policy
 from ..http.rate_limits import INGEST, READ
 from ..ops.prometheus import count_events
-from ..services.events import Cursor, EventFilter, Recorded, list_events, record_events
+from ..services.events import EventCursor, EventFilter, Recorded, list_events, record_events
 from . import bp
 from .inputs import input_bounds, json_body, list_query
 from .representations import BatchItem, BatchResult, EventPage, event_view
@@ -52,14 +52,15 @@ def create_events_batch() -> Response:
                 for event, was_created in recorded.results]))
 
 
-def event_filter(kind: type[EventExportParameters] = EventListParameters) -> tuple[EventFilter, int, Cursor | None]:
+def event_filter(kind: type[EventExportParameters] = EventListParameters,
+                 ) -> tuple[EventFilter, int, EventCursor | None]:
     """The events' filters (and page) from the query string: shared by the JSON list and the CSV export."""
     query = list_query(kind)
     given = query.given
     flt = EventFilter(user_id=given.user_id, action=given.action, start=query.start, end=query.end,
                       metadata=query.metadata)
     cursor = getattr(given, "cursor", None)
-    return flt, query.limit, Cursor.decode(cursor) if cursor is not None else None
+    return flt, query.limit, EventCursor.decode(cursor) if cursor is not None else None
 
 
 @bp.get("/events")

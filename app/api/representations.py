@@ -19,7 +19,7 @@ from msgspec import UNSET, Meta, UnsetType
 from ..core.times import format_rfc3339
 from ..jobs.calculations import JobInfo
 from ..services.events import StoredEvent
-from ..services.metrics import Metric as StoredMetric, WindowTotal
+from ..services.metrics import StoredMetric, WindowTotal
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,12 @@ class _Answer(msgspec.Struct, forbid_unknown_fields=True):
     """An answer's schema lists exactly its fields (`additionalProperties: false`)."""
 
 
-Timestamp = Annotated[str, Meta(description="RFC 3339 in UTC, to the microsecond.", examples=[
+UtcTimestamp = Annotated[str, Meta(description="RFC 3339 in UTC, to the microsecond.", examples=[
     "2025-10-23T13:07:00.000000Z"], extra_json_schema={"format": "date-time"})]
 Count = Annotated[int, Meta(ge=0)]
 ActionCounts = Annotated[dict[str, Annotated[int, Meta(ge=1)]], Meta(description="Events per action.")]
 UserId = Annotated[int, Meta(ge=1)]
-Cursor = Annotated[str | None, Meta(description="Pass as `cursor` for the next page; null on the last.")]
+NextCursor = Annotated[str | None, Meta(description="Pass as `cursor` for the next page; null on the last.")]
 
 
 class Event(_Answer):
@@ -44,17 +44,17 @@ class Event(_Answer):
     user_id: UserId
     action: str
     metadata: dict[str, Any]
-    occurred_at: Timestamp
-    occured_at: Annotated[Timestamp, Meta(description="The original service's name (spelt so) for "
+    occurred_at: UtcTimestamp
+    occured_at: Annotated[UtcTimestamp, Meta(description="The original service's name (spelt so) for "
                                                       "`occurred_at`; always the same value.")]
-    received_at: Annotated[Timestamp, Meta(description="When the service stored it.")]
+    received_at: Annotated[UtcTimestamp, Meta(description="When the service stored it.")]
 
 
 class EventPage(_Answer):
     """One keyset page of events, in time order."""
 
     events: list[Event]
-    next_cursor: Cursor
+    next_cursor: NextCursor
 
 
 class BatchItem(_Answer):
@@ -76,9 +76,9 @@ class Metric(_Answer):
 
     user_id: UserId
     event_count: Annotated[int, Meta(ge=1)]
-    window_start_at: Timestamp
-    window_end_at: Timestamp
-    created_at: Annotated[Timestamp, Meta(description="When it was computed.")]
+    window_start_at: UtcTimestamp
+    window_end_at: UtcTimestamp
+    created_at: Annotated[UtcTimestamp, Meta(description="When it was computed.")]
     actions: ActionCounts
 
 
@@ -86,20 +86,20 @@ class OpenWindow(_Answer):
     """A window in progress, summed over the filter's users and counted from the events at `as_of`: not final
     (it grows until the window closes) and not stored (a run counts it for good once it has closed)."""
 
-    window_start_at: Timestamp
-    window_end_at: Timestamp
+    window_start_at: UtcTimestamp
+    window_end_at: UtcTimestamp
     event_count: Annotated[int, Meta(ge=0, description="Events so far.")]
     user_count: Annotated[int, Meta(ge=0, description="Distinct users so far.")]
     actions: ActionCounts
     final: Literal[False]
-    as_of: Annotated[Timestamp, Meta(description="When these were counted.")]
+    as_of: Annotated[UtcTimestamp, Meta(description="When these were counted.")]
 
 
 class MetricPage(_Answer):
     """One keyset page of metrics, by window then user; `open_windows` only when asked for."""
 
     metrics: list[Metric]
-    next_cursor: Cursor
+    next_cursor: NextCursor
     open_windows: Annotated[list[OpenWindow], Meta(
         description="Only with `include_open=true`: the windows not closed yet whose start lies in `[from, till)`, "
                     "oldest first (usually one; two in the settle time after a boundary). The same on every page."
@@ -115,8 +115,8 @@ class CalculationSummary(_Answer):
     events: Count
     rows_written: Count
     rows_removed: Count
-    from_: Timestamp | None = msgspec.field(name="from")
-    till: Timestamp | None
+    from_: UtcTimestamp | None = msgspec.field(name="from")
+    till: UtcTimestamp | None
     duration_ms: Count
 
 
@@ -126,7 +126,7 @@ class JobProgress(_Answer):
 
     done: Count
     total: Count
-    window: Timestamp | None
+    window: UtcTimestamp | None
 
 
 class JobParams(_Answer):
@@ -143,9 +143,9 @@ class Job(_Answer):
     id: str
     status: Literal["created", "queued", "deferred", "scheduled", "started", "finished", "failed", "stopped",
                     "canceled"]
-    enqueued_at: Timestamp | None
-    started_at: Timestamp | None
-    ended_at: Timestamp | None
+    enqueued_at: UtcTimestamp | None
+    started_at: UtcTimestamp | None
+    ended_at: UtcTimestamp | None
     params: JobParams
     summary: CalculationSummary | None
     error: Annotated[str | None, Meta(description="The last line of the error of a failed job.")]

@@ -32,7 +32,8 @@ META_PREFIX = "meta."
 QueryTime = Annotated[str, Meta(examples=["2025-10-23T13:07:00Z"], extra_json_schema={"format": "date-time"},
                                 extra={"noun": "an RFC 3339 timestamp"})]
 PageSize = Annotated[int, Meta(description="Page size.", extra={"noun": "a positive integer"})]
-Cursor = Annotated[str, Meta(max_length=MAX_QUERY_VALUE_LENGTH, description="The `next_cursor` of the previous page.")]
+CursorParameter = Annotated[str, Meta(max_length=MAX_QUERY_VALUE_LENGTH,
+                                      description="The `next_cursor` of the previous page.")]
 
 
 class ListParameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -61,14 +62,14 @@ class EventListParameters(EventExportParameters, kw_only=True):
     """What `GET /api/events` takes: the filters, and a page."""
 
     limit: PageSize | None = None
-    cursor: Cursor | None = None
+    cursor: CursorParameter | None = None
 
 
 class MetricListParameters(ListParameters, kw_only=True):
     """What `GET /api/metrics` takes."""
 
     limit: PageSize | None = None
-    cursor: Cursor | None = None
+    cursor: CursorParameter | None = None
     include_open: Annotated[Literal["true", "false"], Meta(
         description="`true` adds `open_windows`: the windows not closed yet, counted so far (not final, not stored).",
         extra_json_schema={"type": "string"}, extra={"noun": "true or false"})] = "false"

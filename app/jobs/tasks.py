@@ -18,7 +18,7 @@ from ..core.logs import log_fields
 from ..core.settings import Settings
 from ..core.times import format_rfc3339, parse_rfc3339
 from ..extensions import database, now, settings
-from ..services.calculation import CalculationProgress, CalculationSettings, CalculationSummary, calculate_metrics
+from ..services.calculation import CalculationProgress, CalculationSettings, RunSummary, calculate_metrics
 from .calculations import PROGRESS_META, progress_meta
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def calculation_settings(config: Settings) -> CalculationSettings:
                                metrics_retention_days=config.metrics_retention_days)
 
 
-def summary_fields(summary: CalculationSummary) -> dict[str, Any]:
+def summary_fields(summary: RunSummary) -> dict[str, Any]:
     """A run's summary as the job's result: what the API's job status and the dashboard's widget show."""
     return {
         "run_id": summary.run_id,
@@ -46,7 +46,7 @@ def summary_fields(summary: CalculationSummary) -> dict[str, Any]:
     }
 
 
-class JobProgress:
+class ProgressRecorder:
     """Keeps a run's progress in its RQ job's meta, where the API and the dashboard read it.
 
     Saved when the whole percentage changes (at most 101 writes a run, however
@@ -95,7 +95,7 @@ def calculate_metrics_job(start: str | None = None, end: str | None = None,
     db = database()
     log.info("job started", extra=log_fields(job_id=job_id, trigger=trigger, window_from=start, window_till=end))
     began = time.monotonic()
-    progress = JobProgress(job) if job else None
+    progress = ProgressRecorder(job) if job else None
     try:
         summary = calculate_metrics(
             db, calculation_settings(settings()),

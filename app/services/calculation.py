@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ..core.database import Database
-from ..core.times import utcnow
 from ..core.windows import EPOCH, ceil_window, floor_window, last_closed_boundary
 from .retention import RetentionPolicy, oldest_computable_window
 
@@ -57,7 +56,7 @@ class CalculationSettings:
 
 
 @dataclass(frozen=True)
-class CalculationSummary:
+class RunSummary:
     """What one run did; returned to RQ as the job's result and shown in the history."""
 
     run_id: int
@@ -302,10 +301,10 @@ def _lock_chunk(conn: sa.Connection, run_id: int) -> datetime | None:
     return conn.execute(_CLAIMED_UNTIL, {"me": run_id}).scalar_one()
 
 
-def calculate_metrics(database: Database, settings: CalculationSettings, *, now: datetime | None = None,
+def calculate_metrics(database: Database, settings: CalculationSettings, *, now: datetime,
                       start: datetime | None = None, end: datetime | None = None,
                       trigger: str = "manual", job_id: str | None = None,
-                      progress: ProgressCallback | None = None) -> CalculationSummary:
+                      progress: ProgressCallback | None = None) -> RunSummary:
     """Compute every closed window that is pending, or recompute those overlapping `[start, end)`.
 
     Runs on one connection, chunk by chunk; each chunk commits on its own,
@@ -314,7 +313,6 @@ def calculate_metrics(database: Database, settings: CalculationSettings, *, now:
     given, is called before each window (it must be quick: the chunk's
     transaction is open).
     """
-    now = now or utcnow()
     size = settings.window_size
     closed = last_closed_boundary(now, size, settings.settle)
     began = time.monotonic()
@@ -377,7 +375,7 @@ def _record_failure(database: Database, conn: sa.Connection, run_id: int, exc: E
 
 
 def _run(conn: sa.Connection, plan: _Requested | _Pending, settings: CalculationSettings, run_id: int,
-         began: float, progress: ProgressCallback | None) -> CalculationSummary:
+         began: float, progress: ProgressCallback | None) -> RunSummary:
     """Compute the plan chunk by chunk, each under the lock, and record the outcome.
 
     The check that finds nothing left and the run's `finished` mark share one
@@ -408,7 +406,7 @@ def _run(conn: sa.Connection, plan: _Requested | _Pending, settings: Calculation
     # a window marked stale again after this run computed it was computed twice; count it once
     starts = sorted(set(starts))
     users = conn.execute(_DISTINCT_USERS, {"starts": starts}).scalar_one() if starts else 0
-    summary = CalculationSummary(
+    summary = RunSummary(
         run_id=run_id, windows=len(starts), users=users, events=events, rows_written=written,
         rows_removed=removed, first_window=starts[0] if starts else None,
         last_window_end=starts[-1] + size if starts else None,

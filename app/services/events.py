@@ -260,7 +260,7 @@ class EventFilter:
 
 
 @dataclass(frozen=True)
-class Cursor:
+class EventCursor:
     """Position after the last row of a page: keyset pagination on (occurred_at, id)."""
 
     occurred_at: datetime
@@ -270,7 +270,7 @@ class Cursor:
         return encode_cursor(self.occurred_at, self.id)
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
+    def decode(cls, token: str) -> EventCursor:
         moment, key = decode_cursor(token)
         try:
             return cls(moment, uuid.UUID(key))
@@ -279,9 +279,9 @@ class Cursor:
 
 
 @dataclass(frozen=True)
-class EventPage:
+class StoredEventPage:
     events: list[StoredEvent]
-    next_cursor: Cursor | None
+    next_cursor: EventCursor | None
 
 
 def _reject_constant(name: str) -> Any:
@@ -328,8 +328,8 @@ def _select_events() -> sa.Select[Any]:
                      table.c.occurred_at, table.c.received_at)
 
 
-def list_events(database: Database, flt: EventFilter, *, limit: int, after: Cursor | None = None,
-                newest_first: bool = False) -> EventPage:
+def list_events(database: Database, flt: EventFilter, *, limit: int, after: EventCursor | None = None,
+                newest_first: bool = False) -> StoredEventPage:
     """One page of events in time order, and the cursor of the next page if there is one.
 
     `newest_first` walks the same indexes backwards, for the dashboard, which
@@ -339,8 +339,8 @@ def list_events(database: Database, flt: EventFilter, *, limit: int, after: Curs
     rows, last = keyset_page(database, _filtered(_select_events(), flt), (table.c.occurred_at, table.c.id),
                              (after.occurred_at, after.id) if after else None, limit, descending=newest_first)
     events = [StoredEvent(*row) for row in rows]
-    next_cursor = Cursor(last.occurred_at, last.id) if last else None
-    return EventPage(events, next_cursor)
+    next_cursor = EventCursor(last.occurred_at, last.id) if last else None
+    return StoredEventPage(events, next_cursor)
 
 
 def oldest_event_time(database: Database) -> datetime | None:
@@ -361,7 +361,7 @@ def iter_events(database: Database, flt: EventFilter, *, batch_size: int = 1000)
     snapshot: an event stored meanwhile appears when it sorts after the page
     being read.
     """
-    after: Cursor | None = None
+    after: EventCursor | None = None
     while True:
         page = list_events(database, flt, limit=batch_size, after=after)
         yield from page.events

@@ -41,7 +41,7 @@ class MetricCursor:
 
 
 @dataclass(frozen=True)
-class Metric:
+class StoredMetric:
     user_id: int
     window_start: datetime
     window_end: datetime
@@ -51,12 +51,13 @@ class Metric:
 
 
 @dataclass(frozen=True)
-class MetricPage:
-    metrics: list[Metric]
+class StoredMetricPage:
+    metrics: list[StoredMetric]
     next_cursor: MetricCursor | None
 
 
-def list_metrics(database: Database, flt: MetricFilter, *, limit: int, after: MetricCursor | None = None) -> MetricPage:
+def list_metrics(database: Database, flt: MetricFilter, *, limit: int,
+                 after: MetricCursor | None = None) -> StoredMetricPage:
     """One page of metrics ordered by window, then user."""
     c = user_activity_metrics.c
     statement = sa.select(c.user_id, c.window_start, c.window_end, c.event_count, c.actions, c.computed_at)
@@ -68,9 +69,9 @@ def list_metrics(database: Database, flt: MetricFilter, *, limit: int, after: Me
         statement = statement.where(c.window_start < flt.end)
     rows, last = keyset_page(database, statement, (c.window_start, c.user_id),
                              (after.window_start, after.user_id) if after else None, limit)
-    metrics = [Metric(*row) for row in rows]
+    metrics = [StoredMetric(*row) for row in rows]
     next_cursor = MetricCursor(last.window_start, last.user_id) if last else None
-    return MetricPage(metrics, next_cursor)
+    return StoredMetricPage(metrics, next_cursor)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ def open_windows(database: Database, now: datetime, size: timedelta, settle: tim
             for window_start, window_end, users, events, actions in rows]
 
 
-def latest_metric_window(database: Database, user_id: int | None = None, since: datetime | None = None) -> datetime | None:
+def latest_metric_window(database: Database, user_id: int | None = None,
+                         since: datetime | None = None) -> datetime | None:
     """Start of the newest window holding metrics (for one user, starting at or after `since`), if any."""
     c = user_activity_metrics.c
     statement = sa.select(sa.func.max(c.window_start))

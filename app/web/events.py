@@ -11,7 +11,7 @@ from ..extensions import database, settings
 from ..http.csv_download import csv_download
 from ..http.policy import Access, policy
 from ..http.rate_limits import READ
-from ..services.events import Cursor, list_events, oldest_event_time
+from ..services.events import EventCursor, list_events, oldest_event_time
 from . import bp
 from .forms import FilterForm, parse_event_form
 from .rendering import history_headers, message_response, render, wants_fragment
@@ -22,8 +22,8 @@ LIVE_INTERVAL_SECONDS = 5
 BROKEN_LINK = "This link has expired or was changed; reload the page to start again from the newest events."
 
 
-def _cursor(token: str | None) -> Cursor | None:
-    return Cursor.decode(token) if token else None
+def _cursor(token: str | None) -> EventCursor | None:
+    return EventCursor.decode(token) if token else None
 
 
 def _context(form: FilterForm, **extra: Any) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def events() -> Response:
         page = list_events(database(), form.event_filter(), limit=PAGE_SIZE, after=after, newest_first=True)
         context.update(events=page.events,
                        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
-                       newest=Cursor(page.events[0].occurred_at, page.events[0].id).encode()
+                       newest=EventCursor(page.events[0].occurred_at, page.events[0].id).encode()
                        if page.events and after is None else None,
                        export_url=url_for("web.export_events", **form.query()))
     if not wants_fragment():
@@ -62,7 +62,7 @@ def events() -> Response:
                   headers=history_headers(canonical), **context)
 
 
-def _fragment_request(cursor_parameter: str) -> tuple[FilterForm, Cursor | None] | BaseResponse:
+def _fragment_request(cursor_parameter: str) -> tuple[FilterForm, EventCursor | None] | BaseResponse:
     """The filters and position of a Load more or Live request, or the answer for a bad one.
 
     Both are htmx-only fragments: a plain request goes to the page, and a
@@ -113,7 +113,7 @@ def live_events() -> BaseResponse:
         return Response(status=204)
     newest = page.events[-1]
     context = _context(form, events=list(reversed(page.events)), controls_oob=True, replaces_empty=after is None,
-                       newest=Cursor(newest.occurred_at, newest.id).encode())
+                       newest=EventCursor(newest.occurred_at, newest.id).encode())
     return render(TEMPLATE, ("rows", "live_poller"), **context)
 
 
