@@ -1,8 +1,8 @@
 # Two commands do all set-up: `make run` and `make test`. Both create .venv on first use.
 # Beside a running `make run`, `make cli ARGS=...` and `make psql` reach its servers (their addresses: RUN_ENV).
-# `make bench` measures the service beside its references (see the Benchmarks section of README.md);
-# `make bench-scale` measures it at 20 million events over 64 day partitions (README "Scaling out").
-# `make mutate` runs mutation testing and writes tests/MUTATION.md (see "How we test" in README.md).
+# `make bench` measures the service beside its references (see docs/performance.md);
+# `make bench-scale` measures it at 20 million events over 64 day partitions (docs/storage.md).
+# `make mutate` runs mutation testing and writes tests/MUTATION.md (see docs/performance.md, "How we test").
 PYTHON3 ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

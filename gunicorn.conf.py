@@ -1,7 +1,7 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (compose's web service).
 
 Values come from the app's SETTINGS (app/core/settings.py) like every other setting,
-so the README's table documents them and compose passes them by name.
+so docs/operations.md's table documents them and compose passes them by name.
 
 On SIGTERM gunicorn stops accepting connections and gives requests in flight
 GUNICORN_GRACEFUL_TIMEOUT seconds to finish before it kills its workers.

@@ -96,7 +96,7 @@ class Results:
             "",
             f"Written by `{command}` (what `make bench` runs; the whole run took {duration_s / 60:.1f} minutes). Every figure and its "
             "reference come from this one run on this one machine; ratios compare them, absolute numbers only "
-            "describe this machine. See the Benchmarks section of [README.md](../README.md) for what each figure measures.",
+            "describe this machine. See [docs/performance.md](../docs/performance.md) for what each figure measures.",
             "",
             "## Machine",
             "",

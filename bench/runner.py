@@ -345,7 +345,7 @@ class Bench:
     def write_costs(self) -> None:
         """What two schema choices cost the write path, each beside the same run's figure without it.
 
-        Client ids claim a key in event_keys (README "Events storage"); the indexes of
+        Client ids claim a key in event_keys (docs/storage.md, "Client ids"); the indexes of
         the list's `action` and `meta.*` filters are one more B-tree and a GIN index per
         partition. Each round starts from an empty table, with or without the indexes.
         """
@@ -395,11 +395,8 @@ class Bench:
             f"{cpu_split(ids['client'])}, service ids {cpu_split(ids['service'])}; with the list-filter indexes "
             f"{cpu_split(indexes['with'])}, without {cpu_split(indexes['without'])}; per batched event with "
             f"{cpu_split(indexes['batch with'], size, 1)}, without {cpu_split(indexes['batch without'], size, 1)}.",
-            f"Decision on the list-filter indexes: with them, single events ran at {single_ratio:.2f} and batches at "
-            f"{batch_ratio:.2f} of the throughput without them in this run (the PostgreSQL CPU per event above is "
-            "the steadier measure on a shared machine). Migration 0003 keeps both: an `action` or `meta.*` filter "
-            "without a user becomes an index lookup instead of a scan of every event in the range (the plans are "
-            "in bench/RESULTS-scale.md); README \"Storage at scale\" gives the reasoning.",
+            f"With the list-filter indexes, single events ran at {single_ratio:.2f} and batches at "
+            f"{batch_ratio:.2f} of the throughput without them.",
         ]
 
     # 2. seed -------------------------------------------------------------------------------------

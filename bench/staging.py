@@ -3,7 +3,7 @@ into a temporary staging table followed by one `INSERT … SELECT` from it.
 
 The same validated events, the same table, one connection, in-process; rounds
 alternate and each starts from an empty table. This is the measurement behind
-keeping arrays (README "Benchmarks", the write path).
+keeping arrays (docs/performance.md, the write path).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from app.services.partitions import ensure_partitions
 __all__ = ["free_port", "wait_until"]  # shared with bench/ and soak/ through app.dev.fixtures
 
 # The document whose configuration table and compose section tests keep in step with the code.
-README_PATH = Path(__file__).resolve().parent.parent / "README.md"
+OPERATIONS_PATH = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
 
 
 def count_rows(app: Flask, table: str) -> int:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from app.core.settings import SETTINGS, load_config
-from tests.helpers import README_PATH
+from tests.helpers import OPERATIONS_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -346,8 +346,8 @@ def test_the_compose_file_is_plain_yaml_with_extension_fields_only():
 
 
 def readme_services() -> dict[str, str]:
-    """Service -> what it runs, from the table in the README's compose section."""
-    section = README_PATH.read_text().split("## Docker compose deployment", 1)[1].split("\n## ", 1)[0]
+    """Service -> what it runs, from the table in docs/operations.md's compose section."""
+    section = OPERATIONS_PATH.read_text().split("## Docker compose deployment", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)`", section, flags=re.M)
     return dict(rows)
 
@@ -361,5 +361,5 @@ def test_the_readme_compose_section_matches_the_file(model):
             assert documented[name] == " ".join(service["command"]), name
         elif "build" not in service:
             assert documented[name].split()[0] == service["image"], name
-    section = README_PATH.read_text()
+    section = OPERATIONS_PATH.read_text()
     assert "--scale worker=" in section and "--profile tools" in section and "cp .env.example .env" in section

@@ -1,4 +1,4 @@
-"""Settings: the README documents every one, and production refuses unsafe ones."""
+"""Settings: docs/operations.md documents every one, and production refuses unsafe ones."""
 from __future__ import annotations
 
 import pytest
@@ -6,15 +6,15 @@ import pytest
 from app import create_app
 from app.extensions import settings
 from app.core.settings import SETTINGS, ConfigError, load_config, settings_table
-from tests.helpers import README_PATH
+from tests.helpers import OPERATIONS_PATH
 
 
 def test_the_readme_table_lists_every_setting_with_its_default():
-    text = README_PATH.read_text()
+    text = OPERATIONS_PATH.read_text()
     table = settings_table()
     missing = [s.key for s in SETTINGS if f"| `{s.key}` |" not in text]
-    assert not missing, f"{README_PATH.name} lacks settings {missing}"
-    assert table in text, (f"the table in {README_PATH.name} differs from SETTINGS; replace it with the output of "
+    assert not missing, f"{OPERATIONS_PATH.name} lacks settings {missing}"
+    assert table in text, (f"the table in {OPERATIONS_PATH.name} differs from SETTINGS; replace it with the output of "
                            "`python -c 'from app.core.settings import settings_table; print(settings_table())'`:\n"
                            + table)
 

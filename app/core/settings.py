@@ -4,7 +4,7 @@
 launcher can set it first) into a mapping keyed by variable name;
 `Settings.from_mapping()` parses and checks it once. The application factory
 builds one `Settings` and every adapter takes its values from it. Each entry
-names its variable, its default and its meaning; the README's configuration
+names its variable, its default and its meaning; docs/operations.md's configuration
 table is rendered from this list (`settings_table()`).
 """
 from __future__ import annotations
@@ -364,7 +364,7 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def settings_table() -> str:
-    """The README's configuration table, rendered from SETTINGS so the two cannot drift apart."""
+    """docs/operations.md's configuration table, rendered from SETTINGS so the two cannot drift apart."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for setting in SETTINGS:
         default = "(unset)" if setting.default is None else f"`{setting.default}`"

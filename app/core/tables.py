@@ -15,7 +15,7 @@ _TIME = sa.DateTime(timezone=True)
 
 # Range-partitioned on occurred_at (see `app/core/partitions.py`); the partitions are created
 # by the migrations, the periodic job and on demand (`app/services/partitions.py`), never here.
-# Every key starts with user_id so the table can be distributed by user (README "Scaling out").
+# Every key starts with user_id so the table can be distributed by user (docs/storage.md, "Scaling out").
 events = sa.Table(
     "events", metadata,
     sa.Column("id", sa.Uuid, nullable=False),

@@ -23,7 +23,3 @@ class StreamSlots:
     def give_back(self, route: str) -> None:
         with self._lock:
             self._held[route] -= 1
-
-    def held(self, route: str) -> int:
-        with self._lock:
-            return self._held.get(route, 0)

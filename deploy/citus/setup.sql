@@ -1,4 +1,4 @@
--- Lays the service's tables out on the Citus cluster of the `citus` compose profile (README "Scaling out").
+-- Lays the service's tables out on the Citus cluster of the `citus` compose profile (docs/storage.md, "Scaling out").
 -- Run on the coordinator after `flask db upgrade`; every step may run again.
 \set ON_ERROR_STOP on
 
