@@ -47,7 +47,7 @@ def hook_costs(app: Flask, *, calls: int = 2000, rounds: int = 5) -> list[tuple[
     with _request_lines_written(), app.test_request_context("/api/event", method="POST", data=BODY, content_type="application/json",
                                   environ_base={"REMOTE_ADDR": "203.0.113.9"}):
         for before in app.before_request_funcs.get(None, []):
-            before()  # what the hook sets up (g.request_id, timers) is there for the after hooks
+            before()  # what the hook sets up is there for the after hooks
             costs.append((_name(before), _best_us(before, calls, rounds)))
         response = app.response_class(BODY, status=201, mimetype="application/json")
         for after in reversed(app.after_request_funcs.get(None, [])):

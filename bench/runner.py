@@ -601,8 +601,8 @@ class Bench:
         "What the figures mean", kept from one run to the next)."""
         for row in self.results.rows:
             if row.met is False:
-                self.results.misses.append(f"- **{row.figure}**: {row.value} against "
-                                           f"{row.reference_value or row.target} ({row.target}).")
+                against = f" against {row.reference_value}" if row.reference_value else ""
+                self.results.misses.append(f"- **{row.figure}**: {row.value}{against} ({row.target}).")
 
 
 def redis_version(url: str) -> str:

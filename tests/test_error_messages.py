@@ -170,9 +170,23 @@ def test_an_events_cursor_is_not_a_metrics_cursor(client):
     ({"events": {}}, ("invalid_field", "events", "must be a non-empty array of events")),
     ({"events": []}, ("invalid_field", "events", "must be a non-empty array of events")),
     ({"events": [GOOD] * 1001}, ("batch_too_large", "events", "must hold at most 1000 events")),
+    # the events' faults are named before the envelope's
+    ({"events": [event(user_id=0)] + [GOOD] * 1000},
+     ("invalid_batch", "events", "1 of 1001 events are invalid; nothing was stored")),
+    ({"events": [event(action="")], "extra": 1}, ("invalid_batch", "events", "1 of 1 events are invalid; nothing was stored")),
+    ({"events": [GOOD], "extra": 1}, ("unknown_field", "extra", "unknown field 'extra'")),
 ])
 def test_batch_errors_say_what_to_fix(client, body, expected):
     assert error_of(client.post("/api/events/batch", json=body)) == (400, *expected)
+
+
+def test_an_event_a_number_out_of_range_breaks_is_named_among_the_others(client):
+    body = b'{"events": [{"user_id": 1, "action": "a", "metadata": {"n": 1e999}}, {"user_id": "x", "action": "a"}]}'
+    response = client.post("/api/events/batch", data=body, content_type="application/json")
+    assert error_of(response) == (400, "invalid_batch", "events", "2 of 2 events are invalid; nothing was stored")
+    assert response.get_json()["error"]["details"] == [
+        {"index": 0, "field": None, "message": "request body is not valid JSON: number 1e999 is out of range"},
+        {"index": 1, "field": "user_id", "message": "must be a positive integer"}]
 
 
 def test_a_batch_names_each_bad_item_and_each_reused_id(client, app):

@@ -126,18 +126,20 @@ def test_with_a_metrics_token_only_a_scrape_bearing_it_is_answered(app_config):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
             refused = client.get("/internal/metrics", headers=headers)
             assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
-            assert b"tracking_" not in refused.get_data()
+            assert refused.get_data() == b"send METRICS_TOKEN as `Authorization: Bearer <token>`\n"
         answered = client.get("/internal/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         assert answered.status_code == 200
 
 
-def test_with_access_control_on_and_no_metrics_token_nobody_may_scrape(app_config):
+def test_with_access_control_on_and_no_metrics_token_nobody_may_scrape(app_config, caplog):
     protected = {**app_config, "API_TOKENS_FULL": "full-token", "ADMIN_PASSWORD_HASH": "scrypt:unused"}
     with separate_app(protected) as app:
         app.test_client_class = ValidatingClient
         for headers in ({}, {"Authorization": "Bearer full-token"}):  # an API token is no scrape token
             response = app.test_client().get("/internal/metrics", headers=headers)
-            assert response.status_code == 404 and b"tracking_" not in response.get_data()
+            assert response.status_code == 404 and response.get_data() == b"not found\n"
+    # the operator whose Prometheus gets 404s learns why
+    assert "refused a scrape of /internal/metrics: access control is on and METRICS_TOKEN is not set" in caplog.text
     with separate_app({**protected, "METRICS_TOKEN": METRICS_TOKEN}) as app:
         app.test_client_class = ValidatingClient
         response = app.test_client().get("/internal/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})

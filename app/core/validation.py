@@ -21,9 +21,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from . import request_bodies as bodies
 from .declarations import declared_type, first_fault, value_fault
@@ -246,31 +247,68 @@ def parse_event(raw: bytes, *, now: datetime, bounds: InputBounds) -> ValidEvent
     return _checked(body, _Suspicions.of(raw), now, bounds)
 
 
+class _SplitBatch(msgspec.Struct):
+    """A batch's events, each left undecoded, so that each can be judged on its own; nothing else is judged here."""
+
+    events: list[msgspec.Raw]
+
+
+def _split_events(raw: bytes) -> list[bytes] | None:
+    """The events of a batch as raw bytes, or None when the body is not an object holding an array `events`
+    (or holds text only the standard library reads)."""
+    try:
+        return [bytes(item) for item in msgspec.json.decode(raw, type=_SplitBatch).events]
+    except RecursionError:
+        raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def _batch_envelope(raw: bytes) -> list[Any]:
+    """The events of a batch msgspec refused, once its envelope is right by its declaration (else its fault)."""
+    try:
+        return list(_converted(decode_json_body(raw), bodies.EventBatch, _BATCH_ROOT, "events").events)
+    except _InvalidItems as invalid:
+        return invalid.items
+
+
 def parse_batch(raw: bytes, *, now: datetime, bounds: InputBounds) -> list[ValidEvent]:
     """Validate a batch body `{"events": [...]}` of 1 to MAX_BATCH events, all or none.
 
     Every invalid item is reported (its index, field and message) in one
-    error, so a client can fix the batch and send it again.
+    error, so a client can fix the batch and send it again. When msgspec
+    refuses the batch, its events are judged one by one first, then its
+    envelope against the declaration.
     """
     suspicions = _Suspicions.of(raw)
     items: list[Any]
     try:
-        items, refused = _decoded(raw, bodies.EventBatch, _BATCH_ROOT, "events").events, False
-    except _InvalidItems as invalid:
-        items, refused = invalid.items, True
+        items, refused = list(msgspec.json.decode(raw, type=bodies.EventBatch).events), False
+    except RecursionError:
+        raise ValidationError(_NESTED_TOO_DEEPLY, code="malformed_json") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        items, refused = _split_events(raw) or _batch_envelope(raw), True
     news: list[ValidEvent] = []
     errors = []
     for index, item in enumerate(items):
         try:
-            body = item if isinstance(item, bodies.NewEvent) else _converted(item, bodies.NewEvent, _EVENT_ROOT)
+            if isinstance(item, bodies.NewEvent):
+                body = item
+            elif isinstance(item, bytes):
+                body = _decoded(item, bodies.NewEvent, _EVENT_ROOT)
+            else:
+                body = _converted(item, bodies.NewEvent, _EVENT_ROOT)
             news.append(_checked(body, suspicions, now, bounds))
         except ValidationError as exc:
             errors.append({"index": index, "field": exc.field, "message": exc.message})
     if errors:
         raise ValidationError(f"{len(errors)} of {len(items)} events are invalid; nothing was stored",
                               field="events", code="invalid_batch", details=errors)
-    if refused:  # msgspec refused the batch, yet its envelope and each of its events are right
-        raise ValidationError(_BATCH_ROOT, field="events")
+    if refused:  # every event is right: what msgspec refused is the envelope, or what only the standard library reads
+        try:
+            _converted(decode_json_body(raw), bodies.EventBatch, _BATCH_ROOT, "events")
+        except _InvalidItems:  # msgspec refused what our reading of the declaration allows: a bug of ours
+            raise ValidationError(_BATCH_ROOT, field="events") from None
     return news
 
 

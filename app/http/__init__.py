@@ -1,7 +1,8 @@
-"""HTTP plumbing shared by every blueprint: auth, CORS, trusted proxies, rate limits, headers, sessions
-and sign-ins, JSON, errors, logs.
+"""HTTP plumbing shared by every blueprint: each route's policy and the gate that enforces it (access,
+CSRF, rate limits, concurrency), tokens and sign-ins, CORS, trusted proxies, the request class, headers,
+sessions, JSON, errors, logs.
 
-May import `app.core`, `app.services` and `app.jobs`; never `app.api` or `app.web`,
+May import `app.core`, `app.services`, `app.runtime` and `app.jobs`; never `app.api` or `app.web`,
 which build on it.
 """
 

@@ -118,6 +118,7 @@ def _check_scrape(settings: Settings) -> None:
     off and nobody once it is on (the exposition tells an outsider a good deal)."""
     if not settings.metrics_token:
         if settings.access_control_enabled:
+            log.warning("refused a scrape of /internal/metrics: access control is on and METRICS_TOKEN is not set")
             raise ApiError("not found", status=404, code="not_found")
         return
     if not bears_metrics_token(settings):

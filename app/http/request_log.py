@@ -26,7 +26,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id") and has_request_context():
-            record.request_id = request.id  # type: ignore[attr-defined]
+            record.request_id = getattr(request, "id", None)  # another app's request has none
         return True
 
 

@@ -1,5 +1,5 @@
 """Jobs: the RQ queue, the job functions, the periodic schedule, the worker loop and the CLI.
 
 Adapters around the services for work done outside a request. May import
-`app.core` and `app.services`; never `app.http`, `app.api` or `app.web`.
+`app.core`, `app.services` and `app.runtime`; never `app.http`, `app.api` or `app.web`.
 """

@@ -43,6 +43,7 @@ from werkzeug.wrappers import Response
 
 from ..core.settings import Settings
 from ..extensions import runtime, settings
+from ..http.errors import ApiError
 from ..http.policy import Access, policy
 from ..jobs.queue import CALCULATION_QUEUE, namespaced
 from ..runtime import Runtime
@@ -260,12 +261,12 @@ Source = QueueSource | CalculationSource | ReplicaSource
 class _Exposition(Collector):
     """Everything one scrape reports: the process's own series, then the scrape-time sources."""
 
-    def __init__(self, process: Collector, sources: Iterable[Source]) -> None:
-        self.process = process
+    def __init__(self, own_series: Collector, sources: Iterable[Source]) -> None:
+        self.own_series = own_series
         self.sources = list(sources)
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.process.collect()
+        yield from self.own_series.collect()
         up = GaugeMetricFamily("tracking_collector_up",
                                "1 when a scrape-time collector could read its source (Redis, PostgreSQL).",
                                labels=["collector"])
@@ -282,6 +283,12 @@ def _process_collector(multiproc_dir: str | None) -> Collector:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=multiproc_dir)
     return registry
+
+
+@bp.errorhandler(ApiError)
+def refused(exc: ApiError) -> Response:
+    """A scrape its policy refused, in a line of plain text (Prometheus shows it as the target's error)."""
+    return Response(exc.message + "\n", status=exc.status, mimetype="text/plain", headers=exc.headers)
 
 
 @bp.get("/internal/metrics")

@@ -20,7 +20,7 @@ One rule after `os.fork()` (`lifecycle`): the child's runtime forgets every
 member its parent made, without closing it (those sockets and threads are
 the parent's), and makes its own on first use; the pooled engines are
 disposed the same way. One `close()` ends them all. Nothing else in `app/`
-keeps per-process state, checks a pid or hooks a fork.
+checks a pid or hooks a fork.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from .redis_clients import REDIS_FAILURES, RedisSkipped
 from .replica import ReplicaMonitor
 from .slots import StreamSlots
 
-__all__ = ["Runtime", "RedisSkipped", "REDIS_FAILURES"]
+__all__ = ["Runtime"]
 
 T = TypeVar("T")
 

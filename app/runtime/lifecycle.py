@@ -89,10 +89,12 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    if _death_signal[0] is not None:
-        die_with_parent(_forking_pid[0], _death_signal[0])
-    for runtime in list(_live):
-        runtime.after_fork()
+    try:
+        for runtime in list(_live):
+            runtime.after_fork()
+    finally:  # whatever happened above, the child still dies with its parent
+        if _death_signal[0] is not None:
+            die_with_parent(_forking_pid[0], _death_signal[0])
 
 
 def _at_exit() -> None:
