@@ -1,6 +1,7 @@
-"""Every SQL statement the services run, printed whole and prepared against the migrated schema.
+"""Every SQL statement the services (and the runtime's and Prometheus's checks) run, printed whole and prepared
+against the migrated schema.
 
-A statement is a module-level constant of a service module, a `str` or a
+A statement is a module-level constant of one of those modules, a `str` or a
 `sqlalchemy.text`, whose text starts with SQL. `pytest -s` on this file shows
 each one whole, as psycopg is given it; PostgreSQL then parses, resolves and
 plans it (`PREPARE`, inside a transaction rolled back, without running it), so
@@ -18,9 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
+from app.ops import prometheus
+from app.runtime import replica
 from app.services import calculation, events, metrics, partitions, retention
 
-MODULES = (events, metrics, calculation, partitions, retention)
+MODULES = (events, metrics, calculation, partitions, retention, replica, prometheus)
 SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
 # psycopg's placeholders (named or positional, text or binary) and its escaped percent sign
 PLACEHOLDER = re.compile(r"%%|%\((\w+)\)[sbt]|%[sbt]")

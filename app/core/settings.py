@@ -250,19 +250,19 @@ class Settings:
     def production(self) -> bool:
         return self.app_env == "production"
 
-    @property
+    @cached_property  # read on every request
     def ingest_tokens(self) -> tuple[str, ...]:
         return split_tokens(self.api_tokens_ingest)
 
-    @property
+    @cached_property  # read on every request
     def full_tokens(self) -> tuple[str, ...]:
         return split_tokens(self.api_tokens_full)
 
-    @property
+    @cached_property  # read on every request
     def cors_origins(self) -> tuple[str, ...]:
         return split_origins(self.cors_allowed_origins)
 
-    @property
+    @cached_property  # read on every request
     def access_control_enabled(self) -> bool:
         """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
         if self.access_control in ("on", "off"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from flask import Flask, Response, request
 
 from ..core.settings import Settings
-from .policy import policy_of
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -48,7 +47,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         headers = response.headers
         present = {name.lower() for name, _ in headers.items()}
         headers.extend([(name, value) for name, value in defaults if name.lower() not in present])
-        declared = policy_of(request.endpoint)
+        declared = request.policy  # type: ignore[attr-defined]
         if declared is None or not declared.cacheable:
             headers["Cache-Control"] = "no-store"
         return response

@@ -140,10 +140,10 @@ def _hold_slot(endpoint: str, bound: int) -> None:
 
 def enforce_policy() -> Response | None:
     """The gate (see the module docstring); returns the answer to a preflight, raises a refusal."""
+    declared = request.policy = policy_of(request.endpoint)  # type: ignore[attr-defined]
     preflight = cors.answer_preflight()
     if preflight is not None:
         return preflight
-    declared = policy_of(request.endpoint)
     if declared is None:
         return None
     settings = runtime().settings

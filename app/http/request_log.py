@@ -15,7 +15,6 @@ from werkzeug.wrappers import Response
 
 from ..core.logs import configure_logging, log_fields
 from ..core.settings import Settings
-from .policy import policy_of
 from .requests import REQUEST_ID_HEADER
 
 request_log = logging.getLogger("app.request")
@@ -41,7 +40,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 def _finish_request(response: Response) -> Response:
     request_id = request.id  # type: ignore[attr-defined]
     response.headers[REQUEST_ID_HEADER] = request_id
-    declared = policy_of(request.endpoint)
+    declared = request.policy  # type: ignore[attr-defined]
     # the line's fields are only gathered when it will be written (LOG_LEVEL=WARNING writes none)
     if (declared is None or declared.logged) and request_log.isEnabledFor(logging.INFO):
         duration_ms = round((time.perf_counter() - request.started) * 1000, 2)  # type: ignore[attr-defined]

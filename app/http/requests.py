@@ -1,8 +1,10 @@
-"""The service's request class: Flask's, with its start, its id, and a body bounded even when chunked.
+"""The service's request class: Flask's, with its start, its id, its route's policy, and a body bounded even
+when chunked.
 
 `started` and `id` belong to the request itself, so no hook has to run first
 to stamp them: the request log, Prometheus and any line logged while the
-request runs read the same values, whatever order their hooks run in.
+request runs read the same values, whatever order their hooks run in. The
+policy gate notes the route's policy on it, for the hooks that answer by it.
 
 With a Content-Length over MAX_BODY_BYTES werkzeug answers 413 before
 reading. A chunked body has none: werkzeug then reads at most the limit and
@@ -54,6 +56,7 @@ class ServiceRequest(Request):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.started = time.perf_counter()
+        self.policy: Any = None  # its route's policy, once the policy gate has looked it up
 
     @cached_property
     def id(self) -> str:
