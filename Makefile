@@ -73,7 +73,7 @@ bench-scale: $(BENCH_STAMP)
 		|| echo "bench-scale: could not install wrk; the asyncio load generator will be used"
 	$(PY) -m bench.scale $(BENCH_SCALE_ARGS)
 
-## Mutation testing of app/core, app/services and the API's auth and rate limits with mutmut (under 30 minutes):
+## Mutation testing of app/core, app/services, app/runtime and the HTTP security checks with mutmut (about an hour):
 ## writes tests/MUTATION.md (score, surviving mutants by file). Not part of `make test`.
 mutate: $(MUTATE_STAMP)
 	$(PY) -m mutation $(MUTATE_ARGS)

@@ -21,8 +21,9 @@ from mutation.equivalent import EQUIVALENT
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.85
-# The packages the target is about, and the security checks reported beside them.
-GROUPS = {"core and services": ("app/core/", "app/services/"), "security checks (app/http)": ("app/http/",)}
+# The packages the target is about, and the security checks and the runtime reported beside them.
+GROUPS = {"core and services": ("app/core/", "app/services/"), "security checks (app/http)": ("app/http/",),
+          "runtime (app/runtime)": ("app/runtime/",)}
 CAUGHT = {"killed", "timeout"}
 
 

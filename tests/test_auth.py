@@ -31,8 +31,10 @@ def test_missing_or_wrong_token_is_401_with_the_envelope(guarded, app):
     for headers in ({}, bearer("nope"), {"Authorization": f"Basic {FULL}"}, bearer("")):
         response = client.post("/api/event", json=EVENT, headers=headers)
         assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert response.get_json()["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+        error = response.get_json()["error"]
+        assert (error["code"], error["message"]) == (
+            "unauthorized", "send a valid API token as `Authorization: Bearer <token>`")
     assert client.get("/api/events").status_code == 401
     assert count_rows(app, "events") == 0
 
@@ -51,7 +53,8 @@ def test_an_ingest_token_may_only_record_events(guarded, app):
     for method, path in (("get", "/api/events"), ("get", "/api/metrics"), ("post", "/api/metrics")):
         response = getattr(client, method)(path, headers=bearer(INGEST))
         assert response.status_code == 403
-        assert response.get_json()["error"]["code"] == "forbidden"
+        error = response.get_json()["error"]
+        assert (error["code"], error["message"]) == ("forbidden", "this token may only record events")
     assert count_rows(app, "events") == 2
 
 

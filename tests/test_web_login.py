@@ -97,7 +97,8 @@ def test_recalculate_refuses_a_request_without_the_csrf_token(client):
     page = client.get("/metrics").get_data(as_text=True)
     refused = client.post("/metrics/recalculate", headers=HTMX)
     assert refused.status_code == 400
-    assert "reload the page" in refused.get_data(as_text=True)
+    assert ("This form was stale or was not sent from this dashboard; reload the page and try again."
+            in refused.get_data(as_text=True))
     forged = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": "forged"})
     assert forged.status_code == 400
     accepted = client.post("/metrics/recalculate", headers={**HTMX, "X-CSRF-Token": token_of(page)})
