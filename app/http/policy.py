@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from ..core.settings import Settings
 from ..extensions import runtime
+from ..runtime.slots import StreamSlots
 from . import cors
 from .auth import Token, bears_metrics_token, verified_token
 from .csrf import carries_csrf_token
@@ -126,9 +127,8 @@ def _check_scrape(settings: Settings) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
-def _hold_slot(endpoint: str, bound: int) -> None:
+def _hold_slot(slots: StreamSlots, endpoint: str, bound: int) -> None:
     """Take one of the route's slots for as long as its answer streams."""
-    slots = runtime().stream_slots
     if not slots.take(endpoint, bound):
         raise ApiError(f"{bound} of these are already running; retry later", status=503, code=BUSY, retry_after=1)
 
@@ -146,16 +146,17 @@ def enforce_policy() -> Response | None:
         return preflight
     if declared is None:
         return None
-    settings = runtime().settings
+    process = runtime()
+    settings = process.settings
     if declared.csrf and not carries_csrf_token():
         raise ApiError("This form was stale or was not sent from this dashboard; reload the page and try again.",
                        status=400, code=CSRF_REFUSED)
     _check_access(declared.access, settings)
-    refusal = charge(declared.budgets, settings, runtime())
+    refusal = charge(declared.budgets, settings, process)
     if refusal is not None:
         raise ApiError(refusal.message, status=429, code=RATE_LIMITED, retry_after=refusal.retry_after)
     if declared.concurrency is not None:
-        _hold_slot(str(request.endpoint), declared.concurrency)
+        _hold_slot(process.stream_slots, str(request.endpoint), declared.concurrency)
     return None
 
 

@@ -96,7 +96,9 @@ class Runtime:
 
     def __init__(self, settings: Settings, primary: Engine, read: Engine | None = None) -> None:
         self.settings = settings
-        self.engines = (primary, read) if read is not None else (primary,)
+        self.primary = primary
+        self.read = read
+        self.engines = tuple(engine for engine in (primary, read) if engine is not None)
         self._lock = threading.RLock()
         self._made: dict[str, Any] = {}
         lifecycle.track(self)
@@ -114,7 +116,7 @@ class Runtime:
     @per_process
     def database(self) -> Database:
         """Where statements go: the primary, and the replica while it may serve reads."""
-        return Database(self.engines[0], self.engines[1] if len(self.engines) > 1 else None, self.replica_monitor,
+        return Database(self.primary, self.read, self.replica_monitor,
                         read_timeout_ms=self.settings.database_read_timeout_ms)
 
     @closed_by(DedicatedWriter.close)
