@@ -33,9 +33,9 @@ CMD ["rq-dashboard", "--port", "9181"]
 FROM base AS app
 COPY app ./app
 COPY migrations ./migrations
-COPY wsgi.py worker.py gunicorn.conf.py ./
+COPY wsgi.py worker.py ./
 USER app
 EXPOSE 8080
-# gunicorn and the RQ worker both finish their work in flight on SIGTERM.
+# The web server and the RQ worker both finish their work in flight on SIGTERM.
 STOPSIGNAL SIGTERM
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+CMD ["python", "-m", "app.serving"]

@@ -15,7 +15,7 @@ export RUN_ENV ?= .data/run.env
 # A recipe's first step: the run file's addresses over the caller's environment, when `make run` is running.
 FROM_RUN_ENV = if [ -f "$(RUN_ENV)" ]; then set -a && . "$(abspath $(RUN_ENV))" && set +a; fi;
 
-.PHONY: run cli psql test soak bench bench-scale mutate install clean-data screenshots
+.PHONY: run serve cli psql test soak bench bench-scale mutate install clean-data screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -37,6 +37,11 @@ $(MUTATE_STAMP): $(STAMP)
 run: $(STAMP)
 	$(PY) -m app.dev.server
 
+## The production web server alone (granian, WEB_WORKERS x WEB_THREADS on WEB_HOST:PORT), as compose runs it;
+## needs DATABASE_URL and REDIS_URL, and the migrations applied (`make cli ARGS="db upgrade"`).
+serve: $(STAMP)
+	exec $(PY) -m app.serving
+
 ## Run a CLI command beside `make run` (on its servers) or on DATABASE_URL/REDIS_URL, e.g.
 ## ARGS="calculate-metrics", ARGS="apply-retention --dry-run", ARGS="hash-password"; ARGS="--help" lists them.
 cli: $(STAMP)
@@ -55,7 +60,7 @@ test: $(STAMP)
 screenshots: $(STAMP)
 	$(PY) -m pytest -q -rs tests/test_browser.py -k screenshots $(PYTEST_ARGS)
 
-## A minute of mixed traffic against gunicorn and a worker: no 5xx, flat memory, bounded connections.
+## A minute of mixed traffic against the web server and a worker: no 5xx, flat memory, bounded connections.
 soak: $(STAMP)
 	$(PY) -m soak $(SOAK_ARGS)
 

@@ -1,4 +1,4 @@
-"""WSGI entry point: `gunicorn wsgi:app`, and `flask --app wsgi ...` for the CLI."""
+"""The app for the web server (`front`, served by `python -m app.serving`) and for `flask --app wsgi ...`."""
 from __future__ import annotations
 
 import gc
@@ -6,9 +6,9 @@ import sys
 
 from app import create_app
 from app.core.settings import ConfigError
+from app.extensions import settings
+from app.serving.server import front_for
 
-# gunicorn's exit status for an app that failed to load: its master then stops
-# instead of starting the worker again and again.
 APP_LOAD_ERROR = 4
 
 try:
@@ -17,6 +17,8 @@ except ConfigError as exc:
     # The message names the setting and what to do; a traceback would only bury it.
     print(f"refusing to start: {exc}", file=sys.stderr, flush=True)
     sys.exit(APP_LOAD_ERROR)
+with app.app_context():
+    front = front_for(app, settings())
 # The objects built so far live as long as the process: freezing them spares every
 # full collection a walk over all of them, which batch requests, each creating a
 # great many short-lived objects, would otherwise trigger often.

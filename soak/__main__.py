@@ -1,6 +1,6 @@
 """`make soak`: a minute of mixed traffic against the real service, on loopback.
 
-Starts gunicorn (as compose does) and an RQ worker against a database of its
+Starts the web server (as compose does) and an RQ worker against a database of its
 own on the PostgreSQL named by DATABASE_URL and a key namespace of its own on
 REDIS_URL, then drives ingestion, batches, lists, dashboard fragments and
 recalculations from several client threads. It passes when no request got a
@@ -110,7 +110,7 @@ def _ready(port: int) -> bool:
 
 
 def _web_workers(master: psutil.Process) -> list[psutil.Process]:
-    return [child for child in master.children() if "gunicorn" in " ".join(child.cmdline())]
+    return master.children()  # the web server's master starts its workers and nothing else
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace, database_url: str, redis_url: str, namespace:
     """Start the service on the soak's database and namespace, drive it, and stop it."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace,
-           "PORT": str(port), "GUNICORN_WORKERS": str(WEB_WORKERS), "DATABASE_POOL_SIZE": str(POOL_SIZE),
+           "PORT": str(port), "WEB_WORKERS": str(WEB_WORKERS), "DATABASE_POOL_SIZE": str(POOL_SIZE),
            "LOG_LEVEL": "WARNING", "ACCESS_CONTROL": "off", "PYTHONUNBUFFERED": "1",
            # every client thread reads from one address: keep the read budget's check, not its 429s
            "RATE_LIMIT_READ": "1000000 per second"}
@@ -143,8 +143,7 @@ def _run(args: argparse.Namespace, database_url: str, redis_url: str, namespace:
     try:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
-                                f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, process_group=0)
+        web = subprocess.Popen([sys.executable, "-m", "app.serving"], cwd=ROOT, env=env, process_group=0)
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, process_group=0,
                                   stdout=subprocess.DEVNULL)
         processes += [web, worker]

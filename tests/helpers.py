@@ -64,12 +64,14 @@ def post_event(client: Any, **fields: Any) -> Any:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_gunicorn(config: dict[str, Any], log_path: Path) -> subprocess.Popen:
-    """gunicorn as compose runs it (`gunicorn.conf.py`, `wsgi:app`) with `config` in its environment."""
+WEB = [sys.executable, "-m", "app.serving"]
+
+
+def start_web(config: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    """The web server as `make serve` and compose run it, with `config` in its environment."""
     env = {**os.environ, **{key: str(value) for key, value in config.items()}, "PYTHONUNBUFFERED": "1"}
     with log_path.open("w") as log:
-        return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(WEB, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def answers_healthz(port: int) -> bool:
@@ -85,7 +87,7 @@ def answers_healthz(port: int) -> bool:
 
 
 def title(process: psutil.Process) -> str:
-    """A process's command line as RQ and gunicorn retitle it; "" once it has ended (a zombie not yet
+    """A process's command line as RQ retitles it; "" once it has ended (a zombie not yet
     reaped by its parent has no command line to read, and is done working)."""
     try:
         return " ".join(process.cmdline())
@@ -106,8 +108,8 @@ def spawn(command: list[str], config: dict[str, Any], log_path: Path) -> subproc
 
 
 def stop(process: subprocess.Popen, log_path: Path | None = None, timeout: float = 15) -> None:
-    """SIGTERM (a warm shutdown: gunicorn and RQ stop their children too), then SIGKILL if it does not exit
-    in time: its whole process group when it leads one (a work horse or gunicorn worker goes with it)."""
+    """SIGTERM (a warm shutdown: the web server and RQ stop their children too), then SIGKILL if it does not exit
+    in time: its whole process group when it leads one (a work horse or web worker goes with it)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

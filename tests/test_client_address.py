@@ -1,4 +1,4 @@
-"""The client address rate limits key on, through compose's real nginx in front of a real gunicorn.
+"""The client address rate limits key on, through compose's real nginx in front of the real web server.
 
 nginx replaces any X-Forwarded-For the client sent with the address it sees,
 and the app (TRUSTED_PROXIES=1, as compose sets it) believes that one hop: so
@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.test_proxy import NGINX, gunicorn, proxy  # noqa: F401  (fixtures)
+from tests.test_proxy import NGINX, web, proxy  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="no nginx binary: `apt-get install nginx` (.ci/run does)")
 
@@ -21,7 +21,7 @@ EVENT = json.dumps({"user_id": 1, "action": "page_view"}).encode()
 
 @pytest.fixture
 def app_config(app_config):
-    """What the borrowed gunicorn runs with: compose's one trusted hop and a small ingest budget."""
+    """What the borrowed web server runs with: compose's one trusted hop and a small ingest budget."""
     return {**app_config, "TRUSTED_PROXIES": 1, "RATE_LIMIT_INGEST": "2 per minute"}
 
 

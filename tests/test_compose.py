@@ -49,7 +49,7 @@ IMAGE_VARIABLES = {
     "citus-setup": {"PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE"},
 }
 IMPORTANT_IN_ENV_EXAMPLE = {"SECRET_KEY", "POSTGRES_PASSWORD", "APP_ENV", "PORT", "LOG_LEVEL", "LOG_FORMAT",
-                            "METRICS_WINDOW_HOURS", "METRICS_SCHEDULE", "GUNICORN_WORKERS"}
+                            "METRICS_WINDOW_HOURS", "METRICS_SCHEDULE", "WEB_WORKERS"}
 
 
 def env_example() -> dict[str, str]:
@@ -235,7 +235,7 @@ def test_data_lives_in_named_volumes(model):
 
 def test_shutdown_grace_covers_the_graceful_timeout(model):
     services = model["services"]
-    graceful = load_config({})["GUNICORN_GRACEFUL_TIMEOUT"]
+    graceful = load_config({})["WEB_GRACEFUL_TIMEOUT"]
     assert _seconds(services["web"]["stop_grace_period"]) > graceful
     assert _seconds(services["worker"]["stop_grace_period"]) >= 60
 
@@ -281,10 +281,8 @@ def test_every_command_points_at_an_entry_point_that_exists(model, app):
         command = service.get("command") or []
         if name not in APP_SERVICES:
             continue
-        if command[0] == "gunicorn":
-            config_file = command[command.index("-c") + 1]
-            assert (ROOT / config_file).is_file()
-            assert command[-1] == "wsgi:app" and _wsgi_app_defined()
+        if command[:3] == ["python", "-m", "app.serving"]:
+            assert (ROOT / "app" / "serving" / "__main__.py").is_file() and _wsgi_app_defined()
         elif command[0] == "python":
             script = ROOT / command[1]
             assert script.is_file() and '__name__ == "__main__"' in script.read_text()
@@ -318,15 +316,15 @@ def test_the_dockerfile_caches_dependencies_and_runs_as_non_root():
     assert list(stages)[-1] == "app"  # the default target
     final = stages["app"]
     copied = {source for c in final if c.cmd == "COPY" for source in c.value[:-1]}
-    assert {"app", "migrations", "wsgi.py", "worker.py", "gunicorn.conf.py"} <= copied
+    assert {"app", "migrations", "wsgi.py", "worker.py"} <= copied
     instructions = [c.cmd for c in final]
     users = [c.value[0] for c in final if c.cmd == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert instructions.index("USER") < instructions.index("CMD")
     assert [c.value for c in final if c.cmd == "STOPSIGNAL"] == [("SIGTERM",)]
     (cmd,) = [c for c in final if c.cmd == "CMD"]
-    assert cmd.json, "exec form, so SIGTERM reaches gunicorn rather than a shell"
-    assert cmd.value == ("gunicorn", "-c", "gunicorn.conf.py", "wsgi:app")
+    assert cmd.json, "exec form, so SIGTERM reaches the web server rather than a shell"
+    assert cmd.value == ("python", "-m", "app.serving")
     dashboard = stages["rq-dashboard"]
     assert any(c.cmd == "USER" and c.value[0] not in ("root", "0") for c in dashboard)
     assert "['tools']" in next(c.value[0] for c in dashboard if c.cmd == "RUN")
@@ -336,13 +334,13 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     assert {".env", ".venv", ".git", ".data"} <= ignored
-    assert not ignored & {"app", "migrations", "pyproject.toml", "wsgi.py", "worker.py", "gunicorn.conf.py"}
+    assert not ignored & {"app", "migrations", "pyproject.toml", "wsgi.py", "worker.py"}
 
 
 def test_the_compose_file_is_plain_yaml_with_extension_fields_only():
     document = yaml.safe_load(COMPOSE_FILE.read_text())
     assert set(document) - {"name", "services", "volumes"} == {"x-app"}
-    assert document["services"]["web"]["command"][-1] == "wsgi:app"
+    assert document["services"]["web"]["command"] == ["python", "-m", "app.serving"]
 
 
 def readme_services() -> dict[str, str]:

@@ -30,10 +30,10 @@ import redis
 
 from app.dev.embedded import start_redis
 from app.jobs.queue import CALCULATION_QUEUE, calculation_queue
-from tests.helpers import free_port, title, wait_until
+from tests.helpers import WEB, free_port, title, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-GONE_WITHIN = 15.0  # seconds: gunicorn's workers notice their master is gone within a second or two
+GONE_WITHIN = 15.0  # seconds: the web workers go with their master (PR_SET_PDEATHSIG) within a second or two
 # The Makefile's venv stamp: the tests run make with their own interpreter and never (re)install the venv.
 STAMP = ".venv/.installed-stamp"
 
@@ -41,7 +41,7 @@ STAMP = ".venv/.installed-stamp"
 def launcher_env(app_config: dict[str, object], port: int, run_file: Path) -> dict[str, str]:
     """The launcher's environment: the test's servers, and its run file where the test says."""
     return {**os.environ, **{key: str(value) for key, value in app_config.items()}, "PORT": str(port),
-            "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2", "PYTHONUNBUFFERED": "1", "RUN_ENV": str(run_file)}
+            "WEB_WORKERS": "1", "WEB_THREADS": "2", "PYTHONUNBUFFERED": "1", "RUN_ENV": str(run_file)}
 
 
 def make(target: str, args: str, env: dict[str, str], path: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,7 @@ def test_killing_the_launcher_kills_its_server_worker_work_horse_and_scheduler(a
         wait_until(lambda: job.get_status(refresh=True) == "started", timeout=60, what="the job started")
         family = psutil.Process(launcher.pid).children(recursive=True)
         commands = [title(process) for process in family]
-        assert any("gunicorn" in command for command in commands), commands
+        assert any("granian" in command and "wsgi:front" in command for command in commands), commands
         assert any("scheduler" in command for command in commands), commands
         # RQ retitles its processes: the worker "rq:worker:<name>: ...", its work horse "...: Processing ...".
         (worker,) = [process for process in family if process.ppid() == launcher.pid
@@ -187,11 +187,10 @@ def test_an_entry_point_refuses_a_setting_in_one_line_without_a_traceback(comman
     assert len(lines) == 1 and lines[0].startswith(message), lines
 
 
-def test_gunicorn_refuses_a_setting_once_and_stops_instead_of_restarting_its_workers():
-    env = {**os.environ, "DATABASE_URL": NOT_A_DATABASE, "METRICS_WINDOW_HOURS": "5", "GUNICORN_WORKERS": "1"}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
-                           f"127.0.0.1:{free_port()}", "wsgi:app"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+def test_the_web_server_refuses_a_setting_once_and_stops_instead_of_starting_workers():
+    env = {**os.environ, "DATABASE_URL": NOT_A_DATABASE, "METRICS_WINDOW_HOURS": "5", "WEB_WORKERS": "1",
+           "PORT": str(free_port())}
+    done = subprocess.run(WEB, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert output.count("refusing to start: METRICS_WINDOW_HOURS=5 must divide 24") == 1, output

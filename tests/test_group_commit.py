@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db, runtime
-from tests.helpers import answers_healthz, free_port, start_gunicorn, wait_until
+from tests.helpers import answers_healthz, free_port, start_web, wait_until
 from tests.test_telemetry import scrape, value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,15 +170,15 @@ def test_a_late_event_waiting_for_its_window_holds_up_no_other_event(app):
 
 
 @pytest.fixture
-def gunicorn(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
-    """gunicorn with two workers of eight threads; yields its port and the arbiter process."""
+def web(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The web server with two workers of eight threads; yields its port and the master process."""
     port = free_port()
-    settings = {**app_config, "PORT": port, "GUNICORN_WORKERS": 2, "GUNICORN_THREADS": 8,
+    settings = {**app_config, "PORT": port, "WEB_WORKERS": 2, "WEB_THREADS": 8,
                 "RATE_LIMIT_INGEST": ""}
-    process = start_gunicorn(settings, tmp_path / "gunicorn.log")
+    process = start_web(settings, tmp_path / "web.log")
     try:
         wait_until(lambda: len(psutil.Process(process.pid).children()) == 2 and answers_healthz(port), timeout=30,
-                   interval=0.1, what="gunicorn and its two workers")
+                   interval=0.1, what="the web server and its two workers")
         yield port, process
     finally:
         process.terminate()
@@ -186,13 +186,13 @@ def gunicorn(app_config, tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
 
 
 def raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
-    """Raise `exception` in `thread` at its next Python instruction, as a worker's abort (gunicorn's
-    SystemExit on SIGTERM's timeout, SIGINT's KeyboardInterrupt) raises it in the thread it lands on."""
+    """Raise `exception` in `thread` at its next Python instruction, as a worker's abort (a
+    SystemExit, SIGINT's KeyboardInterrupt) raises it in the thread it lands on."""
     assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exception)) == 1
 
 
 def test_a_writer_aborted_mid_insert_strands_none_of_the_events_queued_behind_it(app):
-    """The writer's thread is aborted while its insert waits (as gunicorn aborts a worker): its own request
+    """The writer's thread is aborted while its insert waits (as a stopping worker is aborted): its own request
     ends, and the events queued behind it are still stored by the next writer and answered 201, once each."""
     answers: dict[str, tuple[int, dict]] = {}
     with app.app_context():
@@ -221,9 +221,9 @@ def test_a_writer_aborted_mid_insert_strands_none_of_the_events_queued_behind_it
 
 
 @pytest.mark.processes
-def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, gunicorn):
+def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, web):
     """SIGKILL runs no clean-up: whatever a killed worker had answered 201 must already be committed."""
-    port, arbiter = gunicorn
+    port, master = web
     answered: list[str] = []
     stop = threading.Event()
 
@@ -249,7 +249,7 @@ def test_every_event_answered_201_survives_a_web_worker_killed_under_load(app, g
         sender.start()
     try:
         wait_until(lambda: len(answered) >= 200, timeout=60, what="traffic flowing")
-        victim = psutil.Process(arbiter.pid).children()[0]
+        victim = psutil.Process(master.pid).children()[0]
         victim.send_signal(signal.SIGKILL)
         before = len(answered)
         wait_until(lambda: len(answered) >= before + 200, timeout=60, what="traffic after the kill")

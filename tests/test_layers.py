@@ -27,6 +27,7 @@ FORBIDDEN = {
     "app.ops": ("app.api", "app.web", "app.dev"),
     "app.api": ("app.web", "app.dev"),
     "app.web": ("app.api", "app.dev"),
+    "app.serving": (*WEB_LIBRARIES, "rq", "redis", *UPPER_LAYERS, "app.services"),
 }
 
 
@@ -77,7 +78,7 @@ def test_each_layer_imports_only_what_it_may(layer):
 
 
 def test_nothing_served_imports_the_development_tooling():
-    entry_points = {name: imports_of(ROOT / name) for name in ("wsgi.py", "worker.py", "gunicorn.conf.py")}
+    entry_points = {name: imports_of(ROOT / name) for name in ("wsgi.py", "worker.py")}
     served = {**{m: i for m, i in MODULES.items() if not reaches(m, "app.dev")}, **entry_points}
     breaches = [f"{module} imports {imported}" for module, names in served.items()
                 for imported in names if reaches(imported, "app.dev")]
@@ -101,9 +102,10 @@ def process_calls(path: Path) -> set[str]:
 
 
 def test_only_the_runtime_hooks_forks_or_checks_its_pid():
-    """The dev launcher, which starts processes rather than serving, aside."""
+    """The dev launcher and the web server's master, which start and watch processes, aside."""
+    managers = ("app.runtime", "app.dev", "app.serving")
     found = {module: calls for module, path in ((module_name(path), path) for path in sorted(APP.rglob("*.py")))
-             if (calls := process_calls(path)) and not reaches(module, "app.runtime") and not reaches(module, "app.dev")}
+             if (calls := process_calls(path)) and not any(reaches(module, manager) for manager in managers)}
     assert not found, found
     assert process_calls(APP / "runtime" / "lifecycle.py") == PROCESS_CALLS
 

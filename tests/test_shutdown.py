@@ -1,4 +1,4 @@
-"""SIGTERM with work in flight: real `python worker.py` and real gunicorn processes.
+"""SIGTERM with work in flight: real `python worker.py` and real web server processes.
 
 What compose sends on `docker compose stop` (SIGTERM to the container's main
 process) must let the current job or request finish, and the process must
@@ -26,7 +26,7 @@ from app.extensions import database, db, now, settings
 from app.jobs.queue import JobTimeout
 from app.jobs.tasks import calculation_settings, timeout_behind
 from app.services.calculation import calculate_metrics
-from tests.helpers import free_port, make_partitions, separate_app, stop, title, wait_until
+from tests.helpers import WEB, free_port, make_partitions, separate_app, stop, title, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # A year of 4-hour windows, one window per transaction: long enough to be caught mid-run.
@@ -97,16 +97,15 @@ def test_sigterm_lets_the_worker_finish_its_job_and_exit_0(app, app_config, clie
 
 
 @pytest.fixture
-def gunicorn(app, app_config, tmp_path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
-    """gunicorn as compose runs it (gunicorn.conf.py), with Prometheus' multiprocess mode on."""
+def web(app, app_config, tmp_path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+    """The web server as compose runs it (`python -m app.serving`), with Prometheus' multiprocess mode on."""
     port = free_port()
     metrics_dir = tmp_path / "prometheus"
-    log_path = tmp_path / "gunicorn.log"
-    env = process_env(app_config, PORT=port, GUNICORN_WORKERS=2, GUNICORN_THREADS=2, GUNICORN_GRACEFUL_TIMEOUT=20,
+    log_path = tmp_path / "web.log"
+    env = process_env(app_config, PORT=port, WEB_WORKERS=2, WEB_THREADS=2, WEB_GRACEFUL_TIMEOUT=20,
                       PROMETHEUS_MULTIPROC_DIR=metrics_dir, LOG_FORMAT="json")
     with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(WEB, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: _get(port, "/healthz") == 200, timeout=30)
         yield process, port, log_path
@@ -123,29 +122,29 @@ def _get(port: int, path: str) -> int | None:
         return None
 
 
-def test_gunicorn_finishes_a_request_in_flight_after_sigterm(gunicorn):
-    process, port, log_path = gunicorn
+def test_the_web_server_finishes_a_request_in_flight_after_sigterm(web):
+    process, port, log_path = web
     body = json.dumps({"user_id": 9, "action": "in_flight"}).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
         conn.sendall(b"POST /api/event HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      b"Connection: close\r\nExpect: 100-continue\r\nX-Request-ID: in-flight-1\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body))
-        # gunicorn answers 100 Continue once a worker has parsed the headers: the request is in flight.
+        # 100 Continue comes once a worker has the headers and asks for the body: the request is in flight.
         assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue")
         process.send_signal(signal.SIGTERM)
-        wait_until(lambda: "Handling signal: term" in log_path.read_text(), timeout=30)
+        wait_until(lambda: "Shutting down granian" in log_path.read_text(), timeout=30)
         conn.sendall(body)
         response = b""
         while chunk := conn.recv(65536):
             response += chunk
     assert response.startswith(b"HTTP/1.1 201"), response[:200]
-    assert b"X-Request-ID: in-flight-1" in response
+    assert b"x-request-id: in-flight-1" in response.lower()
     assert process.wait(timeout=60) == 0
     assert _get(port, "/healthz") is None
 
 
-def test_gunicorn_workers_share_their_prometheus_counters(gunicorn):
-    _, port, _ = gunicorn
+def test_the_web_workers_share_their_prometheus_counters(web):
+    _, port, _ = web
     for user_id in range(1, 7):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/event", method="POST",
                                          data=json.dumps({"user_id": user_id, "action": "x"}).encode(),

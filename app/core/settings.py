@@ -138,8 +138,8 @@ class Settings:
         "READYZ_TIMEOUT_SECONDS", 0.8, float, "Deadline of the `/readyz` checks; a slower dependency counts as down.")
     prometheus_multiproc_dir: str | None = _setting(
         "PROMETHEUS_MULTIPROC_DIR", None, str,
-        "Directory where gunicorn's workers keep Prometheus counters, so a scrape sums them all; set it "
-        "(as an environment variable: the library reads it at import) whenever GUNICORN_WORKERS > 1.")
+        "Directory where the web workers keep Prometheus counters, so a scrape sums them all; set it "
+        "(as an environment variable: the library reads it at import) whenever WEB_WORKERS > 1.")
     metrics_token: str = _setting(
         "METRICS_TOKEN", "", str,
         "Bearer token a Prometheus scrape of `/internal/metrics` must send. Unset: open while access control is "
@@ -147,10 +147,25 @@ class Settings:
     prometheus_scrape_timeout_seconds: float = _setting(
         "PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", 2.0, float,
         "How long a scrape of `/internal/metrics` waits for PostgreSQL and Redis before reporting them down.")
-    gunicorn_workers: int = _setting("GUNICORN_WORKERS", 2, int, "gunicorn worker processes (`gunicorn.conf.py`).")
-    gunicorn_threads: int = _setting("GUNICORN_THREADS", 4, int, "Threads per gunicorn worker.")
-    gunicorn_graceful_timeout: int = _setting(
-        "GUNICORN_GRACEFUL_TIMEOUT", 25, int, "Seconds gunicorn lets in-flight requests finish after SIGTERM.")
+    web_host: str = _setting(
+        "WEB_HOST", "127.0.0.1", str,
+        "Address the web server binds (`make serve`): loopback unless told otherwise; compose sets `0.0.0.0`.")
+    web_workers: int = _setting("WEB_WORKERS", 2, int, "Web server worker processes.")
+    web_threads: int = _setting("WEB_THREADS", 4, int, "Threads per web worker that run the app.")
+    web_graceful_timeout: int = _setting(
+        "WEB_GRACEFUL_TIMEOUT", 25, int, "Seconds the web server lets in-flight requests finish after SIGTERM.")
+    web_timeout: int = _setting(
+        "WEB_TIMEOUT", 30, int, "Seconds a web worker may go without a heartbeat before it is killed and replaced.")
+    web_header_timeout: float = _setting(
+        "WEB_HEADER_TIMEOUT", 10.0, float, "Seconds a client has to send its request headers.")
+    web_body_timeout: float = _setting(
+        "WEB_BODY_TIMEOUT", 30.0, float, "Seconds a client has to send its request body once its headers are in (408).")
+    web_worker_lifetime: int = _setting(
+        "WEB_WORKER_LIFETIME", 6 * 3600, int, "Seconds after which a web worker is replaced, gracefully (0: never).")
+    web_worker_max_rss_mib: int = _setting(
+        "WEB_WORKER_MAX_RSS_MIB", 1024, int, "Memory (MiB) over which a web worker is replaced, gracefully (0: never).")
+    web_worker_check_seconds: int = _setting(
+        "WEB_WORKER_CHECK_SECONDS", 30, int, "How often the web workers' memory is checked against WEB_WORKER_MAX_RSS_MIB.")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body.")
     metadata_max_bytes: int = _setting("METADATA_MAX_BYTES", 16 * 1024, int,
                                        "Largest accepted event metadata, JSON-encoded.")
@@ -278,7 +293,8 @@ class Settings:
         except ValueError:
             raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
         for name in ("METRICS_CHUNK_WINDOWS", "METRICS_MAX_RANGE_DAYS", "EVENT_MAX_AGE_DAYS",
-                     "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS"):
+                     "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS", "WEB_WORKERS", "WEB_THREADS", "WEB_WORKER_CHECK_SECONDS",
+                     "WEB_TIMEOUT", "WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT"):
             if getattr(self, name.lower()) < 1:
                 raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
@@ -300,6 +316,13 @@ class Settings:
                              ("SESSION_IDLE_SECONDS", self.session_idle_seconds)):
             if seconds < 1:
                 raise ConfigError(f"{key}={seconds} must be at least 1 second")
+        for key in ("WEB_GRACEFUL_TIMEOUT", "WEB_WORKER_LIFETIME", "WEB_WORKER_MAX_RSS_MIB"):
+            if getattr(self, key.lower()) < 0:
+                raise ConfigError(f"{key}={getattr(self, key.lower())} must be 0 or more")
+        if 0 < self.web_worker_lifetime < 60:
+            raise ConfigError(f"WEB_WORKER_LIFETIME={self.web_worker_lifetime} must be 0 (never) or at least 60 seconds")
+        if self.web_header_timeout > 60:
+            raise ConfigError(f"WEB_HEADER_TIMEOUT={self.web_header_timeout:g} must be at most 60 seconds")
         if self.trusted_proxies < 0:
             raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
         for origin in self.cors_origins:

@@ -5,7 +5,7 @@ embedded ones with their data under `.data/`, applies the migrations, then runs
 the web server, the RQ worker and the scheduler until Ctrl-C or SIGTERM, or
 until one of them dies. If the launcher itself is killed, its children are
 killed with it (and the worker's work horse with the worker, see
-`app.jobs.queue.AppWorker`); gunicorn's workers leave once their master is gone.
+`app.jobs.queue.AppWorker`); the web server's workers leave once their master is gone.
 
 While everything runs, the run file (RUN_ENV, else `.data/run.env`) holds the
 servers' addresses as shell-sourceable `KEY=value` lines, for `make cli` and
@@ -63,7 +63,7 @@ def main() -> int:
         port = int(os.environ.get("PORT") or DEFAULT_PORT)
     except ValueError:
         return _fail(f"PORT={os.environ['PORT']!r} is not a port number")
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
     try:
         enabled = startup_settings(env).access_control_enabled
     except ConfigError as exc:
@@ -145,8 +145,7 @@ def write_run_file(path: Path, values: dict[str, str]) -> None:
 def _commands(port: int) -> dict[str, list[str]]:
     """The long-running children, by name; the venv's interpreter runs each."""
     return {
-        "web": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                "wsgi:app"],
+        "web": [sys.executable, "-m", "app.serving"],  # as `make serve`; WEB_HOST defaults to loopback
         "worker": [sys.executable, "worker.py"],
         "scheduler": [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
     }
@@ -175,7 +174,7 @@ def _shown(path: Path) -> str:
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
     """SIGTERM every child, wait for them together, then SIGKILL what is left.
 
-    The SIGKILL goes to each child's whole process group, so gunicorn workers or
+    The SIGKILL goes to each child's whole process group, so web workers or
     an RQ work horse whose parent was killed are not left behind either.
     """
     for child in children.values():
