@@ -1,4 +1,4 @@
-"""A py-spy profile of one gunicorn worker under load, summarised for RESULTS.md.
+"""A py-spy profile of one web worker under load, summarised for RESULTS.md.
 
 py-spy samples the worker from outside (no code in the app), keeping only
 samples of threads that hold the GIL, i.e. where the worker spends its CPU.

@@ -2,7 +2,7 @@
 
 They give the ceilings the service is measured against: what the framework
 alone answers, and what the thinnest app writing to the same `events` table
-answers under the same gunicorn settings.
+answers, on gunicorn (`app`) and on the service's own server (`front`).
 """
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import uuid
 from flask import Flask, request
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+
+from app.core.settings import Settings, load_config
+from app.serving.server import front_for
 
 INSERT = ("INSERT INTO events (id, user_id, action, metadata, occurred_at, received_at)"
           " VALUES (%s, %s, %s, %s, now(), now())")
@@ -36,3 +39,6 @@ def insert() -> tuple[dict[str, str], int]:
     with pool.connection() as conn:
         conn.execute(INSERT, (event_id, event["user_id"], event["action"], Jsonb(event.get("metadata", {}))))
     return {"id": str(event_id)}, 201
+
+
+front = front_for(app, Settings.from_mapping(load_config()))

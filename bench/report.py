@@ -66,7 +66,7 @@ def machine_description(server: dict[str, str], redis_version: str) -> list[str]
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal:"))
     versions = ", ".join(f"{name} {metadata.version(name)}"
-                         for name in ("flask", "sqlalchemy", "psycopg", "psycopg-pool", "gunicorn", "werkzeug"))
+                         for name in ("flask", "sqlalchemy", "psycopg", "psycopg-pool", "granian", "gunicorn", "werkzeug"))
     return [
         f"CPU: {model}, {os.cpu_count()} cores; RAM: {mem_kib / 1024 / 1024:.1f} GiB; "
         f"Linux {platform.release()}",

@@ -1,12 +1,15 @@
 """`make bench`: the service beside its references, measured in one run on one machine.
 
-The run creates a database of its own, migrates it and starts two gunicorns
-with the same settings: the service (`wsgi:app`) and the reference apps
-(`bench.reference_app:app`). Then, in order:
+The run creates a database of its own, migrates it and starts three servers
+with the same workers and threads: the service on its own server
+(`python -m app.serving`), the reference apps (`bench.reference_app`) on that
+same server, and the reference apps on gunicorn gthread. Then, in order:
 
-1. write path: the bare Flask endpoint, the thin Flask + psycopg INSERT endpoint
-   and the service's POST /api/event, interleaved round by round (each write
-   run starts from an empty table); pgbench single-row INSERTs; psycopg COPY and
+1. write path: the thin Flask + psycopg INSERT endpoint on both servers and
+   the service's POST /api/event, interleaved round by round (each write run
+   starts from an empty table), at 8 and at 64 connections; the bare Flask
+   endpoint; slow clients (sockets that trickle their headers or bodies) while
+   /healthz is probed; pgbench single-row INSERTs; psycopg COPY and
    POST /api/events/batch, interleaved; the batch body decoded in-process by
    msgspec (what the service uses) and by pydantic v2; each per-request hook timed;
 2. seed: N events into one closed window, then VACUUM ANALYZE;
@@ -59,15 +62,19 @@ from . import decoders, hooks, load, profile, staging
 from .database import HOT_EVERY, PLAIN_WINDOW_ACTIONS, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, kept_analysis, machine_description, text_table
-from .servers import REPO_ROOT, Gunicorn, ServerSettings, rss_mib
+from .servers import REPO_ROOT, BenchServer, ServerSettings, rss_mib
+from .slow_clients import probe_under_slow_clients
 
 HOT_USER = 1
 LIST_LIMIT = 100
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SINGLE_TARGET = at_least(1.0)
-SINGLE_P99_TARGET = at_most(2.0)
-BATCH_TARGET = at_least(0.6)
+SINGLE_TARGET = at_least(1.2)  # of the thin app on gunicorn gthread
+SAME_SERVER_TARGET = at_least(0.95)  # of the thin app on the service's own server
+SINGLE_P99_TARGET = at_most(1.5)
+BATCH_TARGET = at_least(0.7)
+HEALTHZ_P99_MS = 100.0  # under slow clients
+SLOW_HEADERS = SLOW_BODIES = 40
 DEEP_PAGE_TARGET = at_most(1.5)
 METRICS_TARGET = at_most(1.2)
 FIRST_PAGE_P99_MS = 25.0
@@ -87,14 +94,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=6, help="length of one HTTP measurement")
     parser.add_argument("--warmup", type=float, default=2, help="unrecorded load before each series")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections")
+    parser.add_argument("--many-connections", type=int, default=64,
+                        help="connections of the second single-event series")
+    parser.add_argument("--slow-seconds", type=float, default=10, help="length of the slow-client run")
     parser.add_argument("--latency-connections", type=int,
                         help="connections while measuring the events list's latency (default: one per worker)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per POST /api/events/batch")
     parser.add_argument("--copy-rows", type=int, default=300_000, help="rows per COPY measurement")
     parser.add_argument("--memory-seconds", type=float, default=60, help="length of the memory run")
     parser.add_argument("--profile-seconds", type=float, default=10, help="py-spy profile length; 0 skips it")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (service and references)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=2, help="web workers of every server")
+    parser.add_argument("--threads", type=int, default=4, help="threads per web worker of every server")
     parser.add_argument("--load-generator", choices=("auto", "wrk", "asyncio"), default="auto")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md",
                         help="where to write the Markdown report")
@@ -164,13 +174,15 @@ class Bench:
     """One run: its database, servers and load generator, and the results it gathers."""
 
     def __init__(self, args: argparse.Namespace, loadgen: LoadGenerator, database: BenchDatabase,
-                 app: Flask, service: Gunicorn, references: Gunicorn, results: Results) -> None:
+                 app: Flask, service: BenchServer, references: BenchServer, gunicorn: BenchServer,
+                 results: Results) -> None:
         self.args = args
         self.loadgen = loadgen
         self.database = database
         self.app = app
         self.service = service
-        self.references = references
+        self.references = references  # on the service's own server
+        self.gunicorn = gunicorn  # the same reference apps on gunicorn gthread
         self.results = results
         with app.app_context():
             self.window_size = settings().window_size
@@ -181,7 +193,7 @@ class Bench:
     def log(self, message: str) -> None:
         print(f"bench: {message}", flush=True)
 
-    def http(self, server: Gunicorn, requests: Sequence[Request], seconds: float | None = None,
+    def http(self, server: BenchServer, requests: Sequence[Request], seconds: float | None = None,
              connections: int | None = None) -> HttpSample:
         """One closed-loop load run; fails the benchmark when requests fail."""
         cpu_before = server.workers_cpu_seconds()
@@ -199,7 +211,7 @@ class Bench:
             if database_before is not None and database_after is not None else None
         return HttpSample(result, cpu * per_request, database)
 
-    def warm(self, server: Gunicorn, requests: Sequence[Request]) -> None:
+    def warm(self, server: BenchServer, requests: Sequence[Request]) -> None:
         """Unrecorded load first, so pools are full and statements prepared when measuring starts."""
         if self.args.warmup > 0:
             self.loadgen.run(server.base_url, requests, connections=self.args.connections,
@@ -226,61 +238,97 @@ class Bench:
     # 1. write path ---------------------------------------------------------------------------------
 
     def write_path(self) -> None:
-        """Single events against the thin INSERT endpoint and the bare one, then pgbench and the batches."""
+        """Single events against the thin INSERT endpoint on both servers, then slow clients, pgbench and batches."""
         bodies = single_event_bodies()
         bare = [Request("POST", "/bare", body) for body in bodies]
         thin = [Request("POST", "/insert", body) for body in bodies]
         single = [Request("POST", "/api/event", body) for body in bodies]
         self.log("write path: warming up")
-        self.warm(self.references, bare)
+        self.warm(self.gunicorn, bare)
+        self.warm(self.gunicorn, thin)
         self.warm(self.references, thin)
         self.warm(self.service, single)
 
-        def fresh(server: Gunicorn, requests: list[Request]) -> Callable[[], HttpSample]:
+        def fresh(server: BenchServer, requests: list[Request], connections: int) -> Callable[[], HttpSample]:
             def run() -> HttpSample:
                 self.database.truncate_events()
-                return self.http(server, requests)
+                return self.http(server, requests, connections=connections)
             return run
 
-        self.log(f"write path: {self.args.rounds} rounds of bare Flask, thin INSERT and POST /api/event")
         groups_before = self.group_sizes()
-        measured = self.rounds({"bare": lambda: self.http(self.references, bare),
-                                "thin": fresh(self.references, thin), "single": fresh(self.service, single)})
+        series: dict[int, dict[str, list[HttpSample]]] = {}
+        for connections in (self.args.connections, self.args.many_connections):
+            self.log(f"write path: {self.args.rounds} rounds of the thin INSERT on gunicorn and on the service's "
+                     f"server, and POST /api/event, at {connections} connections")
+            series[connections] = self.rounds({
+                "thin on gunicorn": fresh(self.gunicorn, thin, connections),
+                "thin on ours": fresh(self.references, thin, connections),
+                "single": fresh(self.service, single, connections)})
         groups = [after - before for after, before in zip(self.group_sizes(), groups_before)]
-        ratio = self.ratio([s.rate for s in measured["single"]], [s.rate for s in measured["thin"]])
-        self.row("POST /api/event (one event)", describe_http(measured["single"]),
-                 "Flask + psycopg pool, one INSERT", describe_http(measured["thin"]), ratio, SINGLE_TARGET)
-        # Group commit may hold a request for its group's commit: its latency must stay close to the thin one's.
-        single_p99 = median([s.p99_ms for s in measured["single"]])
-        thin_p99 = median([s.p99_ms for s in measured["thin"]])
-        self.row("POST /api/event, p99 latency", f"{single_p99:.1f} ms", "Flask + psycopg pool, one INSERT, p99",
-                 f"{thin_p99:.1f} ms", self.ratio([s.p99_ms for s in measured["single"]],
-                                                  [s.p99_ms for s in measured["thin"]]), SINGLE_P99_TARGET)
-        self.results.rows.append(Row("Flask + psycopg pool, one INSERT", describe_http(measured["thin"]),
-                                     "bare Flask endpoint", describe_http(measured["bare"]),
-                                     self.ratio([s.rate for s in measured["thin"]],
-                                                [s.rate for s in measured["bare"]])))
+        for connections, measured in series.items():
+            single_rates = [s.rate for s in measured["single"]]
+            self.row(f"POST /api/event (one event), {connections} connections", describe_http(measured["single"]),
+                     "thin Flask + psycopg INSERT on gunicorn gthread", describe_http(measured["thin on gunicorn"]),
+                     self.ratio(single_rates, [s.rate for s in measured["thin on gunicorn"]]), SINGLE_TARGET)
+            self.row(f"POST /api/event (one event), {connections} connections", describe_http(measured["single"]),
+                     "the same thin app on the service's server", describe_http(measured["thin on ours"]),
+                     self.ratio(single_rates, [s.rate for s in measured["thin on ours"]]), SAME_SERVER_TARGET)
+            # Group commit may hold a request for its group's commit: its latency must stay close to the thin one's.
+            self.row(f"POST /api/event p99, {connections} connections",
+                     f"{median([s.p99_ms for s in measured['single']]):.1f} ms",
+                     "thin INSERT on gunicorn gthread, p99",
+                     f"{median([s.p99_ms for s in measured['thin on gunicorn']]):.1f} ms",
+                     self.ratio([s.p99_ms for s in measured["single"]],
+                                [s.p99_ms for s in measured["thin on gunicorn"]]), SINGLE_P99_TARGET)
+            self.results.rows.append(Row(
+                f"Thin INSERT on the service's server, {connections} connections",
+                describe_http(measured["thin on ours"]), "the same app on gunicorn gthread",
+                describe_http(measured["thin on gunicorn"]),
+                self.ratio([s.rate for s in measured["thin on ours"]], [s.rate for s in measured["thin on gunicorn"]])))
+            self.results.details += [
+                f"Single events at {connections} connections: " + ", ".join(
+                    f"{name} {', '.join(f'{s.rate:,.0f}' for s in samples)} req/s"
+                    for name, samples in measured.items()) + " per round.",
+                f"CPU per request at {connections} connections, web workers / PostgreSQL backends (median of rounds): "
+                f"POST /api/event {cpu_split(measured['single'])}, thin INSERT on the service's server "
+                f"{cpu_split(measured['thin on ours'])}, on gunicorn {cpu_split(measured['thin on gunicorn'])}.",
+            ]
+        self.log("write path: the bare Flask endpoint on gunicorn")
+        bare_sample = self.http(self.gunicorn, bare)
         self.log("write path: pgbench single-row INSERTs")
         self.database.truncate_events()
         pgbench = self.database.single_insert_rate(seconds=self.args.seconds, clients=self.args.connections,
-                                                   scratch=self.references.scratch)
-        self.results.rows.append(Row("Bare Flask endpoint (framework ceiling)", describe_http(measured["bare"])))
+                                                   scratch=self.gunicorn.scratch)
+        self.results.rows.append(Row("Bare Flask endpoint on gunicorn (framework ceiling)",
+                                     describe_http([bare_sample])))
         self.results.rows.append(Row("PostgreSQL alone, single-row INSERTs (database ceiling)",
                                      f"{pgbench.rate:,.0f} tx/s"))
         self.results.details += [
-            "Single events: " + ", ".join(f"{name} {', '.join(f'{s.rate:,.0f}' for s in samples)} req/s"
-                                          for name, samples in measured.items()) + " per round.",
-            "CPU per request, web workers / PostgreSQL backends (median of rounds): "
-            f"POST /api/event {cpu_split(measured['single'])}, thin INSERT {cpu_split(measured['thin'])}, "
-            f"bare Flask {cpu_split(measured['bare'])}.",
             f"PostgreSQL single-row INSERTs measured with {pgbench.method}.",
             f"Group commit during the POST /api/event rounds: each event was committed with "
             f"{groups[1] / max(groups[0], 1):.2f} "
             f"events on average, itself included (tracking_events_group_size over {groups[0]:,.0f} events).",
         ]
+        self.slow_clients()
         self.batch_path()
         self.write_costs()
         self.decoding()
+
+    def slow_clients(self) -> None:
+        """/healthz probed while sockets trickle their headers or their bodies, one byte at a time."""
+        self.log(f"slow clients: {SLOW_HEADERS} slow-header and {SLOW_BODIES} slow-body sockets for "
+                 f"{self.args.slow_seconds:.0f} s while /healthz is probed")
+        probe = probe_under_slow_clients(self.service.port, headers=SLOW_HEADERS, bodies=SLOW_BODIES,
+                                         seconds=self.args.slow_seconds)
+        self.results.rows.append(Row(
+            f"GET /healthz p99 under {SLOW_HEADERS} slow-header and {SLOW_BODIES} slow-body sockets",
+            f"{probe.p99_ms:.1f} ms", "its target", f"{HEALTHZ_P99_MS:.0f} ms", probe.p99_ms / HEALTHZ_P99_MS,
+            "ratio < 1.00", probe.p99_ms < HEALTHZ_P99_MS and probe.failed == 0))
+        self.results.details.append(
+            f"Slow clients: {probe.answered:,} /healthz probes answered, {probe.failed} failed (5 s timeout), "
+            f"p50 {probe.p50_ms:.1f} ms, p99 {probe.p99_ms:.1f} ms, max {probe.max_ms:.1f} ms; "
+            f"{probe.still_connected} of {SLOW_HEADERS + SLOW_BODIES} slow sockets still connected at the end "
+            "(the rest timed out by the server).")
 
     def group_sizes(self) -> tuple[float, float]:
         """The service's tracking_events_group_size histogram: (events observed, sum of their group sizes)."""
@@ -645,13 +693,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade()
         env = {**os.environ, **{key: str(value) for key, value in config.items()},
                "BENCH_POOL_SIZE": str(args.threads)}
-        service = Gunicorn("service", "wsgi:app", env, settings, scratch)
-        references = Gunicorn("references", "bench.reference_app:app", env, settings, scratch)
-        for server in (service, references):
+        service = BenchServer("service", "wsgi:front", env, settings, scratch)
+        references = BenchServer("references", "bench.reference_app:front", env, settings, scratch)
+        gunicorn = BenchServer("references-gunicorn", "bench.reference_app:app", env, settings, scratch,
+                               kind="gunicorn")
+        for server in (service, references, gunicorn):
             server.env["DATABASE_URL"] = database.url_for(server.application_name)
         # as deployed (docker-compose.yml): the workers' Prometheus series shared through files, one scrape sees all
         service.env["PROMETHEUS_MULTIPROC_DIR"] = str(scratch / "prometheus")
-        for server in (service, references):
+        for server in (service, references, gunicorn):
             stack.callback(server.stop)
             server.start()
         results = Results(
@@ -664,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{args.threads} connections per worker (one per thread)",
                       f"Load average at the start: {' '.join(f'{v:.2f}' for v in load_average)} "
                       "(other work on the machine adds noise)"])
-        bench = Bench(args, loadgen, database, app, service, references, results)
+        bench = Bench(args, loadgen, database, app, service, references, gunicorn, results)
         bench.write_path()
         bench.seed()
         bench.read_path()

@@ -1,7 +1,7 @@
 """`make bench-scale`: the service at 20 million events over 64 day partitions, beside the same run's small table.
 
 One run, two databases of its own (`tracking_scale_<random>`, dropped at the
-end), each served by a gunicorn with the same command line: "full" holds 20
+end), each served by the service's own server with the same settings: "full" holds 20
 million events, one partition a day over 64 days (today's included); "small"
 holds at most the one day the lists read. Each figure is measured on both in
 interleaved rounds, so a busy moment on a shared machine lands on both sides:
@@ -60,7 +60,7 @@ from .report import ANALYSIS_HEADING, kept_analysis, machine_description
 from .runner import HttpSample as Sample
 from .runner import batch_bodies, median, redis_version, single_event_bodies
 from .scale_data import KEY_EVERY, ScaleDatabase, SeedShape, SpanFigures, compare_spans
-from .servers import REPO_ROOT, Gunicorn, ServerSettings
+from .servers import REPO_ROOT, BenchServer, ServerSettings
 
 HOT_USER = 1
 LIST_LIMIT = 100
@@ -113,13 +113,13 @@ class Figure:
 
 @dataclass
 class Side:
-    """One database and the gunicorn that serves it."""
+    """One database and the web server that serves it."""
 
     name: str
     data: ScaleDatabase
     backends: BenchDatabase
     app: Flask
-    server: Gunicorn
+    server: BenchServer
 
 
 class ScaleBench:
@@ -432,11 +432,11 @@ def markdown(bench: ScaleBench, args: argparse.Namespace, machine: list[str], co
         "",
         "## Settings",
         "",
-        f"- gunicorn gthread, {args.workers} workers x {args.threads} threads, no access log, the same command line "
+        f"- the service's server (granian with the front), {args.workers} workers x {args.threads} threads, no access log, the same settings "
         f"for both databases; load generator: {loadgen}",
         f"- {args.rounds} rounds of {args.seconds:.0f} s per HTTP figure after {args.warmup:.0f} s of warm-up; "
         "medians of the rounds",
-        "- Two databases, each behind its own gunicorn with the same command line: \"small\" (ingestion into an "
+        "- Two databases, each behind its own web server with the same settings: \"small\" (ingestion into an "
         "empty `events`, truncated before each round; lists and calculation with the hot day alone loaded) and "
         "\"full\" (every day loaded). The two take turns round by round, so other work on the machine falls on "
         "both.",
@@ -503,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 upgrade()
             stack.callback(close_app, app)
             env = {**os.environ, **{key: str(value) for key, value in config.items()}}
-            server = Gunicorn(name, "wsgi:app", env, ServerSettings(args.workers, args.threads), scratch)
+            server = BenchServer(name, "wsgi:front", env, ServerSettings(args.workers, args.threads), scratch)
             backends = BenchDatabase(url)
             # its backends carry the server's name, so their CPU can be told apart
             server.env["DATABASE_URL"] = backends.url_for(server.application_name)

@@ -1,9 +1,12 @@
-"""gunicorn servers for the benchmark, and what /proc says about their workers.
+"""The benchmark's web servers, and what /proc says about their workers.
 
-The service and the reference apps run under the same command line, so the
-only difference between them is the application. Every setting is passed on
-the command line, and gunicorn starts in a scratch directory, so neither a
-`gunicorn.conf.py` in the repository nor GUNICORN_CMD_ARGS changes them.
+Two kinds, each with the same workers and threads:
+
+- the service's own server (`python -m app.serving`, granian and the front),
+  which serves the service and, with the same code, the reference apps;
+- gunicorn gthread, the server the service ran on before, for the reference
+  apps: every setting on the command line, started in a scratch directory, so
+  neither a configuration file nor GUNICORN_CMD_ARGS changes them.
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ class ServerSettings:
     threads: int = 4
 
     def describe(self) -> str:
-        return (f"gunicorn gthread, {self.workers} workers x {self.threads} threads, no access log, "
-                "same command line for the service and the references")
+        return (f"{self.workers} workers x {self.threads} threads on every server, no access log: the service's "
+                "(`python -m app.serving`, granian with the front) and gunicorn gthread")
 
 
 def _gunicorn_has(option: str) -> bool:
@@ -38,11 +41,14 @@ def _gunicorn_has(option: str) -> bool:
     return any(option in setting.cli for setting in KNOWN_SETTINGS if setting.cli)
 
 
-class Gunicorn:
-    """One gunicorn master with its workers, started and stopped by the benchmark."""
+class BenchServer:
+    """One server master with its workers, started and stopped by the benchmark: `kind` is "serving" (the
+    service's own server, `app` a front such as `wsgi:front`) or "gunicorn" (`app` a WSGI app)."""
 
-    def __init__(self, name: str, app: str, env: dict[str, str], settings: ServerSettings, scratch: Path) -> None:
+    def __init__(self, name: str, app: str, env: dict[str, str], settings: ServerSettings, scratch: Path,
+                 kind: str = "serving") -> None:
         self.name = name
+        self.kind = kind
         self.application_name = f"bench-{name}"
         self.app = app
         self.port = free_port()
@@ -55,6 +61,10 @@ class Gunicorn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
+        if self.kind == "serving":
+            self.env.update({"PORT": str(self.port), "WEB_HOST": "127.0.0.1", "WEB_WORKERS": str(self.settings.workers),
+                             "WEB_THREADS": str(self.settings.threads)})
+            return [sys.executable, "-m", "app.serving", self.app]
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                    "--worker-class", "gthread", "--workers", str(self.settings.workers),
                    "--threads", str(self.settings.threads), "--log-level", "warning"]
