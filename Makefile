@@ -64,7 +64,7 @@ screenshots: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m soak $(SOAK_ARGS)
 
-## Benchmark the service beside its references on real PostgreSQL and Redis (about 6 minutes):
+## Benchmark the service beside its references on real PostgreSQL and Redis (about 12 minutes):
 ## prints the table and writes bench/RESULTS.md. Installs wrk when it can (else an asyncio client).
 bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \

@@ -7,25 +7,24 @@ WEB_THREADS threads that run the WSGI app. A client that trickles its
 headers is timed out by granian itself; one that trickles its body waits
 on the loop, where it costs a socket and a buffer, never a thread.
 
-Most bodies arrive with their headers, so the hand-off is one queue put and
-one `call_soon_threadsafe` back: no executor, no task per request. A
-response of one chunk (every JSON answer) goes back in one piece; a longer
-one (the CSV exports) is streamed, its thread waiting for each chunk to
-be sent, so a slow reader holds the thread that serves it and nothing else.
+The hand-off is one queue put; no executor, no task of ours per request.
+The thread sends the answer itself: in one piece when the app returned one
+chunk (every JSON answer), else streamed (the CSV exports), the thread
+waiting for each chunk to be sent, so a slow reader holds the thread that
+serves it and nothing else. Then it wakes the request's coroutine, which
+granian waits for before it counts the request done; one wake-up of the
+loop carries every answer settled since the last.
 """
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import logging
 import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
