@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -226,6 +227,39 @@ def test_a_streamed_export_goes_through_the_front_whole(app, web):
     assert headers.get("transfer-encoding") == "chunked"  # streamed, not built in memory first
     lines = csv.decode().splitlines()
     assert len(lines) == 901 and lines[0].startswith("id,user_id,action")
+
+
+def test_a_stream_whose_client_left_stops_and_frees_its_thread(tmp_path):
+    """The front stops asking the app for chunks once the client has gone, rather than producing the rest
+    (a whole export) for nobody."""
+    port = free_port()
+    log_path = tmp_path / "granian.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
+                                    "--port", str(port), "--workers", "1", "tests.streaming_app:front"],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def produced() -> int:
+            return int(raw(port, b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2])
+
+        wait_until(lambda: _answers(produced), timeout=30, what="the streaming app answers")
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
+        assert produced() < 100
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        print(log_path.read_text())
+
+
+def _answers(produced: Any) -> bool:
+    try:
+        produced()
+        return True
+    except OSError:
+        return False
 
 
 def test_each_request_is_logged_once_with_its_id(web):

@@ -165,8 +165,12 @@ class Front:
                 return
             transport = protocol.response_stream(status, headers)
             for chunk in _chain(first, second, chunks):
-                if chunk:  # each waits until sent: a slow reader holds this thread, not the process's memory
+                if not chunk:
+                    continue
+                try:  # each waits until sent: a slow reader holds this thread, not the process's memory
                     asyncio.run_coroutine_threadsafe(_send(transport, chunk), self._loop).result()
+                except RuntimeError:  # granian's RSGIProtocolClosed: the client went away; stop producing
+                    return
         finally:
             close = getattr(result, "close", None)
             if close is not None:
