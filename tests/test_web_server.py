@@ -142,6 +142,26 @@ def test_a_declared_body_over_the_limit_is_413_before_a_byte_of_it_is_sent(app, 
     assert count_rows(app, "events") == 0
 
 
+def test_paths_beyond_ascii_reach_the_app_as_wsgi_says(web):
+    """Not a 500: the path's bytes reach the app as latin-1 text, which werkzeug decodes as UTF-8."""
+    for path in ("/%E2%82%AC", "/api/metrics/jobs/%C3%A9", "/%FF"):
+        answered, _, body = raw(web.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                                .encode())
+        assert answered == 404, (path, body)
+    _, _, body = raw(web.port, b"GET /api/metrics/jobs/%C3%A9 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_a_header_name_with_an_underscore_is_not_taken_for_its_dashed_twin(web):
+    """X_Request_ID (or X_Forwarded_For) would otherwise land in the same WSGI key as X-Request-ID."""
+    _, headers, _ = raw(web.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX_Request_ID: forged-id\r\n"
+                                  b"Connection: close\r\n\r\n")
+    assert headers["x-request-id"] != "forged-id"
+    _, headers, _ = raw(web.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: real-id\r\n"
+                                  b"Connection: close\r\n\r\n")
+    assert headers["x-request-id"] == "real-id"
+
+
 def test_headers_over_the_servers_buffer_are_refused_with_431(web):
     status, _, _ = raw(web.port, b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000
                        + b"\r\nConnection: close\r\n\r\n")
@@ -335,3 +355,32 @@ def test_a_new_run_does_not_count_the_previous_runs_workers_again(app, server_co
     with serving(config, tmp_path / "second.log") as second:
         assert raw(second.port, post)[0] == 201
         wait_until(lambda: ingested(second.port) == 1, timeout=10, what="one event counted")
+
+
+def test_a_stream_is_produced_no_faster_than_its_client_reads(tmp_path):
+    """A client that reads nothing holds a pipe's and the sockets' worth of the answer, not the whole of it
+    (granian's own stream transport would queue all 200 chunks, 12.5 MiB, in the worker)."""
+    port = free_port()
+    log_path = tmp_path / "granian.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
+                                    "--port", str(port), "--workers", "1", "tests.streaming_app:front"],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def produced() -> int:
+            return int(raw(port, b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2])
+
+        wait_until(lambda: _answers(produced), timeout=30, what="the streaming app answers")
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
+            assert produced() < 100
+        # A client that reads gets all of it, to the end of the chunked answer.
+        status, _, body = raw(port, b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                              timeout=60)
+        assert status == 200 and len(body) == 200 * 65536
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        print(log_path.read_text())

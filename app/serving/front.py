@@ -9,20 +9,29 @@ on the loop, where it costs a socket and a buffer, never a thread.
 
 The hand-off is one queue put; no executor, no task of ours per request.
 The thread sends the answer itself: in one piece when the app returned one
-chunk (every JSON answer), else streamed (the CSV exports), the thread
-waiting for each chunk to be sent, so a slow reader holds the thread that
-serves it and nothing else. Then it wakes the request's coroutine, which
-granian waits for before it counts the request done; one wake-up of the
-loop carries every answer settled since the last.
+chunk (every JSON answer), else streamed through a FIFO that granian reads
+like a file (the CSV exports), so the thread produces no faster than the
+client reads and a slow reader holds the thread that serves it and a pipe's
+buffer, nothing more. Then it wakes the request's coroutine, which granian
+waits for before it counts the request done; one wake-up of the loop carries
+every answer settled since the last.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import io
+import itertools
 import json
+import os
 import queue
+import select
+import shutil
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -49,6 +58,8 @@ class Front:
         self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._loop: Any = None  # the worker's loop, once granian starts it
+        self._fifos = ""  # the worker's directory of FIFOs for streamed answers, once granian starts it
+        self._fifo_ids = itertools.count()
         self._settled: list[tuple[asyncio.Future[None], BaseException | None]] = []
         self._settled_lock = threading.Lock()
 
@@ -56,6 +67,7 @@ class Front:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._fifos = tempfile.mkdtemp(prefix="tracking-web-streams-")
         self._workers = [threading.Thread(target=self._work, name=f"web-{n}", daemon=True)
                          for n in range(self.threads)]
         for worker in self._workers:
@@ -67,14 +79,17 @@ class Front:
         """After granian has answered every request in flight: let the threads end."""
         for _ in self._workers:
             self._jobs.put(_STOP)
+        deadline = time.monotonic() + 5
         for worker in self._workers:
-            worker.join(timeout=5)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        shutil.rmtree(self._fifos, ignore_errors=True)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         headers = scope.headers
-        declared = headers.get("content-length")
+        chunked = "transfer-encoding" in headers  # then the body is read as chunked, whatever else is declared
+        declared = None if chunked else headers.get("content-length")
         environ: dict[str, Any] = {}
-        if scope.method in _BODYLESS and declared is None and "transfer-encoding" not in headers:
+        if scope.method in _BODYLESS and declared is None and not chunked:
             body = b""
         elif declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             body = b""  # the app answers 413 from the declared length, without a byte read
@@ -83,15 +98,16 @@ class Front:
             # A timer, not wait_for: no task per request for the common body that is already here.
             task = asyncio.current_task()
             assert task is not None
-            deadline = asyncio.get_running_loop().call_later(self.body_timeout, task.cancel)
+            expired: list[bool] = []
+            deadline = self._loop.call_later(self.body_timeout, _expire, task, expired)
             try:
                 body = await (protocol() if declared is not None else self._read(protocol))
             except asyncio.CancelledError:
-                if deadline.cancelled():  # granian is stopping, not our timer
+                if not expired:  # cancelled by granian, not by our timer
                     raise
-                protocol.response_bytes(408, [("content-type", "application/json")],
-                                        envelope("body_timeout", f"the request body did not arrive within "
-                                                                 f"{self.body_timeout:g} seconds"))
+                task.uncancel()
+                _answer(protocol, 408, "body_timeout",
+                        f"the request body did not arrive within {self.body_timeout:g} seconds")
                 return
             except Exception:  # the client went away mid-body: nobody to answer
                 return
@@ -117,6 +133,30 @@ class Front:
                 break
         return b"".join(parts)
 
+    def _stream(self, protocol: Any, status: int, headers: list[tuple[str, str]], chunks: Iterator[bytes]) -> None:
+        """Send a long answer through a FIFO that granian reads like a file, as fast as the client reads.
+
+        granian's own stream transport queues without limit, so a client that reads slowly would have the
+        whole answer (an export) pile up in this process. A FIFO holds a pipe's buffer at most: when it is
+        full this thread waits, and a client that takes nothing for `body_timeout` seconds is cut off. One
+        that leaves closes granian's end, and the next write tells this thread to stop producing.
+        """
+        path = os.path.join(self._fifos, f"{threading.get_ident()}-{next(self._fifo_ids)}")
+        os.mkfifo(path, 0o600)
+        try:
+            protocol.response_file(status, headers, path)
+            fd = _open_writer(path, self.body_timeout)
+        finally:
+            os.unlink(path)
+        if fd is None:
+            return  # granian never opened it: the client left before the answer started
+        try:
+            for chunk in chunks:
+                if chunk and not _write_all(fd, chunk, self.body_timeout):
+                    return  # the client left, or stopped reading
+        finally:
+            os.close(fd)
+
     def _work(self) -> None:
         while (job := self._jobs.get()) is not _STOP:
             environ, answer, protocol = job
@@ -133,7 +173,8 @@ class Front:
             self._settled.append((answer, error))
             if len(self._settled) > 1:
                 return  # a wake-up is on its way
-        self._loop.call_soon_threadsafe(self._wake)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the worker is gone
+            self._loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
         with self._settled_lock:
@@ -163,22 +204,20 @@ class Front:
             if second is None:
                 protocol.response_bytes(status, headers, first)
                 return
-            transport = protocol.response_stream(status, headers)
-            for chunk in _chain(first, second, chunks):
-                if not chunk:
-                    continue
-                try:  # each waits until sent: a slow reader holds this thread, not the process's memory
-                    asyncio.run_coroutine_threadsafe(_send(transport, chunk), self._loop).result()
-                except RuntimeError:  # granian's RSGIProtocolClosed: the client went away; stop producing
-                    return
+            self._stream(protocol, status, headers, _chain(first, second, chunks))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
 
 
-async def _send(transport: Any, chunk: bytes) -> None:
-    await transport.send_bytes(chunk)
+def _expire(task: asyncio.Task[None], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
+
+
+def _answer(protocol: Any, status: int, code: str, message: str) -> None:
+    protocol.response_bytes(status, [("content-type", "application/json")], envelope(code, message))
 
 
 def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -191,12 +230,44 @@ def _no_write(data: bytes) -> None:
     raise NotImplementedError("the front supports WSGI response iterables, not write()")
 
 
+def _open_writer(path: str, timeout: float) -> int | None:
+    """Open the FIFO's writing end once granian has opened its reading end; None if it has not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno != errno.ENXIO or time.monotonic() > deadline:  # ENXIO: no reader yet
+                return None
+        time.sleep(0.002)
+
+
+def _write_all(fd: int, data: bytes, timeout: float) -> bool:
+    """Write all of `data`; False when the reader has gone or took nothing for `timeout` seconds."""
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while view:
+        if not poller.poll(timeout * 1000):
+            return False
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
+        except BrokenPipeError:
+            return False
+    return True
+
+
 def _fill_environ(environ: dict[str, Any], scope: Any, headers: Any, body: bytes) -> None:
+    """The WSGI environ of a request."""
     server_host, _, server_port = scope.server.rpartition(":")
     environ.update({
-        "REQUEST_METHOD": scope.method, "SCRIPT_NAME": "", "PATH_INFO": scope.path,
-        "QUERY_STRING": scope.query_string, "SERVER_NAME": server_host, "SERVER_PORT": server_port,
-        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REQUEST_METHOD": scope.method, "SCRIPT_NAME": "",
+        # WSGI's PATH_INFO is the path's bytes as latin-1; granian has decoded them as UTF-8
+        "PATH_INFO": scope.path.encode().decode("latin-1"),
+        "QUERY_STRING": scope.query_string, "SERVER_NAME": server_host.strip("[]"), "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": "HTTP/1.0" if scope.http_version == "1" else f"HTTP/{scope.http_version}",
         "REMOTE_ADDR": scope.client.rpartition(":")[0].strip("[]"),
         "wsgi.version": (1, 0), "wsgi.url_scheme": scope.scheme, "wsgi.input": io.BytesIO(body),
         "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
@@ -204,6 +275,9 @@ def _fill_environ(environ: dict[str, Any], scope: Any, headers: Any, body: bytes
     for key, value in headers.items():
         if key == "content-type":
             environ["CONTENT_TYPE"] = value
+        elif "_" in key:
+            continue  # X_Forwarded_For must not pass for X-Forwarded-For, as gunicorn and nginx also ensure
         elif key != "content-length":
             name = "HTTP_" + key.upper().replace("-", "_")
-            environ[name] = f"{environ[name]},{value}" if name in environ else value
+            joiner = "; " if name == "HTTP_COOKIE" else ","
+            environ[name] = f"{environ[name]}{joiner}{value}" if name in environ else value
