@@ -80,7 +80,7 @@ def test_killing_the_launcher_kills_its_server_worker_work_horse_and_scheduler(a
         wait_until(lambda: job.get_status(refresh=True) == "started", timeout=60, what="the job started")
         family = psutil.Process(launcher.pid).children(recursive=True)
         commands = [title(process) for process in family]
-        assert any("granian" in command and "wsgi:front" in command for command in commands), commands
+        assert any("app.serving" in command or "wsgi:front" in command for command in commands), commands
         assert any("scheduler" in command for command in commands), commands
         # RQ retitles its processes: the worker "rq:worker:<name>: ...", its work horse "...: Processing ...".
         (worker,) = [process for process in family if process.ppid() == launcher.pid

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,6 +168,17 @@ def test_headers_over_the_servers_buffer_are_refused_with_431(web):
                        + b"\r\nConnection: close\r\n\r\n")
     assert status == 431
     assert answers_healthz(web.port)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl to speak HTTP/2 with")
+def test_http2_is_held_to_the_same_header_limit(web):
+    def status(*headers: str) -> str:
+        return subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http2-prior-knowledge",
+                               *headers, f"http://127.0.0.1:{web.port}/healthz"],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    assert status() == "200"
+    assert status("-H", "X-Big: " + "a" * 40_000) == "431"
 
 
 def test_a_body_that_does_not_arrive_in_time_is_408_in_the_envelope_and_nothing_is_stored(app, web):

@@ -159,7 +159,7 @@ class Settings:
     web_header_timeout: float = _setting(
         "WEB_HEADER_TIMEOUT", 10.0, float, "Seconds a client has to send its request headers.")
     web_body_timeout: float = _setting(
-        "WEB_BODY_TIMEOUT", 30.0, float, "Seconds a client has to send its request body once its headers are in (408).")
+        "WEB_BODY_TIMEOUT", 30.0, float, "Seconds a client has to send its request body (else 408), and to take more of a streamed answer.")
     web_worker_lifetime: int = _setting(
         "WEB_WORKER_LIFETIME", 6 * 3600, int, "Seconds after which a web worker is replaced, gracefully (0: never).")
     web_worker_max_rss_mib: int = _setting(

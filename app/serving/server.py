@@ -6,8 +6,10 @@ Python, and the front (`front.py`) reads every body on the event loop before
 a thread sees it. On top of granian's master this adds what gunicorn gave:
 
 - a heartbeat per worker: each worker's loop touches its file every second;
-  a worker silent for WEB_TIMEOUT seconds is killed, and granian starts
-  another in its place;
+  a worker silent for WEB_TIMEOUT seconds (or still loading the app after
+  BOOT_SECONDS) is killed, and granian starts another in its place. It
+  watches the loop, as gunicorn watched its worker's main loop: threads
+  stuck in a request do not stop the beat;
 - Prometheus' multiprocess files: cleared at start, and a dead worker's live
   gauges dropped when it exits;
 - graceful stops (SIGTERM: requests in flight get WEB_GRACEFUL_TIMEOUT
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from granian.constants import Interfaces
-from granian.http import HTTP1Settings
+from granian.http import HTTP1Settings, HTTP2Settings
 from granian.server.mp import MPServer
 from prometheus_client import multiprocess
 
@@ -43,13 +45,14 @@ TARGET = "wsgi:front"
 HEARTBEAT_SECONDS = 1.0
 # Request line and headers together; hyper answers 431 past it (nginx in compose allows 16 KiB).
 HEADER_BUFFER_BYTES = 32 * 1024
+H2_STREAMS = 10  # the fewest granian allows
 # Where heartbeats are kept: a RAM disk when there is one, so a slow disk cannot stall a worker.
 HEARTBEAT_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-
-
-def heartbeat_dir(master: int) -> Path:
-    """The directory of one master's worker heartbeats, named by its pid so two servers never share it."""
-    return HEARTBEAT_ROOT / f"tracking-web-{master}"
+# A worker that has not beaten yet is still loading the app: it gets at least this long.
+BOOT_SECONDS = 60
+# How the master tells the workers it forks where to beat and whose death to follow (read once a worker runs).
+MASTER_VARIABLE = "TRACKING_WEB_MASTER"
+HEARTBEATS_VARIABLE = "TRACKING_WEB_HEARTBEATS"
 
 
 class WebServer(MPServer):
@@ -58,7 +61,7 @@ class WebServer(MPServer):
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(**options)
         self.settings = settings
-        self.heartbeats = heartbeat_dir(os.getpid())
+        self.heartbeats = Path()
         self._stopping = threading.Event()
 
     def startup(self, spawn_target: Any, target_loader: Any) -> None:
@@ -66,7 +69,11 @@ class WebServer(MPServer):
         if directory:  # a previous run's dead workers must not count twice
             for stale in Path(directory).glob("*.db"):
                 stale.unlink()
-        self.heartbeats.mkdir(mode=0o700, exist_ok=True)
+        # A directory of this master's own (mode 0700, a name nobody can guess), in the environment the
+        # workers inherit.
+        self.heartbeats = Path(tempfile.mkdtemp(prefix="tracking-web-", dir=HEARTBEAT_ROOT))
+        os.environ[HEARTBEATS_VARIABLE] = str(self.heartbeats)
+        os.environ[MASTER_VARIABLE] = str(os.getpid())
         super().startup(spawn_target, target_loader)
         threading.Thread(target=self._watch, name="web-watchdog", daemon=True).start()
 
@@ -78,23 +85,34 @@ class WebServer(MPServer):
             shutil.rmtree(self.heartbeats, ignore_errors=True)
 
     def _watch(self) -> None:
-        """Kill workers whose heartbeat stopped; forget workers that are gone."""
-        known: set[int] = set()
+        """Kill workers whose heartbeat stopped; forget workers once their process has ended.
+
+        Silence is measured on this process's monotonic clock, from the moment a worker's heartbeat file
+        last changed, so a step of the wall clock kills nobody.
+        """
+        workers: dict[int, Any] = {}  # every worker seen, until its process has ended
+        beats: dict[int, tuple[float, float]] = {}  # pid: (the file's last mtime, when we saw it change)
         while not self._stopping.wait(HEARTBEAT_SECONDS):
-            alive = {worker.inner.pid: worker for worker in list(self.wrks) if worker.inner.pid}
-            for pid, worker in alive.items():
-                beat = self.heartbeats / str(pid)
+            now = time.monotonic()
+            serving = {worker.inner.pid: worker for worker in list(self.wrks) if worker.inner.pid}
+            workers.update(serving)
+            for pid, worker in serving.items():
                 try:
-                    silent = time.time() - beat.stat().st_mtime
-                except FileNotFoundError:  # still booting: its birth counts as its last beat
-                    silent = time.monotonic() - worker.birth
-                if silent > self.settings.web_timeout and worker.is_alive():
+                    mtime = (self.heartbeats / str(pid)).stat().st_mtime
+                except FileNotFoundError:  # still loading the app: its birth counts as its last beat
+                    silent, limit = now - worker.birth, max(self.settings.web_timeout, BOOT_SECONDS)
+                else:
+                    if beats.get(pid, (None,))[0] != mtime:
+                        beats[pid] = (mtime, now)
+                    silent, limit = now - beats[pid][1], self.settings.web_timeout
+                if silent > limit and worker.is_alive():
                     log.error("web worker %s sent no heartbeat for %.0f s; killing it", pid, silent)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-            for pid in known - set(alive):
+            for pid in [pid for pid, worker in workers.items() if not worker.is_alive()]:
+                del workers[pid]
+                beats.pop(pid, None)
                 self._forget(pid)
-            known = set(alive)
 
     def _forget(self, pid: int) -> None:
         (self.heartbeats / str(pid)).unlink(missing_ok=True)
@@ -103,16 +121,18 @@ class WebServer(MPServer):
 
 
 def worker_started(loop: Any) -> None:
-    """In a worker, once its loop runs: go when the master goes, and beat from the loop every second."""
-    master = os.getppid()
-    die_with_parent(master, signal.SIGTERM)  # a master killed outright must not leave its workers serving
-    directory = heartbeat_dir(master)
-    if not directory.is_dir():
-        return  # not under WebServer (a bare `granian wsgi:front`): nobody listens
-    beat = directory / str(os.getpid())
+    """In a worker, once its loop runs: go when the master goes, and beat from the loop every second.
+
+    Outside WebServer (a bare `granian wsgi:front`) there is no master to follow and nobody listens.
+    """
+    if MASTER_VARIABLE not in os.environ:
+        return
+    die_with_parent(int(os.environ[MASTER_VARIABLE]), signal.SIGTERM)  # a master killed outright leaves none
+    beat = Path(os.environ[HEARTBEATS_VARIABLE]) / str(os.getpid())
 
     def tick() -> None:
-        beat.touch()
+        with contextlib.suppress(OSError):  # a beat that fails is a beat missed, not the end of beating
+            beat.touch()
         loop.call_later(HEARTBEAT_SECONDS, tick)
 
     tick()
@@ -137,6 +157,9 @@ def build(settings: Settings, target: str = TARGET) -> WebServer:
         blocking_threads=1,  # the front's WEB_THREADS run the app; granian's own pool is not used under RSGI
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.web_header_timeout * 1000),
                                      max_buffer_size=HEADER_BUFFER_BYTES),
+        # HTTP/2 (cleartext, for clients that know to ask) under the same header limit, and with few streams
+        # per connection: each may hold a body of up to MAX_BODY_BYTES while the loop reads it.
+        http2_settings=HTTP2Settings(max_headers_size=HEADER_BUFFER_BYTES, max_concurrent_streams=H2_STREAMS),
         websockets=False,
         log_level=settings.log_level.lower(),
         log_dictconfig={
