@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -130,7 +131,15 @@ SCHEDULER = [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "--int
 
 @contextmanager
 def separate_app(config: dict[str, Any]) -> Iterator[Flask]:
-    """An app with settings of its own (another server), whose connections are closed afterwards."""
+    """An app with settings of its own (another server), whose connections are closed afterwards.
+
+    Budgets are fixed windows on the clock: an app with a budget per minute starts early enough in a minute
+    for its test to end within it, rather than find its budget full again in the next one.
+    """
+    if any(key.startswith("RATE_LIMIT_") and str(value).endswith("per minute") for key, value in config.items()):
+        left = 60 - time.time() % 60
+        if left < 10:
+            time.sleep(left)
     app = create_app(config)
     try:
         yield app
