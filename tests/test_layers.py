@@ -102,8 +102,8 @@ def process_calls(path: Path) -> set[str]:
 
 
 def test_only_the_runtime_hooks_forks_or_checks_its_pid():
-    """The dev launcher and the web server's master, which start and watch processes, aside."""
-    managers = ("app.runtime", "app.dev", "app.serving")
+    """The dev launcher, which starts processes rather than serving, aside."""
+    managers = ("app.runtime", "app.dev")
     found = {module: calls for module, path in ((module_name(path), path) for path in sorted(APP.rglob("*.py")))
              if (calls := process_calls(path)) and not any(reaches(module, manager) for manager in managers)}
     assert not found, found

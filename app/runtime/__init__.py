@@ -19,8 +19,10 @@ in the process that uses it:
 One rule after `os.fork()` (`lifecycle`): the child's runtime forgets every
 member its parent made, without closing it (those sockets and threads are
 the parent's), and makes its own on first use; the pooled engines are
-disposed the same way. One `close()` ends them all. Nothing else in `app/`
-checks a pid or hooks a fork.
+disposed the same way. One `close()` ends them all. The web server's master
+and the workers it forks keep in touch through `heartbeats`, the one place
+besides `lifecycle` that asks a process its pid; nothing else in `app/` checks
+a pid or hooks a fork.
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ its HTTP is Rust, so headers are parsed and slow ones timed out without
 Python, and the front (`front.py`) reads every body on the event loop before
 a thread sees it. On top of granian's master this adds what gunicorn gave:
 
-- a heartbeat per worker: each worker's loop touches its file every second;
-  a worker silent for WEB_TIMEOUT seconds (or still loading the app after
+- a heartbeat per worker (`app.runtime.heartbeats`: each worker's loop beats
+  every second, and it dies with its master): a worker silent for WEB_TIMEOUT seconds (or still loading the app after
   BOOT_SECONDS) is killed, and granian starts another in its place. It
   watches the loop, as gunicorn watched its worker's main loop: threads
   stuck in a request do not stop the beat;
@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,23 +34,17 @@ from granian.server.mp import MPServer
 from prometheus_client import multiprocess
 
 from ..core.settings import ConfigError, Settings, load_config
+from ..runtime.heartbeats import INTERVAL_SECONDS, Heartbeats, beat
 from .front import Front, WSGIApp
-from ..runtime.lifecycle import die_with_parent
 
 log = logging.getLogger("app.serving")
 
 TARGET = "wsgi:front"
-HEARTBEAT_SECONDS = 1.0
 # Request line and headers together; hyper answers 431 past it (nginx in compose allows 16 KiB).
 HEADER_BUFFER_BYTES = 32 * 1024
 H2_STREAMS = 10  # the fewest granian allows
-# Where heartbeats are kept: a RAM disk when there is one, so a slow disk cannot stall a worker.
-HEARTBEAT_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 # A worker that has not beaten yet is still loading the app: it gets at least this long.
 BOOT_SECONDS = 60
-# How the master tells the workers it forks where to beat and whose death to follow (read once a worker runs).
-MASTER_VARIABLE = "TRACKING_WEB_MASTER"
-HEARTBEATS_VARIABLE = "TRACKING_WEB_HEARTBEATS"
 
 
 class WebServer(MPServer):
@@ -61,7 +53,7 @@ class WebServer(MPServer):
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(**options)
         self.settings = settings
-        self.heartbeats = Path()
+        self.heartbeats: Heartbeats | None = None
         self._stopping = threading.Event()
 
     def startup(self, spawn_target: Any, target_loader: Any) -> None:
@@ -69,79 +61,45 @@ class WebServer(MPServer):
         if directory:  # a previous run's dead workers must not count twice
             for stale in Path(directory).glob("*.db"):
                 stale.unlink()
-        # A directory of this master's own (mode 0700, a name nobody can guess), in the environment the
-        # workers inherit.
-        self.heartbeats = Path(tempfile.mkdtemp(prefix="tracking-web-", dir=HEARTBEAT_ROOT))
-        os.environ[HEARTBEATS_VARIABLE] = str(self.heartbeats)
-        os.environ[MASTER_VARIABLE] = str(os.getpid())
+        heartbeats = self.heartbeats = Heartbeats()  # before the workers are forked: they inherit its address
         super().startup(spawn_target, target_loader)
-        threading.Thread(target=self._watch, name="web-watchdog", daemon=True).start()
+        threading.Thread(target=self._watch, args=(heartbeats,), name="web-watchdog", daemon=True).start()
 
     def shutdown(self, exit_code: int = 0) -> None:
         self._stopping.set()
         try:
             super().shutdown(exit_code)
         finally:
-            shutil.rmtree(self.heartbeats, ignore_errors=True)
+            if self.heartbeats is not None:
+                self.heartbeats.remove()
 
-    def _watch(self) -> None:
-        """Kill workers whose heartbeat stopped; forget workers once their process has ended.
-
-        Silence is measured on this process's monotonic clock, from the moment a worker's heartbeat file
-        last changed, so a step of the wall clock kills nobody.
-        """
+    def _watch(self, heartbeats: Heartbeats) -> None:
+        """Kill workers whose heartbeat stopped; forget workers once their process has ended."""
         workers: dict[int, Any] = {}  # every worker seen, until its process has ended
-        beats: dict[int, tuple[float, float]] = {}  # pid: (the file's last mtime, when we saw it change)
-        while not self._stopping.wait(HEARTBEAT_SECONDS):
-            now = time.monotonic()
+        while not self._stopping.wait(INTERVAL_SECONDS):
             serving = {worker.inner.pid: worker for worker in list(self.wrks) if worker.inner.pid}
             workers.update(serving)
             for pid, worker in serving.items():
-                try:
-                    mtime = (self.heartbeats / str(pid)).stat().st_mtime
-                except FileNotFoundError:  # still loading the app: its birth counts as its last beat
-                    silent, limit = now - worker.birth, max(self.settings.web_timeout, BOOT_SECONDS)
+                silent = heartbeats.silence(pid)
+                if silent is None:  # still loading the app: its birth counts as its last beat
+                    silent, limit = time.monotonic() - worker.birth, max(self.settings.web_timeout, BOOT_SECONDS)
                 else:
-                    if beats.get(pid, (None,))[0] != mtime:
-                        beats[pid] = (mtime, now)
-                    silent, limit = now - beats[pid][1], self.settings.web_timeout
+                    limit = self.settings.web_timeout
                 if silent > limit and worker.is_alive():
                     log.error("web worker %s sent no heartbeat for %.0f s; killing it", pid, silent)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             for pid in [pid for pid, worker in workers.items() if not worker.is_alive()]:
                 del workers[pid]
-                beats.pop(pid, None)
-                self._forget(pid)
-
-    def _forget(self, pid: int) -> None:
-        (self.heartbeats / str(pid)).unlink(missing_ok=True)
-        if self.settings.prometheus_multiproc_dir:
-            multiprocess.mark_process_dead(pid, self.settings.prometheus_multiproc_dir)
-
-
-def worker_started(loop: Any) -> None:
-    """In a worker, once its loop runs: go when the master goes, and beat from the loop every second.
-
-    Outside WebServer (a bare `granian wsgi:front`) there is no master to follow and nobody listens.
-    """
-    if MASTER_VARIABLE not in os.environ:
-        return
-    die_with_parent(int(os.environ[MASTER_VARIABLE]), signal.SIGTERM)  # a master killed outright leaves none
-    beat = Path(os.environ[HEARTBEATS_VARIABLE]) / str(os.getpid())
-
-    def tick() -> None:
-        with contextlib.suppress(OSError):  # a beat that fails is a beat missed, not the end of beating
-            beat.touch()
-        loop.call_later(HEARTBEAT_SECONDS, tick)
-
-    tick()
+                heartbeats.forget(pid)
+                if self.settings.prometheus_multiproc_dir:
+                    multiprocess.mark_process_dead(pid, self.settings.prometheus_multiproc_dir)
 
 
 def front_for(wsgi_app: WSGIApp, settings: Settings) -> Front:
     """`wsgi_app` behind the front, as the server's workers run it."""
     return Front(wsgi_app, threads=settings.web_threads, body_timeout=settings.web_body_timeout,
-                 max_body_bytes=settings.max_body_bytes, on_start=worker_started)
+                 max_body_bytes=settings.max_body_bytes, on_start=beat)
 
 
 def build(settings: Settings, target: str = TARGET) -> WebServer:
