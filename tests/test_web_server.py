@@ -261,9 +261,25 @@ def test_a_streamed_export_goes_through_the_front_whole(app, web):
     assert len(lines) == 901 and lines[0].startswith("id,user_id,action")
 
 
-def test_a_stream_whose_client_left_stops_and_frees_its_thread(tmp_path):
-    """The front stops asking the app for chunks once the client has gone, rather than producing the rest
-    (a whole export) for nobody."""
+class StreamingApp:
+    """tests/streaming_app.py behind the front, on granian: its port, and how many chunks it has produced."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def produced(self) -> int:
+        return int(raw(self.port, b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2])
+
+    def answers(self) -> bool:
+        try:
+            self.produced()
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def streaming(tmp_path) -> Iterator[StreamingApp]:
     port = free_port()
     log_path = tmp_path / "granian.log"
     with log_path.open("w") as log:
@@ -271,27 +287,23 @@ def test_a_stream_whose_client_left_stops_and_frees_its_thread(tmp_path):
                                     "--port", str(port), "--workers", "1", "tests.streaming_app:front"],
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        def produced() -> int:
-            return int(raw(port, b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2])
-
-        wait_until(lambda: _answers(produced), timeout=30, what="the streaming app answers")
-        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-        time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
-        assert produced() < 100
+        app = StreamingApp(port)
+        wait_until(app.answers, timeout=30, what="the streaming app answers")
+        yield app
     finally:
         process.terminate()
         process.wait(timeout=30)
         print(log_path.read_text())
 
 
-def _answers(produced: Any) -> bool:
-    try:
-        produced()
-        return True
-    except OSError:
-        return False
+def test_a_stream_whose_client_left_stops_and_frees_its_thread(streaming):
+    """The front stops asking the app for chunks once the client has gone, rather than producing the rest
+    (a whole export) for nobody."""
+    with socket.create_connection(("127.0.0.1", streaming.port), timeout=15) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
+    assert streaming.produced() < 100
 
 
 def test_each_request_is_logged_once_with_its_id(web):
@@ -369,30 +381,15 @@ def test_a_new_run_does_not_count_the_previous_runs_workers_again(app, server_co
         wait_until(lambda: ingested(second.port) == 1, timeout=10, what="one event counted")
 
 
-def test_a_stream_is_produced_no_faster_than_its_client_reads(tmp_path):
+def test_a_stream_is_produced_no_faster_than_its_client_reads(streaming):
     """A client that reads nothing holds a pipe's and the sockets' worth of the answer, not the whole of it
     (granian's own stream transport would queue all 200 chunks, 12.5 MiB, in the worker)."""
-    port = free_port()
-    log_path = tmp_path / "granian.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
-                                    "--port", str(port), "--workers", "1", "tests.streaming_app:front"],
-                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def produced() -> int:
-            return int(raw(port, b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2])
-
-        wait_until(lambda: _answers(produced), timeout=30, what="the streaming app answers")
-        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
-            assert produced() < 100
-        # A client that reads gets all of it, to the end of the chunked answer.
-        status, _, body = raw(port, b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                              timeout=60)
-        assert status == 200 and len(body) == 200 * 65536
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        print(log_path.read_text())
+    with socket.create_connection(("127.0.0.1", streaming.port), timeout=15) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(3)  # 200 chunks 10 ms apart would all be produced by now
+        assert streaming.produced() < 100
+    # A client that reads gets all of it, to the end of the chunked answer.
+    status, _, body = raw(streaming.port, b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                          timeout=60)
+    assert status == 200 and len(body) == 200 * 65536
