@@ -9,7 +9,7 @@ from app.core.settings import ConfigError
 from app.extensions import settings
 from app.serving.server import front_for
 
-APP_LOAD_ERROR = 4
+APP_LOAD_ERROR = 4  # the exit status of a worker whose app could not load: the setting's message says why
 
 try:
     app = create_app()

@@ -159,13 +159,15 @@ class Settings:
     web_header_timeout: float = _setting(
         "WEB_HEADER_TIMEOUT", 10.0, float, "Seconds a client has to send its request headers.")
     web_body_timeout: float = _setting(
-        "WEB_BODY_TIMEOUT", 30.0, float, "Seconds a client has to send its request body (else 408), and to take more of a streamed answer.")
+        "WEB_BODY_TIMEOUT", 30.0, float,
+        "Seconds a client has to send its request body (else 408), and to take more of a streamed answer.")
     web_worker_lifetime: int = _setting(
         "WEB_WORKER_LIFETIME", 6 * 3600, int, "Seconds after which a web worker is replaced, gracefully (0: never).")
     web_worker_max_rss_mib: int = _setting(
         "WEB_WORKER_MAX_RSS_MIB", 1024, int, "Memory (MiB) over which a web worker is replaced, gracefully (0: never).")
     web_worker_check_seconds: int = _setting(
-        "WEB_WORKER_CHECK_SECONDS", 30, int, "How often the web workers' memory is checked against WEB_WORKER_MAX_RSS_MIB.")
+        "WEB_WORKER_CHECK_SECONDS", 30, int,
+        "How often the web workers' memory is checked against WEB_WORKER_MAX_RSS_MIB.")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 1024 * 1024, int, "Largest accepted request body.")
     metadata_max_bytes: int = _setting("METADATA_MAX_BYTES", 16 * 1024, int,
                                        "Largest accepted event metadata, JSON-encoded.")
@@ -293,8 +295,8 @@ class Settings:
         except ValueError:
             raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
         for name in ("METRICS_CHUNK_WINDOWS", "METRICS_MAX_RANGE_DAYS", "EVENT_MAX_AGE_DAYS",
-                     "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS", "WEB_WORKERS", "WEB_THREADS", "WEB_WORKER_CHECK_SECONDS",
-                     "WEB_TIMEOUT", "WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT"):
+                     "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS", "WEB_WORKERS", "WEB_THREADS",
+                     "WEB_WORKER_CHECK_SECONDS", "WEB_TIMEOUT", "WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT"):
             if getattr(self, name.lower()) < 1:
                 raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
@@ -320,7 +322,8 @@ class Settings:
             if getattr(self, key.lower()) < 0:
                 raise ConfigError(f"{key}={getattr(self, key.lower())} must be 0 or more")
         if 0 < self.web_worker_lifetime < 60:
-            raise ConfigError(f"WEB_WORKER_LIFETIME={self.web_worker_lifetime} must be 0 (never) or at least 60 seconds")
+            raise ConfigError(f"WEB_WORKER_LIFETIME={self.web_worker_lifetime} must be 0 (never) or at least "
+                              "60 seconds")
         if self.web_header_timeout > 60:
             raise ConfigError(f"WEB_HEADER_TIMEOUT={self.web_header_timeout:g} must be at most 60 seconds")
         if self.trusted_proxies < 0:

@@ -145,7 +145,7 @@ def write_run_file(path: Path, values: dict[str, str]) -> None:
 def _commands(port: int) -> dict[str, list[str]]:
     """The long-running children, by name; the venv's interpreter runs each."""
     return {
-        "web": [sys.executable, "-m", "app.serving"],  # as `make serve`; WEB_HOST defaults to loopback
+        "web": [sys.executable, "-m", "app.serving"],  # as `make serve`, on loopback (WEB_HOST in main)
         "worker": [sys.executable, "worker.py"],
         "scheduler": [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
     }
