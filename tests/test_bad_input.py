@@ -14,6 +14,8 @@ from tests.helpers import count_rows
 
 GOOD = {"user_id": 1, "action": "page_view", "metadata": {"page": "/home"}}
 NOW_PLUS_HOUR = format_rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))
+IN_300_DAYS, IN_380_DAYS = (format_rfc3339(datetime.now(timezone.utc) + timedelta(days=days)) for days in (300, 380))
+DEEP = "[" * 100_000 + "]" * 100_000  # 200 KB of valid JSON, deeper than any stack
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,15 @@ CASES = [
     Case("batch with an invalid item", 400, "invalid_batch", "events", path="/api/events/batch",
          body=json.dumps({"events": [GOOD, {**GOOD, "user_id": 0}]}).encode()),
     Case("batch not an object", 400, "invalid_field", "events", path="/api/events/batch", body=b"[]"),
+    Case("batch item nested 100,000 levels", 400, "malformed_json", path="/api/events/batch",
+         body=raw('{"events": [{"user_id": 1, "action": "a", "metadata": {"a": ' + DEEP + "}}]}")),
+    Case("calculation in year 9999", 400, "invalid_field", "from", path="/api/metrics",
+         body=json.dumps({"from": "9999-12-01T00:00:00Z", "till": "9999-12-31T00:00:00Z"}).encode()),
+    Case("calculation in year 1", 400, "invalid_field", "from", path="/api/metrics",
+         body=json.dumps({"from": "0001-01-01T00:00:00Z", "till": "0001-12-31T00:00:00Z"}).encode()),
+    Case("calculation till more than a year ahead", 400, "invalid_field", "till", path="/api/metrics",
+         body=json.dumps({"from": IN_300_DAYS, "till": IN_380_DAYS}).encode()),
+    Case("calculation nested 100,000 levels", 400, "malformed_json", path="/api/metrics", body=raw(DEEP)),
 ]
 
 QUERY_CASES = [
@@ -116,6 +127,11 @@ QUERY_CASES = [
     ("metrics repeated", "/api/metrics?from=2025-10-23T00:00:00Z&from=2025-10-24T00:00:00Z", "from"),
     ("metrics from after till", "/api/metrics?from=2025-10-24T00:00:00Z&till=2025-10-23T00:00:00Z", "till"),
     ("metrics empty", "/api/metrics?till=", "till"),
+    ("from before 1970", "/api/events?from=1969-12-31T23:59:59Z", "from"),
+    ("export till in year 9999", "/api/events/export?till=9999-12-31T23:59:59Z", "till"),
+    ("metrics from in year 1", "/api/metrics?from=0001-01-01T00:00:00Z", "from"),
+    ("open windows till the calendar's last window", "/api/metrics?include_open=true&till=9999-12-31T23:59:59Z",
+     "till"),
 ]
 
 

@@ -2,11 +2,12 @@
 
 The OpenAPI fuzzer (tests/test_fuzz.py) only tries what the document
 describes, and not the dashboard at all. Here each route gets the parameters
-it reads, free-form `meta.<key>` filters included, with values that are mostly
-well-formed (so the request gets past the first check and reaches the
-database) and sit at the edges: non-finite and out-of-range numbers, NUL and
-invalid UTF-8, dates anywhere in the calendar with offsets that push them
-beyond it, cursors that decode to such dates or to garbage; now and then a
+it reads, free-form `meta.<key>` filters and `include_open` included, with
+values that are mostly well-formed (so the request gets past the first check
+and reaches the database) and sit at the edges: non-finite and out-of-range
+numbers, NUL and invalid UTF-8, dates anywhere in the calendar (its first and
+last instants more often than chance would draw them) with offsets that push
+them beyond it, cursors that decode to such dates or to garbage; now and then a
 parameter of another route or raw bytes. Every answer must be below 500, and
 an API answer must match the document (the suite's validating client).
 Bounded to a few dozen examples a route: a few seconds.
@@ -29,7 +30,7 @@ META = "meta.*"
 ROUTES = {
     "/api/events": ("user_id", "action", "from", "till", "limit", "cursor", META),
     "/api/events/export": ("user_id", "action", "from", "till", META),
-    "/api/metrics": ("user_id", "from", "till", "limit", "cursor"),
+    "/api/metrics": ("user_id", "from", "till", "limit", "cursor", "include_open"),
     "/events": ("user_id", "action", "meta", "from", "till", "live", "cursor"),
     "/events/more": ("user_id", "action", "meta", "from", "till", "cursor"),
     "/events/live": ("user_id", "action", "meta", "from", "till", "after"),
@@ -45,6 +46,12 @@ NUMBERS = (
 )
 TEXTS = ("", " ", "\x00", "a\x00b", "x" * 513, "%", "ünï", "/home")
 OFFSETS = ("Z", "z", "+00:00", "+14:00", "-23:59", "+23:59", "")
+# The calendar's ends and the span's (1970-01-01 to a year ahead): where adding a window overflowed.
+EXTREME_TIMES = (
+    "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00Z",
+    "9998-12-31T20:00:00Z", "9999-12-31T20:00:00Z", "9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59.999999-23:59",
+)
 
 # The same bytes a browser or curl could send: lone surrogates and invalid UTF-8 included.
 raw = st.one_of(
@@ -62,7 +69,10 @@ texts = st.one_of(st.sampled_from(TEXTS + NUMBERS), st.text(max_size=20))
 
 @st.composite
 def times(draw: st.DrawFn) -> str:
-    """Any instant of the calendar, written the ways the API and the pages read (and some they do not)."""
+    """Any instant of the calendar, written the ways the API and the pages read (and some they do not); one of
+    EXTREME_TIMES one time in five."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.sampled_from(EXTREME_TIMES))
     moment = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
     pattern = draw(st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S.%f"]))
     text = f"{moment.year:04d}" + moment.strftime(pattern)[len(str(moment.year)):]
@@ -83,6 +93,7 @@ VALUES = {
     "meta": st.builds(lambda key, value: f"{key} = {value}", st.sampled_from(["n", "page", "k\x00"]),
                       st.one_of(numbers, texts)),
     "live": st.sampled_from(["1", "on", "true", "0", "yes"]),
+    "include_open": st.sampled_from(["true", "false", "True", "1"]),
 }
 meta_keys = st.one_of(st.sampled_from([b"n", b"page", b"", b"a.b"]), raw)
 
@@ -107,6 +118,10 @@ KNOWN_EDGES = [
     ("/api/metrics", "cursor=" + _cursor("2025-10-23T13:07:00Z", "9223372036854775808")),
     ("/metrics", "till=9999-12-31T23:59"), ("/metrics", "till=0001-01-01T00:00"),
     ("/metrics", "from=0001-01-01T00:00&till=0001-01-02T00:00"),
+    ("/api/metrics", "include_open=true&till=9999-12-31T23:59:59Z"),
+    ("/api/metrics", "include_open=true&from=9999-12-31T20:00:00Z"),
+    ("/api/metrics", "include_open=true&from=0001-01-01T00:00:00Z&till=0001-01-01T04:00:00Z"),
+    ("/api/events", "till=9999-12-31T23:59:59.999999Z"), ("/api/events/export", "from=0001-01-01T00:00:00Z"),
 ]
 
 

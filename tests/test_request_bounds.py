@@ -4,7 +4,9 @@ An ingest-only client must not be able to make the calculation redo thousands of
 old windows, and a caller must not queue a calculation from year 1 or send a
 list query with hundreds of metadata filters. Each bound is a setting with a
 safe default, enforced at every entry point (API, CLI) with a 400 that names
-the field and the bound, and with nothing stored or queued.
+the field and the bound, and with nothing stored or queued. So is the span
+every instant must lie in, from 1970-01-01 to 366 days after now: beyond it no
+event can lie, and near the calendar's end a window's arithmetic overflowed.
 """
 from __future__ import annotations
 
@@ -93,6 +95,69 @@ def test_the_cli_refuses_a_range_longer_than_the_bound(app, runner):
     assert result.exit_code != 0
     assert "--till" in result.output and "366 days" in result.output
     assert count_rows(app, "calculation_runs") == 0
+
+
+# The span around the `clock` fixture's now, 2025-10-23T13:07:00Z, as the errors state its ends.
+BEFORE_THE_SPAN = "must not be before 1970-01-01T00:00:00.000000Z"
+AFTER_THE_SPAN = "must not be after 2026-10-24T13:07:00.000000Z (366 days from now)"
+
+
+@pytest.mark.parametrize(("path", "field", "message"), [
+    ("/api/events?from=1969-12-31T23:59:59.999999Z", "from", BEFORE_THE_SPAN),
+    ("/api/events?till=0001-01-01T00:00:00Z", "till", BEFORE_THE_SPAN),
+    ("/api/events?till=2026-10-24T13:07:00.000001Z", "till", AFTER_THE_SPAN),
+    ("/api/events/export?from=9999-12-31T23:59:59.999999Z", "from", AFTER_THE_SPAN),
+    ("/api/metrics?from=0001-01-01T00:00:00Z&till=0001-01-01T04:00:00Z", "from", BEFORE_THE_SPAN),
+    ("/api/metrics?include_open=true&till=9999-12-31T23:59:59Z", "till", AFTER_THE_SPAN),
+])
+def test_a_list_range_outside_the_span_is_refused_naming_the_field_and_the_bound(clock, client, path, field,
+                                                                                   message):
+    response = client.get(path)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"], error["message"]) == ("invalid_field", field, message)
+
+
+def test_a_list_range_may_take_the_whole_span(clock, client):
+    whole = "from=1970-01-01T00:00:00Z&till=2026-10-24T13:07:00Z"
+    assert client.get(f"/api/events?{whole}").status_code == 200
+    assert client.get(f"/api/metrics?include_open=true&{whole}").get_json()["open_windows"] != []
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({"from": "9999-12-01T00:00:00Z", "till": "9999-12-31T00:00:00Z"}, "from", AFTER_THE_SPAN),
+    ({"from": "0001-01-01T00:00:00Z", "till": "0001-12-31T00:00:00Z"}, "from", BEFORE_THE_SPAN),
+    ({"from": "1969-12-31T23:59:59.999999Z", "till": "1970-01-01T04:00:00Z"}, "from", BEFORE_THE_SPAN),
+    ({"from": "2026-10-01T00:00:00Z", "till": "2026-10-24T13:07:00.000001Z"}, "till", AFTER_THE_SPAN),
+])
+def test_a_calculation_range_outside_the_span_is_refused_and_nothing_is_queued(clock, app, client, body, field,
+                                                                                message):
+    """Year 9999 was queued and failed on every retry; year 1 filled the ledger with 2,184 windows."""
+    response = client.post("/api/metrics", json=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"], error["message"]) == ("invalid_field", field, message)
+    with app.app_context():
+        assert len(calculation_queue(runtime().background_redis, settings().redis_namespace)) == 0
+    assert count_rows(app, "metrics_windows") == 0
+
+
+@pytest.mark.parametrize("body", [{"from": "1970-01-01T00:00:00Z", "till": "1970-01-02T00:00:00Z"},
+                                  {"from": "2026-10-01T00:00:00Z", "till": "2026-10-24T13:07:00Z"}])
+def test_a_calculation_range_at_the_ends_of_the_span_is_queued(clock, client, body):
+    assert client.post("/api/metrics", json=body).status_code == 202
+
+
+@pytest.mark.parametrize(("start", "end", "bound"), [
+    ("9999-12-01T00:00:00Z", "9999-12-31T00:00:00Z", "2026-10-24T13:07:00.000000Z"),
+    ("0001-01-01T00:00:00Z", "0001-12-31T00:00:00Z", "1970-01-01T00:00:00.000000Z"),
+])
+def test_the_cli_refuses_a_range_outside_the_span(clock, app, runner, start, end, bound):
+    result = runner.invoke(args=["calculate-metrics", "--from", start, "--till", end])
+    assert result.exit_code != 0
+    assert "--from" in result.output and bound in result.output
+    assert count_rows(app, "calculation_runs") == 0
+    assert count_rows(app, "metrics_windows") == 0
 
 
 def meta_query(count: int) -> str:

@@ -55,7 +55,7 @@ def create_events_batch() -> Response:
 def event_filter(kind: type[EventExportParameters] = EventListParameters,
                  ) -> tuple[EventFilter, int, EventCursor | None]:
     """The events' filters (and page) from the query string: shared by the JSON list and the CSV export."""
-    query = list_query(kind)
+    query = list_query(kind, clock_now())
     given = query.given
     flt = EventFilter(user_id=given.user_id, action=given.action, start=query.start, end=query.end,
                       metadata=query.metadata)

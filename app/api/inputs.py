@@ -1,6 +1,8 @@
 """Reading API requests: the JSON body and the list parameters, checked by the core input rules."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import request
 
 from ..core.list_parameters import ListQuery, Parameters, parse_list_query
@@ -34,8 +36,9 @@ def input_bounds() -> InputBounds:
     return settings().input_bounds
 
 
-def list_query(kind: type[Parameters]) -> ListQuery[Parameters]:
-    """The query string as the list parameters `kind` declares, with this app's page sizes and filter limit."""
+def list_query(kind: type[Parameters], now: datetime) -> ListQuery[Parameters]:
+    """The query string as the list parameters `kind` declares, with this app's page sizes and filter limit (and
+    its range in the span `now` places)."""
     config = settings()
-    return parse_list_query(request.args.to_dict(flat=False), kind, default_limit=config.list_default_limit,
+    return parse_list_query(request.args.to_dict(flat=False), kind, now=now, default_limit=config.list_default_limit,
                             max_limit=config.list_max_limit, max_metadata_filters=config.list_max_metadata_filters)

@@ -27,7 +27,7 @@ def trigger_metrics() -> tuple[Response, int]:
     body = json_body(optional=True)
     start = end = None
     if body is not None:
-        start, end = parse_calculation_request(body, max_range=settings().max_calculation_range)
+        start, end = parse_calculation_request(body, now=clock_now(), max_range=settings().max_calculation_range)
     with guarded_redis() as redis:
         job, _created = enqueue_calculation(redis, settings(), start, end)
     return jsonify(job_view(job)), 202
@@ -52,7 +52,8 @@ def get_metrics() -> Response:
     adds `open_windows`: the windows not closed yet, counted so far from the
     events, kept apart from the paged list because they are neither final nor stored.
     """
-    query = list_query(MetricListParameters)
+    now = clock_now()
+    query = list_query(MetricListParameters, now)
     given = query.given
     flt = MetricFilter(user_id=given.user_id, start=query.start, end=query.end)
     cursor = MetricCursor.decode(given.cursor) if given.cursor is not None else None
@@ -60,7 +61,6 @@ def get_metrics() -> Response:
     body = MetricPage(metrics=[metric_view(metric) for metric in page.metrics],
                       next_cursor=page.next_cursor.encode() if page.next_cursor else None)
     if given.include_open == "true":
-        now = clock_now()
         config = settings()
         body.open_windows = [open_window_view(window, now) for window in open_windows(
             database(), now, config.window_size, config.settle, given.user_id, query.start, query.end)]

@@ -22,7 +22,7 @@ from ..core.list_parameters import EventExportParameters, EventListParameters, L
     MetricListParameters
 from ..core.settings import Settings
 from ..core.request_bodies import schemas as request_body_schemas
-from ..core.validation import MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
+from ..core.validation import INSTANT_SPAN, MAX_METADATA_DEPTH, MAX_QUERY_VALUE_LENGTH
 from ..extensions import settings as app_settings
 from ..http.errors import Error
 from ..http.policy import Access, policy
@@ -171,7 +171,8 @@ def _request_schemas(settings: Settings) -> dict[str, Schema]:
     schemas["NewEvent"]["examples"] = [{"user_id": 321, "action": "test_action",
                                         "metadata": {"page": "/hello/world"}}]
     schemas["CalculationRequest"]["description"] += (
-        f" Give both or neither; `till` may be at most {settings.metrics_max_range_days} days after `from`.")
+        f" Give both or neither; `till` may be at most {settings.metrics_max_range_days} days after `from`, and "
+        f"each is {INSTANT_SPAN}.")
     return schemas
 
 

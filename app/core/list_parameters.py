@@ -8,8 +8,8 @@ parameters from the same declarations. Around the conversion come the rules
 of a query string that a type cannot say: each parameter given once, not
 empty, not overlong and without NUL; integers written in plain digits and
 converted here (msgspec would read a string as JSON: `1e3`, but not `007`);
-the range's order; the page size the settings allow; and the free-form
-`meta.KEY=VALUE` filters.
+the range's order and span (`check_span`); the page size the settings allow;
+and the free-form `meta.KEY=VALUE` filters.
 """
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ from msgspec import Meta
 from .declarations import declaration, first_fault
 from .errors import ValidationError
 from .request_bodies import MAX_ACTION_LENGTH, MAX_BIGINT
-from .validation import MAX_QUERY_VALUE_LENGTH, check_range, check_text, parse_query_time
+from .validation import INSTANT_SPAN, MAX_QUERY_VALUE_LENGTH, check_range, check_span, check_text, parse_query_time
 
 META_PREFIX = "meta."
 
 QueryTime = Annotated[str, Meta(examples=["2025-10-23T13:07:00Z"], extra_json_schema={"format": "date-time"},
                                 extra={"noun": "an RFC 3339 timestamp"})]
 PageSize = Annotated[int, Meta(description="Page size.", extra={"noun": "a positive integer"})]
+_FROM = f"Start of the half-open range `[from, till)`, RFC 3339 with an offset; {INSTANT_SPAN}."
+_TILL = f"End of the range, exclusive; not before `from`; {INSTANT_SPAN}."
 CursorParameter = Annotated[str, Meta(max_length=MAX_QUERY_VALUE_LENGTH,
                                       description="The `next_cursor` of the previous page.")]
 
@@ -44,9 +46,8 @@ class ListParameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     user_id: Annotated[int, Meta(ge=1, le=MAX_BIGINT, description="Only this user's rows.",
                                  extra={"noun": "a positive integer"})] | None = None
-    from_: Annotated[QueryTime, Meta(description="Start of the half-open range `[from, till)`, RFC 3339 with an "
-                                                 "offset.")] | None = msgspec.field(default=None, name="from")
-    till: Annotated[QueryTime, Meta(description="End of the range, exclusive; not before `from`.")] | None = None
+    from_: Annotated[QueryTime, Meta(description=_FROM)] | None = msgspec.field(default=None, name="from")
+    till: Annotated[QueryTime, Meta(description=_TILL)] | None = None
 
 
 class EventExportParameters(ListParameters, kw_only=True):
@@ -128,9 +129,9 @@ def metadata_filters(params: Mapping[str, str], maximum: int) -> dict[str, str]:
     return filters
 
 
-def parse_list_query(args: Mapping[str, list[str]], kind: type[Parameters], *, default_limit: int, max_limit: int,
-                     max_metadata_filters: int) -> ListQuery[Parameters]:
-    """The query string `args` (each name with its values) as `kind`, checked."""
+def parse_list_query(args: Mapping[str, list[str]], kind: type[Parameters], *, now: datetime, default_limit: int,
+                     max_limit: int, max_metadata_filters: int) -> ListQuery[Parameters]:
+    """The query string `args` (each name with its values) as `kind`, checked; `now` places the range's span."""
     declared = declaration(kind).fields
     params = single_params(args, set(declared), (META_PREFIX,) if kind.metadata_filters else ())
     metadata = metadata_filters(params, max_metadata_filters) if kind.metadata_filters else {}
@@ -153,6 +154,7 @@ def parse_list_query(args: Mapping[str, list[str]], kind: type[Parameters], *, d
     start = parse_query_time(given.from_, "from") if given.from_ is not None else None
     end = parse_query_time(given.till, "till") if given.till is not None else None
     check_range(start, end)
+    check_span(start, end, now)
     limit = getattr(given, "limit", None)
     if limit is not None and not 1 <= limit <= max_limit:
         raise ValidationError(f"must be between 1 and {max_limit}", field="limit")

@@ -31,12 +31,22 @@ from .declarations import declared_type, first_fault, value_fault
 from .errors import ValidationError
 from .request_bodies import MAX_ACTION_LENGTH, MAX_BATCH, MAX_BIGINT
 from .times import TimeFormatError, format_rfc3339, parse_rfc3339
+from .windows import EPOCH
 
 __all__ = ["MAX_ACTION_LENGTH", "MAX_BATCH", "MAX_BIGINT"]
 
 MAX_METADATA_DEPTH = 32
 MAX_QUERY_VALUE_LENGTH = 512
 Body = TypeVar("Body", bound=msgspec.Struct)
+# The span the ends of a range must lie in (`check_instant`): the `from` and `till` of a list or a calculation. From
+# EARLIEST_INSTANT, the origin windows are counted from (the Unix epoch, what a client's zero timestamp means), to
+# LATEST_AHEAD after now: events lie minutes ahead at most, but a range may end at the end of next month, say.
+# Beyond it a range is trouble: a calculation fills the ledger with windows no event is in (2,184 for year 1), and
+# near datetime.max the end of a window overflows.
+EARLIEST_INSTANT = EPOCH
+LATEST_AHEAD = timedelta(days=366)
+# The span in the API's description.
+INSTANT_SPAN = f"not before {EARLIEST_INSTANT:%Y-%m-%dT%H:%M:%SZ}, nor more than {LATEST_AHEAD.days} days after now"
 
 
 @dataclass(frozen=True)
@@ -333,21 +343,41 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
         raise ValidationError("must not be before `from`", field="till")
 
 
-def parse_calculation_request(raw: bytes, *, max_range: timedelta) -> tuple[datetime | None, datetime | None]:
+def check_instant(moment: datetime, field: str, now: datetime) -> None:
+    """Refuse an instant outside `[EARLIEST_INSTANT, now + LATEST_AHEAD]`, naming `field` and the bound."""
+    if moment < EARLIEST_INSTANT:
+        raise ValidationError(f"must not be before {format_rfc3339(EARLIEST_INSTANT)}", field=field)
+    if moment > now + LATEST_AHEAD:  # now is far from datetime.max, so the sum cannot overflow
+        raise ValidationError(f"must not be after {format_rfc3339(now + LATEST_AHEAD)} "
+                              f"({LATEST_AHEAD.days} days from now)", field=field)
+
+
+def check_span(start: datetime | None, end: datetime | None, now: datetime) -> None:
+    """Each given end of a range `[from, till)` within the span of `check_instant`, `from` first."""
+    if start is not None:
+        check_instant(start, "from", now)
+    if end is not None:
+        check_instant(end, "till", now)
+
+
+def parse_calculation_request(raw: bytes, *, now: datetime,
+                              max_range: timedelta) -> tuple[datetime | None, datetime | None]:
     """The body of `POST /api/metrics` (JSON `null` is no body): `parse_calculation_range` of its fields."""
     body = _decoded(raw, bodies.CalculationRequest, _EVENT_ROOT, nullable=True)
     if body is None:
         return None, None
-    return parse_calculation_range(body.from_, body.till, max_range=max_range)
+    return parse_calculation_range(body.from_, body.till, now=now, max_range=max_range)
 
 
-def parse_calculation_range(start: str | None, end: str | None, *,
+def parse_calculation_range(start: str | None, end: str | None, *, now: datetime,
                             max_range: timedelta) -> tuple[datetime | None, datetime | None]:
     """An explicit `[from, till)` to recompute, or (None, None) for "every pending window".
 
     Both bounds or neither: a half-given range is refused rather than guessed.
     A range longer than `max_range` is refused too: one request must not queue
-    millions of windows (from year 1), more than a job can compute in its time.
+    millions of windows, more than a job can compute in its time. And both
+    ends must lie in the span of `check_instant`: a range in year 1 would fill
+    the ledger with windows no event is in, one in year 9999 fail every retry.
     """
     if (start is None) != (end is None):
         raise ValidationError("give both `from` and `till`, or neither", field="till" if end is None else "from")
@@ -357,4 +387,5 @@ def parse_calculation_range(start: str | None, end: str | None, *,
     check_range(start_at, end_at)
     if end_at - start_at > max_range:
         raise ValidationError(f"must be at most {max_range.days} days after `from`", field="till")
+    check_span(start_at, end_at, now)
     return start_at, end_at

@@ -47,8 +47,10 @@ def init_app(app: Flask) -> None:
     @click.option("--till", "end", help="…up to this RFC 3339 time, exclusive.")
     def calculate_metrics_command(start: str | None, end: str | None) -> None:
         """Compute pending metrics windows now, synchronously (for cron jobs outside RQ)."""
+        moment = now()
         try:
-            start_at, end_at = parse_calculation_range(start, end, max_range=settings().max_calculation_range)
+            start_at, end_at = parse_calculation_range(start, end, now=moment,
+                                                       max_range=settings().max_calculation_range)
         except ValidationError as exc:
             if start is None or end is None:
                 raise click.UsageError("give both --from and --till, or neither") from None
@@ -56,7 +58,7 @@ def init_app(app: Flask) -> None:
         with ExitStack() as stack:
             # A person at a terminal sees how far a long catch-up is; a script gets the summary alone.
             bar = TerminalProgress(stack) if sys.stdout.isatty() else None
-            summary = calculate_metrics(database(), calculation_settings(settings()), now=now(), start=start_at,
+            summary = calculate_metrics(database(), calculation_settings(settings()), now=moment, start=start_at,
                                         end=end_at, trigger="cli", progress=bar)
             if bar is not None:
                 bar.finish()
