@@ -62,6 +62,9 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": settings.production,
         "PERMANENT_SESSION_LIFETIME": settings.session_lifetime_seconds,
+        # An open service answers only to its own names: a page whose name was rebound to this address
+        # sends its own `Host`, and gets 400 instead of the events.
+        "TRUSTED_HOSTS": None if settings.access_control_enabled else settings.open_mode_hosts,
     }
 
 

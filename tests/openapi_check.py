@@ -104,6 +104,9 @@ class ValidatingClient(FlaskClient):
     """A test client that holds every response to the OpenAPI document."""
 
     def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        # Like a server, read the whole answer and close it (a stream holds its export slot until closed),
+        # unless the test asks to read it itself.
+        kwargs.setdefault("buffered", True)
         response = super().open(*args, **kwargs)
         request = response.request
         checker = self.application.extensions.get(CHECKER_KEY)

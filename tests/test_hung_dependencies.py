@@ -95,12 +95,11 @@ def test_a_hung_redis_costs_no_request_seconds_and_the_breaker_recovers(app, app
         job_id = f"{config['REDIS_NAMESPACE']}-calculate-1"
         for _ in range(3):
             assert timed(lambda: client.get(f"/api/metrics/jobs/{job_id}")).status_code == 503
-        # Recalculate's budget is exact (counted in Redis on each request): the limiter steps aside at once.
-        # (Its breaker opens after the job endpoints', so it closes after theirs too: the budget below is
-        # not spent on requests the queue refuses.)
+        # Recalculate's budget is exact (counted in Redis on each request): unchecked, it refuses, never
+        # letting the request through unbudgeted (issue 21, class 1).
         for _ in range(3):
             refused = timed(lambda: client.post("/api/metrics"))
-            assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "queue_unavailable"
+            assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "budget_unchecked"
             assert refused.headers["Retry-After"].isdigit()
         # Ingestion's budget is counted in the process: it goes on, and tries to share its count later.
         for _ in range(3):

@@ -187,10 +187,10 @@ def test_requests_without_a_budget_pass_when_budgets_are_set(limited):
     assert client.get("/api/metrics/jobs/no-such-job").status_code == 404
 
 
-def test_a_sign_in_without_a_user_name_is_refused_and_budgeted_apart_from_every_name(app_config):
+def test_a_sign_in_without_a_user_name_is_refused_and_delayed_apart_from_every_name(app_config):
     config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": "full-token", "ADMIN_USERNAME": "ops",
               "ADMIN_PASSWORD_HASH": generate_password_hash("right", "pbkdf2:sha256:1000"),
-              "RATE_LIMIT_LOGIN": "100 per minute", "RATE_LIMIT_LOGIN_USERNAME": "2 per minute"}
+              "RATE_LIMIT_LOGIN": "100 per minute", "SIGN_IN_FREE_FAILURES": 2}
     with separate_app(config) as guarded:
         client = guarded.test_client()
         token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
@@ -256,3 +256,75 @@ def test_a_hung_redis_delays_ingestion_once_by_the_limiter_timeout_and_the_budge
             assert warnings == ["rate limit counts not shared while Redis is unavailable: TimeoutError"]
     finally:
         silent.close()
+
+
+# Controls that use Redis, with Redis down and hung (issue 21, class 1): none of them fails open.
+
+@pytest.fixture(params=["down", "hung"])
+def broken_redis(request, tmp_path):
+    """The URL of a Redis that is down (nothing listens) or hung (accepts, never answers)."""
+    if request.param == "down":
+        own = start_redis(tmp_path / "valkey")
+        own.stop()
+        yield own.url
+        return
+    silent = SilentRedis()
+    yield silent.url
+    silent.close()
+
+
+def test_without_redis_every_sign_in_gets_the_same_503_before_its_password_is_checked(app_config, broken_redis):
+    config = {**app_config, "REDIS_URL": broken_redis, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": "full-token",
+              "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD_HASH": generate_password_hash("right", "pbkdf2:sha256:1000"),
+              "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": 0.2, "REDIS_BREAKER_SECONDS": 60}
+    with separate_app(config) as guarded:
+        client = guarded.test_client()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
+        answers = set()
+        for password in ["wrong"] * 30 + ["right"] + ["wrong"] * 5 + ["right"]:
+            response = client.post("/login", data={"username": "ops", "password": password, "csrf_token": token})
+            answers.add((response.status_code, response.get_data(as_text=True)))
+        assert len(answers) == 1, "a wrong and a right password were told apart while Redis was away"
+        status, _page = answers.pop()
+        assert status == 503
+
+
+def test_without_redis_recalculation_is_refused_not_unbudgeted(app, app_config, broken_redis):
+    config = {**app_config, "REDIS_URL": broken_redis, "RATE_LIMIT_RECALCULATE": "1 per minute",
+              "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": 0.2, "REDIS_BREAKER_SECONDS": 60}
+    with separate_app(config) as without:
+        client = without.test_client()
+        for _ in range(3):
+            refused = client.post("/api/metrics")
+            assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert refused.get_json()["error"]["code"] in ("budget_unchecked", "unavailable")
+
+
+def test_without_redis_the_ingest_and_read_budgets_still_hold_in_each_process(app, app_config, broken_redis):
+    config = {**app_config, "REDIS_URL": broken_redis, "RATE_LIMIT_INGEST": "2 per hour",
+              "RATE_LIMIT_READ": "2 per hour", "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": 0.2, "REDIS_BREAKER_SECONDS": 60}
+    with separate_app(config) as without:
+        client = without.test_client()
+        assert [client.post("/api/event", json=EVENT).status_code for _ in range(3)] == [201, 201, 429]
+        assert [client.get("/api/events").status_code for _ in range(3)] == [200, 200, 429]
+
+
+# A batch is charged by its events (issue 21, class 6).
+
+def test_a_batch_spends_the_ingest_budget_one_unit_per_event(app, app_config):
+    with separate_app({**app_config, "RATE_LIMIT_INGEST": "10 per hour"}) as limited_app:
+        client = limited_app.test_client()
+        assert client.post("/api/events/batch", json={"events": [EVENT] * 6}).status_code == 200
+        refused = client.post("/api/events/batch", json={"events": [EVENT] * 5})  # 6 + 5 > 10: none stored
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert count_rows(app, "events") == 6
+        # the refused request still cost one, as any refused request does: 3 events fill the budget
+        assert client.post("/api/events/batch", json={"events": [EVENT] * 3}).status_code == 200
+        assert client.post("/api/event", json=EVENT).status_code == 429
+        too_large = limited_app.test_client()
+        too_large.environ_base["REMOTE_ADDR"] = "10.8.0.1"
+        answer = too_large.post("/api/events/batch", json={"events": [EVENT] * 11})
+        assert answer.status_code == 429
+        assert answer.get_json()["error"]["message"] == ("11 events are more than the rate limit of 10 per 1 hour; "
+                                                         "send smaller batches")
+    assert count_rows(app, "events") == 9

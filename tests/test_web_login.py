@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from werkzeug.security import generate_password_hash
 
-from tests.helpers import separate_app
+from tests.helpers import Clock, separate_app
 
 FULL = "full-token-for-tests"
 PASSWORD = "correct horse battery staple"
@@ -55,7 +56,7 @@ def test_signing_in_opens_the_dashboard_with_a_safe_session_cookie(guarded):
     response = sign_in(guarded)
     assert response.status_code == 303
     assert response.headers["Location"] == "/metrics"
-    cookie = response.headers["Set-Cookie"]
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     page = guarded.get("/metrics")
     assert page.status_code == 200
@@ -67,7 +68,8 @@ def test_the_cookie_is_secure_in_production(app_config, app):
               "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000")}
     with separate_app(config) as production:
         response = sign_in(production.test_client())
-    assert "Secure" in response.headers["Set-Cookie"]
+    cookies = response.headers.getlist("Set-Cookie")
+    assert len(cookies) == 2 and all("Secure" in cookie for cookie in cookies)  # the session and the device
 
 
 @pytest.mark.parametrize(("username", "password"), [("ops", "wrong"), ("admin", PASSWORD), ("", "")])
@@ -118,20 +120,76 @@ def test_the_api_keeps_using_tokens_not_the_session(guarded):
 
 # Sign-in budgets: per address and per user name; charged only after the CSRF check (issue 11, classes 2 and 3).
 
-def test_sign_in_attempts_are_budgeted_per_user_name_across_addresses(app_config, app):
-    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": FULL, "ADMIN_USERNAME": "ops",
-              "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"),
-              "RATE_LIMIT_LOGIN": "5 per minute", "RATE_LIMIT_LOGIN_USERNAME": "3 per minute"}
-    with separate_app(config) as guarded_app:
-        def attempt(address, username):
-            client = guarded_app.test_client()
-            client.environ_base["REMOTE_ADDR"] = address
-            return sign_in(client, username, "wrong").status_code
+def _attack_config(app_config, clock):
+    return {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": FULL, "ADMIN_USERNAME": "ops",
+            "ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"),
+            "RATE_LIMIT_LOGIN": "1000 per minute", "SIGN_IN_FREE_FAILURES": 3, "SIGN_IN_MAX_DELAY_SECONDS": 8,
+            "CLOCK": clock}
 
-        # one guess from each of many addresses: the name's budget still runs out, whatever its spelling
-        names = ["ops", "OPS", " ops ", "ｏｐｓ"]
-        assert [attempt(f"10.0.0.{n}", name) for n, name in enumerate(names)] == [401, 401, 401, 429]
-        assert attempt("10.0.0.9", "someone-else") == 401
+
+def _from(guarded_app, address):
+    client = guarded_app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_wrong_passwords_for_a_name_slow_it_down_with_delays_that_grow_but_stay_bounded(app_config, app):  # `app` empties the Redis namespace
+    clock = Clock(datetime.now(timezone.utc))
+    with separate_app(_attack_config(app_config, clock)) as guarded_app:
+        def attempt(address, username="ops", password="wrong"):
+            return sign_in(_from(guarded_app, address), username, password)
+
+        # the name's failures count from every address and every spelling of it
+        names = ["ops", "OPS", " ops "]
+        assert [attempt(f"10.0.0.{n}", name).status_code for n, name in enumerate(names)] == [401, 401, 401]
+        waits = []
+        for _ in range(6):
+            refused = attempt("10.0.0.9", "ｏｐｓ")
+            assert refused.status_code == 429
+            waits.append(int(refused.headers["Retry-After"]))
+            clock.advance(timedelta(seconds=waits[-1]))
+            assert attempt("10.0.0.9").status_code == 401  # once the delay has passed, a guess is heard again
+        assert waits == [1, 2, 4, 8, 8, 8]
+        assert attempt("10.0.0.9", "someone-else").status_code == 401  # another name is not slowed
+        clock.advance(timedelta(seconds=8))
+        assert attempt("10.0.0.9", password=PASSWORD).status_code == 303  # a success ends the delay
+        assert attempt("10.0.0.9").status_code == 401
+
+
+def test_the_admins_known_browser_gets_in_while_others_guess_the_password(app_config, app):  # `app` empties the Redis namespace
+    """OWASP's device cookie: attackers from two addresses keep the name's delay at its longest, a new browser
+    must wait it out, and the browser that signed in before is judged by its own failures only."""
+    clock = Clock(datetime.now(timezone.utc))
+    with separate_app(_attack_config(app_config, clock)) as guarded_app:
+        admin = _from(guarded_app, "10.0.1.1")
+        assert sign_in(admin).status_code == 303
+        admin.post("/logout", data={"csrf_token": token_of(admin.get("/metrics").get_data(as_text=True))})
+        for minute in range(3):  # about 20 guesses a minute from two addresses
+            for guess in range(20):
+                sign_in(_from(guarded_app, f"10.0.2.{guess % 2}"), "ops", f"guess-{minute}-{guess}")
+                clock.advance(timedelta(seconds=3))
+        clock.advance(timedelta(seconds=8))
+        assert sign_in(_from(guarded_app, "10.0.2.0"), "ops", "one-more").status_code == 401
+        newcomer = sign_in(_from(guarded_app, "10.0.1.2"))
+        assert newcomer.status_code == 429 and newcomer.headers["Retry-After"] == "8"
+        assert "Too many wrong passwords" in newcomer.get_data(as_text=True)
+        assert sign_in(admin, password="typo").status_code == 401  # its own failures count for it
+        assert sign_in(admin).status_code == 303
+        assert admin.get("/metrics").status_code == 200
+
+
+def test_a_device_cookie_counts_only_for_the_name_it_was_given_to_and_cannot_be_forged(app_config, app):  # `app` empties the Redis namespace
+    clock = Clock(datetime.now(timezone.utc))
+    with separate_app(_attack_config(app_config, clock)) as guarded_app:
+        admin = _from(guarded_app, "10.0.3.1")
+        assert sign_in(admin).status_code == 303
+        for _ in range(3):
+            sign_in(_from(guarded_app, "10.0.3.2"), "ops", "wrong")
+        forged = _from(guarded_app, "10.0.3.3")
+        forged.set_cookie("device", "eyJ1c2VyIjoiIiwiZGV2aWNlIjoieCJ9.forged", path="/login")
+        assert sign_in(forged).status_code == 429
+        assert sign_in(admin, "someone-else", "wrong").status_code == 401
+        assert sign_in(admin).status_code == 303
 
 
 def test_cross_site_posts_without_the_token_never_spend_the_sign_in_budget(guarded):

@@ -6,7 +6,7 @@ from flask import Response, jsonify
 from ..core.list_parameters import EventExportParameters, EventListParameters
 from ..core.validation import parse_batch, parse_event
 from ..extensions import database, now as clock_now, runtime, settings
-from ..http.policy import Access, policy
+from ..http.policy import Access, policy, spend_events
 from ..http.rate_limits import INGEST, READ
 from ..ops.prometheus import count_events
 from ..services.events import EventCursor, EventFilter, Recorded, list_events, record_events
@@ -44,6 +44,7 @@ def create_events_batch() -> Response:
     """
     now = clock_now()
     news = parse_batch(json_body(), now=now, bounds=input_bounds())
+    spend_events(len(news))
     recorded = _counted(record_events(database(), news, now=now, window_size=settings().window_size))
     # every event id we return is also under the original's name, `uuid`
     return jsonify(BatchResult(

@@ -7,14 +7,14 @@ from ..core.errors import ValidationError
 from ..core.list_parameters import EventExportParameters
 from ..extensions import database
 from ..http.csv_download import csv_download
-from ..http.policy import Access, policy
+from ..http.policy import LONG_READS, Access, policy
 from ..http.rate_limits import READ
 from . import bp
 from .events import event_filter
 
 
 @bp.get("/events/export")
-@policy(Access.FULL, budgets=(READ,), csrf=False, concurrency=None)
+@policy(Access.FULL, budgets=(READ,), csrf=False, concurrency=LONG_READS)
 def export_events() -> Response:
     """Every event matching `GET /api/events`'s filters, oldest first, as `text/csv`.
 

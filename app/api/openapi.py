@@ -102,6 +102,7 @@ _ERROR_RESPONSES = {
 _FULL_TOKEN = (401, 403)
 _ANY_TOKEN = (401,)
 _RATE_LIMITED = (429,)
+_CROSS_SITE = (403,)  # a state change sent from another site's page, whatever the access control
 _OPEN: list[Schema] = []
 
 
@@ -262,14 +263,14 @@ def build_document(settings: Settings) -> Schema:
                             "`id` was stored before (a retry); 409 when that id was stored with other content.",
                 responses={"201": _json("Stored.", _ref("Event")),
                            "200": _json("Already stored by an earlier request with this id.", _ref("Event")),
-                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
+                           **_errors(400, *_ANY_TOKEN, *_CROSS_SITE, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events/batch": {"post": _operation(
                 "Record up to 1,000 events, all or none", "events", operation_id="createEventsBatch",
                 body={"required": True, "content": {"application/json": {"schema": _ref("EventBatch")}}},
                 description="Any invalid item rejects the whole batch with one entry per bad item in "
                             "`error.details`; ids stored before count as duplicates.",
                 responses={"200": _json("Stored (or known) events, in request order.", _ref("BatchResult")),
-                           **_errors(400, *_ANY_TOKEN, 409, 413, 415, *_RATE_LIMITED, 503)})},
+                           **_errors(400, *_ANY_TOKEN, *_CROSS_SITE, 409, 413, 415, *_RATE_LIMITED, 503)})},
             "/api/events": {"get": _operation(
                 "List events", "events", operation_id="listEvents",
                 parameters=_query_parameters(EventListParameters, settings),
@@ -364,7 +365,8 @@ def build_document(settings: Settings) -> Schema:
                                               "`error.field`)."),
                 "Unauthorized": _error_response("No valid API token was sent.",
                                                 {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}}),
-                "Forbidden": _error_response("The token may only record events."),
+                "Forbidden": _error_response("The token may only record events, or a page of another site sent this "
+                                             "state change (`cross_site`)."),
                 "TooManyRequests": _error_response("This client's request budget is spent; retry after the delay.",
                                                    {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
                 "NotFound": _error_response("No such resource."),

@@ -6,6 +6,15 @@ launcher can set it first) into a mapping keyed by variable name;
 builds one `Settings` and every adapter takes its values from it. Each entry
 names its variable, its default and its meaning; docs/operations.md's configuration
 table is rendered from this list (`settings_table()`).
+
+Empty variables. A meaning the table gives to a particular value is written in one
+form, `(empty: ...)`, `(unset: ...)` or `(0: ...)`, and holds as written
+(tests/test_config.py tries each). A variable set to the empty string (or only
+spaces) means what its entry's `(empty: ...)` says, and is then the empty
+string (`RATE_LIMIT_READ=` is no limit); an entry that gives empty no meaning
+takes its default, exactly as if the variable were unset (`PORT=` is 8080,
+`EVENTS_RETENTION_DAYS=` keeps everything), so .env.example's blank lines are
+harmless. Only text settings may give empty a meaning of its own.
 """
 from __future__ import annotations
 
@@ -16,7 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
+
+from limits import parse as parse_rate_limit
 
 from .validation import InputBounds
 from .windows import window_size
@@ -35,9 +47,26 @@ class Setting:
     parse: Callable[[str], Any] = str
     doc: str = ""
 
+    @property
+    def meanings(self) -> dict[str, str]:
+        """The meanings the entry gives to particular values, by value: `empty`, `unset` or `0`."""
+        return dict(MEANING.findall(self.doc))
+
+    @property
+    def empty_has_meaning(self) -> bool:
+        """Whether an empty variable means something of its own (the empty string), not the default."""
+        return "empty" in self.meanings
+
+
+# How an entry states what a particular value means: `(empty: no limit)`, `(unset: ...)`, `(0: never)`.
+MEANING = re.compile(r"\((empty|unset|0): ([^()]+)\)")
+
 
 def _setting(key: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
-    return field(default=default, metadata={"setting": Setting(key, default, parse, doc)})
+    setting = Setting(key, default, parse, doc)
+    # An empty variable of a number cannot be parsed to anything; it can only mean the default.
+    assert parse is str or not setting.empty_has_meaning, f"{key}: only a text setting may give empty a meaning"
+    return field(default=default, metadata={"setting": setting})
 
 
 DEV_SECRET_KEY = "dev-insecure-secret"
@@ -75,8 +104,8 @@ class Settings:
         "requests arrive together; each is answered after that commit. 1: every event commits alone.")
     database_read_timeout_ms: int = _setting(
         "DATABASE_READ_TIMEOUT_MS", 5000, int,
-        "statement_timeout of the reads web requests make (lists, exports, dashboard); a slower statement is "
-        "cancelled and answered 503 `query_timeout`. 0: no limit. Writes and the calculation are not bound.")
+        "statement_timeout of the reads web requests make: lists, exports, dashboard (0: no limit). A slower "
+        "statement is cancelled and answered 503 `query_timeout`; writes and the calculation are not bound.")
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", str,
                               "Redis URL for the job queue and the scheduler.")
     redis_namespace: str = _setting(
@@ -95,8 +124,8 @@ class Settings:
     redis_breaker_seconds: float = _setting(
         "REDIS_BREAKER_SECONDS", 5.0, float,
         "After 3 Redis calls of web requests fail in a row, requests skip Redis for this long (job endpoints "
-        "answer 503 at once; the rate limits, which count their own failures, step aside); then one request "
-        "tries it again.")
+        "answer 503 at once, and so do sign-ins and recalculations, whose rate limits count their own "
+        "failures); then one request tries it again.")
     port: int = _setting("PORT", 8080, int, "Port the web server listens on.")
     metrics_window_hours: int = _setting("METRICS_WINDOW_HOURS", 4, int,
                                          "Size of a metrics window in hours; must divide 24.")
@@ -142,8 +171,8 @@ class Settings:
         "(as an environment variable: the library reads it at import) whenever WEB_WORKERS > 1.")
     metrics_token: str = _setting(
         "METRICS_TOKEN", "", str,
-        "Bearer token a Prometheus scrape of `/internal/metrics` must send. Unset: open while access control is "
-        "off, not served (404) once it is on.")
+        "Bearer token a Prometheus scrape of `/internal/metrics` must send (unset: open while access control "
+        "is off, answered 404 once it is on).")
     prometheus_scrape_timeout_seconds: float = _setting(
         "PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", 2.0, float,
         "How long a scrape of `/internal/metrics` waits for PostgreSQL and Redis before reporting them down.")
@@ -191,23 +220,39 @@ class Settings:
         "lists and export (empty: no limit).")
     rate_limit_login: str = _setting("RATE_LIMIT_LOGIN", "10 per minute", str,
                                      "Budget per address for dashboard sign-in attempts (empty: no limit).")
-    rate_limit_login_username: str = _setting(
-        "RATE_LIMIT_LOGIN_USERNAME", "20 per minute", str,
-        "Budget per submitted user name for dashboard sign-in attempts, from all addresses together "
-        "(empty: no limit).")
+    sign_in_free_failures: int = _setting(
+        "SIGN_IN_FREE_FAILURES", 5, int,
+        "Wrong passwords in a row a user name may get (from browsers that never signed in as it), or one "
+        "browser that did, before each further attempt waits; the delay doubles from 1 s per failure.")
+    sign_in_max_delay_seconds: int = _setting(
+        "SIGN_IN_MAX_DELAY_SECONDS", 60, int,
+        "The longest that delay grows; a success ends it, and an hour without failures forgets them.")
     rate_limit_redis_timeout_seconds: float = _setting(
         "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.05, float,
         "How long a sign-in or Recalculate budget check (and each sharing of the other counts) waits for Redis; "
-        "a check that gets no answer lets the request through.")
+        "a check that gets no answer refuses the request (503), as those routes need Redis anyway.")
     rate_limit_sync_ms: int = _setting(
         "RATE_LIMIT_SYNC_MS", 100, int,
         "How often each web process shares its ingestion and read budget counts through Redis. Those budgets "
         "are counted in the process, so a client may get past its limit by what other processes admitted "
         "in about two such intervals; sign-in and Recalculate budgets ask Redis on every request.")
+    long_reads_per_process: int | None = _setting(
+        "LONG_READS_PER_PROCESS", None, int,
+        "Exports (API and dashboard) one web process streams at once (unset: half of WEB_THREADS); below "
+        "WEB_THREADS, so the other threads stay free for writes. One more is answered 503 with Retry-After.")
+    long_reads_per_client: int = _setting(
+        "LONG_READS_PER_CLIENT", 1, int,
+        "Exports one client (token, else address) may have streaming from one web process at once; one more "
+        "is answered 429 with Retry-After.")
     trusted_proxies: int = _setting(
         "TRUSTED_PROXIES", 0, int,
-        "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed (the client address "
-        "that rate limits key on); 0 trusts none. Compose sets 1 for its nginx.")
+        "Proxy hops in front of the app whose X-Forwarded-For/-Proto/-Host are believed, for the client address "
+        "that rate limits key on (0: trust none). Compose sets 1 for its nginx.")
+    trusted_proxy_addresses: str = _setting(
+        "TRUSTED_PROXY_ADDRESSES", "127.0.0.1,::1", str,
+        "Comma-separated addresses or networks (CIDR) of those proxies: forwarded headers from any other peer "
+        "are ignored, so a client that reaches the web server directly cannot choose its address. Compose sets "
+        "its nginx's fixed address.")
     access_control: str = _setting(
         "ACCESS_CONTROL", "auto", str,
         "`on`, `off`, or `auto`: on in production or once any token or admin password is set.")
@@ -223,10 +268,15 @@ class Settings:
     session_idle_seconds: int = _setting(
         "SESSION_IDLE_SECONDS", 30 * 60, int,
         "A dashboard sign-in ends after this long without a request (checked on the server, in Redis).")
+    allowed_hosts: str = _setting(
+        "ALLOWED_HOSTS", "", str,
+        "Comma-separated host names the service answers to while access control is off, besides localhost, "
+        "127.0.0.1 and WEB_HOST (empty: only those); a `Host` header naming anything else gets 400, so a "
+        "DNS-rebinding page cannot read an open service.")
     cors_allowed_origins: str = _setting(
         "CORS_ALLOWED_ORIGINS", "", str,
         "`;`-separated origins (`http://localhost:3000`) whose pages may call `/api/` from a browser, "
-        "credentials included; empty: no CORS headers at all.")
+        "credentials included (empty: no CORS headers at all).")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -279,6 +329,24 @@ class Settings:
     def cors_origins(self) -> tuple[str, ...]:
         return split_origins(self.cors_allowed_origins)
 
+    @property
+    def open_mode_hosts(self) -> list[str]:
+        """The host names an open service answers to (Flask's TRUSTED_HOSTS); ports are not compared."""
+        bound = [] if self.web_host in ("0.0.0.0", "::", "") else [self.web_host]
+        return ["localhost", "127.0.0.1", *bound, *split_tokens(self.allowed_hosts)]
+
+    @cached_property
+    def proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """TRUSTED_PROXY_ADDRESSES as networks (an address is a network of one)."""
+        return tuple(ip_network(part, strict=False) for part in split_tokens(self.trusted_proxy_addresses))
+
+    @property
+    def long_read_slots(self) -> int:
+        """Exports one web process streams at once: LONG_READS_PER_PROCESS, else half of WEB_THREADS."""
+        if self.long_reads_per_process is not None:
+            return self.long_reads_per_process
+        return max(1, self.web_threads // 2)
+
     @cached_property  # read on every request
     def access_control_enabled(self) -> bool:
         """`on`/`off` as configured; `auto` means on in production or once any credential is set."""
@@ -312,6 +380,14 @@ class Settings:
             raise ConfigError(f"EVENTS_PARTITIONS_AHEAD_DAYS={self.events_partitions_ahead_days} must be at least 1")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+        for budget in RATE_LIMITS:
+            text = getattr(self, budget.lower())
+            if text:
+                try:
+                    parse_rate_limit(text)
+                except ValueError:
+                    raise ConfigError(f"{budget}={text!r} is not a rate limit such as `10 per minute` "
+                                      "(empty: no limit)") from None
         if self.rate_limit_sync_ms < 10:
             raise ConfigError(f"RATE_LIMIT_SYNC_MS={self.rate_limit_sync_ms} must be at least 10")
         for key, seconds in (("SESSION_LIFETIME_SECONDS", self.session_lifetime_seconds),
@@ -326,8 +402,18 @@ class Settings:
                               "60 seconds")
         if self.web_header_timeout > 60:
             raise ConfigError(f"WEB_HEADER_TIMEOUT={self.web_header_timeout:g} must be at most 60 seconds")
+        if not 1 <= self.long_reads_per_client <= self.long_read_slots <= max(1, self.web_threads - 1):
+            raise ConfigError(f"LONG_READS_PER_CLIENT={self.long_reads_per_client} and LONG_READS_PER_PROCESS="
+                              f"{self.long_read_slots} must satisfy 1 <= per client <= per process < "
+                              f"WEB_THREADS={self.web_threads}, so exports never hold every thread")
+        if self.sign_in_free_failures < 1 or self.sign_in_max_delay_seconds < 1:
+            raise ConfigError("SIGN_IN_FREE_FAILURES and SIGN_IN_MAX_DELAY_SECONDS must be at least 1")
         if self.trusted_proxies < 0:
             raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
+        try:
+            self.proxy_networks
+        except ValueError as exc:
+            raise ConfigError(f"TRUSTED_PROXY_ADDRESSES={self.trusted_proxy_addresses!r}: {exc}") from None
         for origin in self.cors_origins:
             if not _ORIGIN.fullmatch(origin):
                 raise ConfigError(f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin such as http://localhost:3000 "
@@ -354,6 +440,8 @@ class Settings:
 
 
 SETTINGS: tuple[Setting, ...] = tuple(f.metadata["setting"] for f in fields(Settings))
+# The request budgets (`10 per minute`; empty: no limit), as app/http/rate_limits.py reads them.
+RATE_LIMITS: tuple[str, ...] = tuple(s.key for s in SETTINGS if s.key.startswith("RATE_LIMIT_") and s.parse is str)
 
 
 def split_tokens(value: str | None) -> tuple[str, ...]:
@@ -371,8 +459,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = environ.get(setting.key)
-        if raw is None or raw == "":
-            config[setting.key] = setting.default
+        if raw is None or not raw.strip():
+            # Empty: what the table says empty means (the empty string), else the default, as if unset.
+            config[setting.key] = "" if raw is not None and setting.empty_has_meaning else setting.default
             continue
         try:
             config[setting.key] = setting.parse(raw)

@@ -5,14 +5,22 @@ policy checks CSRF must carry it, as the form field `csrf_token` (forms that
 work without JavaScript) or the `X-CSRF-Token` header (htmx requests, added by
 app.js from the page's meta tag). The JSON API needs none: it authenticates
 with bearer tokens, which a browser never sends on its own.
+
+But with access control off there is no token to hold back a hostile page:
+a `text/plain` form post needs no preflight. So no route accepts a state
+change that a browser says came from another site's page (`cross_site`):
+its `Origin` names neither this host nor a CORS-allowed origin, or, without
+an Origin, its `Sec-Fetch-Site` says cross-site. Backends send neither.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from flask import request, session
 
+from ..core.settings import Settings
 from . import SAFE_METHODS
 
 SESSION_KEY = "csrf_token"
@@ -33,3 +41,15 @@ def carries_csrf_token() -> bool:
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
     expected = session.get(SESSION_KEY) or ""
     return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def cross_site(settings: Settings) -> bool:
+    """Whether a browser sent this state change from a page of another site (see the module docstring)."""
+    if request.method in SAFE_METHODS:
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return request.headers.get("Sec-Fetch-Site") == "cross-site"
+    if origin in settings.cors_origins:
+        return False
+    return urlsplit(origin).netloc.lower() != request.host.lower()  # `null` and schemeless origins included

@@ -1,21 +1,25 @@
 """Each route's policy, declared on the route, and the one gate that enforces it on every request.
 
 A view states who may call it, which budgets it spends, whether it checks
-CSRF and, for a streaming route, how many of its answers may run at once:
+CSRF and, for a long-running route, how many of its answers may run at once
+per process, in total and per client:
 
     @bp.get("/events")
     @policy(Access.FULL, budgets=(READ,), csrf=False)
     def get_events() -> Response: ...
 
 The gate runs before every request, in this order: a CORS preflight is
-answered (browsers send no credentials with one); then the CSRF token, the
-caller's access and the budgets are checked, so nothing is charged to a
-budget before the request has proven the rest; then a slot is taken for a
-streaming route. A refusal is an `ApiError` that the route's blueprint words
-(the JSON envelope under `/api/`, a message or the login page on the
-dashboard). A request that matched no route has no policy and goes to the
-404 and 405 handlers. `tests/test_policies.py` fails for any route of
-`app.url_map` whose view declares none.
+answered (browsers send no credentials with one); then a state change sent
+from another site's page is refused (`csrf.cross_site`); then the CSRF
+token, the caller's access and the budgets are checked, so nothing is
+charged to a budget before the request has proven the rest; then a slot is
+taken for a long-running route. A route whose budget is charged per event
+charges the rest of its events once it knows how many (`spend_events`). A
+refusal is an `ApiError` that the route's blueprint words (the JSON envelope
+under `/api/`, a message or the login page on the dashboard). A request that
+matched no route has no policy and goes to the 404 and 405 handlers.
+`tests/test_policies.py` fails for any route of `app.url_map` whose view
+declares none.
 """
 from __future__ import annotations
 
@@ -32,10 +36,10 @@ from ..core.settings import Settings
 from ..extensions import runtime
 from ..runtime.slots import StreamSlots
 from . import cors
-from .auth import Token, bears_metrics_token, verified_token
-from .csrf import carries_csrf_token
+from .auth import Token, bears_metrics_token, client_key, verified_token
+from .csrf import carries_csrf_token, cross_site
 from .errors import ApiError
-from .rate_limits import Budget, charge
+from .rate_limits import Budget, Refusal, charge, charge_events
 from .signins import UNAVAILABLE, signed_in
 
 log = logging.getLogger(__name__)
@@ -54,18 +58,33 @@ class Access(Enum):
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """How many answers of the routes sharing `pool` one process runs at once: in total (when full, 503) and per
+    client (when full, 429), each read from the settings."""
+
+    pool: str
+    total: Callable[[Settings], int]
+    per_client: Callable[[Settings], int]
+
+
+# Exports stream for as long as the client reads; bounded so that writes always find a thread.
+LONG_READS = Concurrency("long reads", total=lambda config: config.long_read_slots,
+                         per_client=lambda config: config.long_reads_per_client)
+
+
+@dataclass(frozen=True)
 class Policy:
     """What a route's callers must prove and may spend, and how its answers may be kept and logged."""
 
     access: Access
     budgets: tuple[Budget, ...]
     csrf: bool
-    concurrency: int | None = None  # a streaming route's answers in flight per process; None: no bound
+    concurrency: Concurrency | None = None  # a long-running route's answers in flight; None: no bound
     cacheable: bool = False  # the same for everyone and holding no data: caches may keep it
     logged: bool = True  # probes and scrapes arrive every few seconds and get no request line
 
 
-def policy(access: Access, *, budgets: tuple[Budget, ...], csrf: bool, concurrency: int | None = None,
+def policy(access: Access, *, budgets: tuple[Budget, ...], csrf: bool, concurrency: Concurrency | None = None,
            cacheable: bool = False, logged: bool = True) -> Callable[[View], View]:
     """Declare a view's policy (put it under the route decorator)."""
     declared = Policy(access, budgets, csrf, concurrency, cacheable, logged)
@@ -85,9 +104,11 @@ def policy_of(endpoint: str | None) -> Policy | None:
 
 # Refusal codes a blueprint words in its own way.
 CSRF_REFUSED = "csrf_refused"
+CROSS_SITE = "cross_site"
 SIGN_IN_REQUIRED = "sign_in_required"
 SIGN_IN_UNCHECKED = "sign_in_unchecked"
 RATE_LIMITED = "rate_limited"
+BUDGET_UNCHECKED = "budget_unchecked"
 BUSY = "busy"
 
 
@@ -127,15 +148,29 @@ def _check_scrape(settings: Settings) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
-def _hold_slot(slots: StreamSlots, endpoint: str, bound: int) -> None:
-    """Take one of the route's slots for as long as its answer streams."""
-    if not slots.take(endpoint, bound):
-        raise ApiError(f"{bound} of these are already running; retry later", status=503, code=BUSY, retry_after=1)
+def _hold_slot(slots: StreamSlots, concurrency: Concurrency, settings: Settings) -> None:
+    """Take one of the pool's slots, for this client, for as long as the answer streams."""
+    client = client_key(settings)
+    total = concurrency.total(settings)
+    full = slots.take(concurrency.pool, client, total, concurrency.per_client(settings))
+    if full == "client":
+        raise ApiError(f"you already have {concurrency.per_client(settings)} of these running here; wait for it to "
+                       "finish", status=429, code=RATE_LIMITED, retry_after=5)
+    if full == "total":
+        raise ApiError(f"{total} of these are already running; retry later", status=503, code=BUSY, retry_after=5)
 
     @after_this_request
     def give_back_when_sent(response: Response) -> Response:
-        response.call_on_close(lambda: slots.give_back(endpoint))
+        if response.is_streamed:
+            response.call_on_close(lambda: slots.give_back(concurrency.pool, client))
+        else:  # refused before streaming (a bad filter, say): free at once
+            slots.give_back(concurrency.pool, client)
         return response
+
+
+def _refused(refusal: Refusal) -> ApiError:
+    code = BUDGET_UNCHECKED if refusal.unchecked else RATE_LIMITED
+    return ApiError(refusal.message, status=refusal.status, code=code, retry_after=refusal.retry_after)
 
 
 def enforce_policy() -> Response | None:
@@ -148,16 +183,27 @@ def enforce_policy() -> Response | None:
         return None
     process = runtime()
     settings = process.settings
+    if cross_site(settings):
+        raise ApiError("a page of another site may not change anything here", status=403, code=CROSS_SITE)
     if declared.csrf and not carries_csrf_token():
         raise ApiError("This form was stale or was not sent from this dashboard; reload the page and try again.",
                        status=400, code=CSRF_REFUSED)
     _check_access(declared.access, settings)
     refusal = charge(declared.budgets, settings, process)
     if refusal is not None:
-        raise ApiError(refusal.message, status=429, code=RATE_LIMITED, retry_after=refusal.retry_after)
+        raise _refused(refusal)
     if declared.concurrency is not None:
-        _hold_slot(process.stream_slots, str(request.endpoint), declared.concurrency)
+        _hold_slot(process.stream_slots, declared.concurrency, settings)
     return None
+
+
+def spend_events(events: int) -> None:
+    """Charge a request of `events` events to its route's per-event budgets (the gate charged the first one);
+    raises the refusal, before anything is stored, when they have no room."""
+    process = runtime()
+    refusal = charge_events(request.policy.budgets, events, process.settings, process)  # type: ignore[attr-defined]
+    if refusal is not None:
+        raise _refused(refusal)
 
 
 def init_app(app: Flask) -> None:

@@ -3,8 +3,7 @@
 Who is charged is proven, never merely claimed: a bearer token only once it
 matched a configured one, else the client's address (the connection's, or
 what the trusted proxies forwarded: `proxies`); sign-in attempts are charged
-to the address and, separately, to the submitted user name, and both budgets
-must have room. A request is charged only once it has passed its route's
+to the address here, and delayed per user name by `signin_attempts`. A request is charged only once it has passed its route's
 other checks (CSRF, then access: `policy`), so a cross-site form post without
 the session's token can never spend the admin's sign-in budget, while a
 failed password, which has passed those checks, counts.
@@ -15,18 +14,17 @@ background (`app.runtime.budget_counts`): no round trip per request, a small
 documented overshoot across processes, and while Redis is away each process
 still holds the limit. Sign-in and Recalculate budgets are small and guard
 against abuse, so they are exact: one round trip per budget. If Redis is
-unreachable those step aside rather than refuse traffic; a check waits
-RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while the budget breaker is
-open (after failures) it does not ask Redis at all.
+unreachable they refuse (503) rather than step aside: a control that failed
+open would let the guesses through, and those routes need Redis for their
+work anyway. A check waits RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most, and while
+the budget breaker is open (after failures) it does not ask Redis at all.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import time
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -44,12 +42,6 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READS = frozenset({"GET", "HEAD"})
 
 
-def login_username_key(_settings: Settings) -> str:
-    """The submitted user name, normalised (case, width, surrounding space) and hashed into a short key."""
-    name = unicodedata.normalize("NFKC", request.form.get("username", "")).strip().casefold()
-    return "user:" + hashlib.sha256(name.encode()).hexdigest()[:32]
-
-
 def _address_key(_settings: Settings) -> str:
     return address_key()
 
@@ -64,24 +56,35 @@ class Budget:
     methods: frozenset[str]
     payer: Callable[[Settings], str]
     local: bool = False
+    per_event: bool = False  # the gate charges a request's first event, the route the rest (`charge_events`)
 
 
-INGEST = Budget("rate_limit_ingest", WRITES, client_key, local=True)
+INGEST = Budget("rate_limit_ingest", WRITES, client_key, local=True, per_event=True)
 READ = Budget("rate_limit_read", READS, client_key, local=True)
 RECALCULATE = Budget("rate_limit_recalculate", WRITES, client_key)
 SIGN_IN_ADDRESS = Budget("rate_limit_login", WRITES, _address_key)
-SIGN_IN_USERNAME = Budget("rate_limit_login_username", WRITES, login_username_key)
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """A request over budget: which limit, and how many seconds until it has room again."""
+    """A request a budget refuses: over its limit (429), or unchecked while Redis is away (503); and how many
+    seconds until it may be tried again."""
 
     limit: RateLimitItem
     retry_after: int
+    unchecked: bool = False
+    too_large: int = 0  # events in a request larger than the whole budget, which no wait would let through
+
+    @property
+    def status(self) -> int:
+        return 503 if self.unchecked else 429
 
     @property
     def message(self) -> str:
+        if self.unchecked:
+            return "Redis is unavailable right now, so nothing was queued or checked; try again in a moment"
+        if self.too_large:
+            return f"{self.too_large} events are more than the rate limit of {self.limit}; send smaller batches"
         return f"rate limit of {self.limit} exceeded; retry later"
 
 
@@ -90,12 +93,11 @@ def _limit(text: str) -> RateLimitItem:
     return parse(text)
 
 
-def charge(budgets: Iterable[Budget], settings: Settings, runtime: Runtime) -> Refusal | None:
-    """Charge the current request to each budget in turn; the first without room refuses it.
+def charge(budgets: Iterable[Budget], settings: Settings, runtime: Runtime, cost: int = 1) -> Refusal | None:
+    """Charge the current request (`cost` units) to each budget in turn; the first without room refuses it.
 
-    Budgets after a refusing one are not charged, so attempts an address may
-    no longer make do not spend the user name's budget as well. A budget whose
-    setting is empty is no limit.
+    Budgets after a refusing one are not charged. A budget whose setting is
+    empty is no limit.
     """
     for budget in budgets:
         text = getattr(settings, budget.setting)
@@ -104,28 +106,37 @@ def charge(budgets: Iterable[Budget], settings: Settings, runtime: Runtime) -> R
         limit = _limit(text)
         payer = budget.payer(settings)
         if budget.local:
-            retry_after = runtime.budget_counts.hit(budget.setting, payer, limit.amount, limit.get_expiry())
+            retry_after = runtime.budget_counts.hit(budget.setting, payer, limit.amount, limit.get_expiry(), cost)
+            refusal = None if retry_after is None else Refusal(limit, retry_after)
         else:
-            retry_after = _charge_in_redis(runtime, limit, budget.setting, payer)
-        if retry_after is not None:
-            return Refusal(limit, retry_after)
+            refusal = _charge_in_redis(runtime, limit, budget.setting, payer, cost)
+        if refusal is not None:
+            return refusal
     return None
 
 
-def _charge_in_redis(runtime: Runtime, limit: RateLimitItem, scope: str, payer: str) -> int | None:
-    """The Redis round trip: count one request; seconds to wait when over budget, else None.
+def charge_events(budgets: Iterable[Budget], events: int, settings: Settings, runtime: Runtime) -> Refusal | None:
+    """Charge a request of `events` events to its per-event budgets, whose first event the gate charged."""
+    per_event = [budget for budget in budgets if budget.per_event and getattr(settings, budget.setting)]
+    for budget in per_event:
+        limit = _limit(getattr(settings, budget.setting))
+        if events > limit.amount:  # no wait would let it through
+            return Refusal(limit, limit.get_expiry(), too_large=events)
+    return charge(per_event, settings, runtime, cost=events - 1) if per_event and events > 1 else None
 
-    Any storage failure lets the request through (None): the limits step aside while Redis is away.
-    """
+
+def _charge_in_redis(runtime: Runtime, limit: RateLimitItem, scope: str, payer: str,
+                     cost: int) -> Refusal | None:
+    """The Redis round trip: count `cost` units; a refusal when over budget or when Redis cannot answer."""
     limiter = runtime.exact_limiter
     try:
         with runtime.budget_breaker.guard():
-            if limiter.hit(limit, scope, payer):
+            if limiter.hit(limit, scope, payer, cost=cost):
                 return None
             reset_at = limiter.get_window_stats(limit, scope, payer).reset_time
-    except CircuitOpenError:  # Redis failed moments ago: step aside without waiting for it
-        return None
-    except Exception as exc:  # any storage failure: let the request through
-        log.warning("rate limits unavailable, not enforced: %s", exc.__class__.__name__)
-        return None
-    return max(1, math.ceil(reset_at - time.time()))
+    except CircuitOpenError:  # Redis failed moments ago: refuse without waiting for it
+        return Refusal(limit, 1, unchecked=True)
+    except Exception as exc:  # any storage failure: refuse, never let the request through unchecked
+        log.warning("rate limits unavailable, request refused: %s", exc.__class__.__name__)
+        return Refusal(limit, 1, unchecked=True)
+    return Refusal(limit, max(1, math.ceil(reset_at - time.time())))

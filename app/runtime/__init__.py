@@ -14,7 +14,7 @@ in the process that uses it:
 - `observations`, the queue of Prometheus observations;
 - `scrape_database`, the scrapes' PostgreSQL connection, and `probe_pool`,
   the threads `/readyz` checks on;
-- `stream_slots`, how many answers each streaming route has in flight.
+- `stream_slots`, how many exports are streaming, in total and per client.
 
 One rule after `os.fork()` (`lifecycle`): the child's runtime forgets every
 member its parent made, without closing it (those sockets and threads are

@@ -65,8 +65,9 @@ class BudgetCounts:
         self._thread: threading.Thread | None = None
         self._failing = False
 
-    def hit(self, scope: str, payer: str, amount: int, seconds: int) -> int | None:
-        """Count one request against `amount` per `seconds`; seconds until there is room when over, else None."""
+    def hit(self, scope: str, payer: str, amount: int, seconds: int, cost: int = 1) -> int | None:
+        """Count `cost` hits against `amount` per `seconds`, all or none; seconds until there is room when they
+        do not fit, else None."""
         now = self.clock()
         start = math.floor(now / seconds) * seconds
         key = f"{self.prefix}:{scope}:{payer}:{start}"
@@ -75,17 +76,17 @@ class BudgetCounts:
                 self._start()
             count = self._counts.get(key)
             if count is not None:
-                return self._take(count, now)
+                return self._take(count, now, cost)
         fresh = _Count(key, amount, start + seconds, shared=self._first_sight(key))
         with self._lock:
-            return self._take(self._counts.setdefault(key, fresh), now)
+            return self._take(self._counts.setdefault(key, fresh), now, cost)
 
     @staticmethod
-    def _take(count: _Count, now: float) -> int | None:
-        """One hit if the window has room (called with the lock held)."""
-        if count.shared + count.pending >= count.limit:
+    def _take(count: _Count, now: float, cost: int) -> int | None:
+        """`cost` hits if the window has room for all of them (called with the lock held)."""
+        if count.shared + count.pending + cost > count.limit:
             return max(1, math.ceil(count.ends - now))
-        count.pending += 1
+        count.pending += cost
         return None
 
     def _first_sight(self, key: str) -> int:

@@ -47,8 +47,8 @@ def request_client(settings: Settings) -> Redis:
 
 def budget_client(settings: Settings) -> Redis:
     """For the rate limits: the exact budgets' checks and the sharing of the counted ones. A check waits
-    RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most and is never retried: a budget steps aside rather than hold a
-    request."""
+    RATE_LIMIT_REDIS_TIMEOUT_SECONDS at most and is never retried: an unchecked budget refuses at once rather
+    than hold a request."""
     timeout = settings.rate_limit_redis_timeout_seconds
     return Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
                           retry=_no_retries())

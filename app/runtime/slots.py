@@ -1,25 +1,31 @@
-"""How many answers of each streaming route a process has in flight, against the bound its policy declares."""
+"""How many long-running answers (exports) a process has in flight, per pool of routes and per client."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 
 class StreamSlots:
-    """Counts per route name; a route at its bound takes no more until one of its answers ends."""
+    """Slots held per pool, in total and per client; a full pool or client takes no more until an answer ends."""
 
     def __init__(self) -> None:
-        self._held: dict[str, int] = {}
+        self._held: Counter[tuple[str, str | None]] = Counter()  # (pool, None) is the pool's total
         self._lock = threading.Lock()
 
-    def take(self, route: str, bound: int) -> bool:
-        """One slot of `route`, if fewer than `bound` are taken."""
+    def take(self, pool: str, client: str, total: int, per_client: int) -> str | None:
+        """One slot of `pool` for `client`; None when taken, else which bound is full: "total" or "client"."""
         with self._lock:
-            held = self._held.get(route, 0)
-            if held >= bound:
-                return False
-            self._held[route] = held + 1
-            return True
+            if self._held[pool, client] >= per_client:
+                return "client"
+            if self._held[pool, None] >= total:
+                return "total"
+            self._held[pool, client] += 1
+            self._held[pool, None] += 1
+            return None
 
-    def give_back(self, route: str) -> None:
+    def give_back(self, pool: str, client: str) -> None:
         with self._lock:
-            self._held[route] -= 1
+            self._held[pool, None] -= 1
+            self._held[pool, client] -= 1
+            if not self._held[pool, client]:
+                del self._held[pool, client]  # memory follows the clients streaming now

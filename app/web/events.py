@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..core.errors import ValidationError
 from ..extensions import database, settings
 from ..http.csv_download import csv_download
-from ..http.policy import Access, policy
+from ..http.policy import LONG_READS, Access, policy
 from ..http.rate_limits import READ
 from ..services.events import EventCursor, list_events, oldest_event_time
 from . import bp
@@ -118,7 +118,7 @@ def live_events() -> BaseResponse:
 
 
 @bp.get("/events/export")
-@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True, concurrency=None)
+@policy(Access.SIGNED_IN, budgets=(READ,), csrf=True, concurrency=LONG_READS)
 def export_events() -> BaseResponse:
     """The page's filters as a CSV download, the same file as the API's export.
 

@@ -6,7 +6,9 @@ that guards its API with tokens does not leave the same data open here. The
 session cookie is HttpOnly, SameSite=Lax, and Secure in production; signing
 in starts a fresh session. The cookie names a sign-in recorded on the server
 (app/http/signins.py), which signing out or going idle ends, so a copied
-cookie dies with it.
+cookie dies with it. Wrong passwords slow down further attempts per user name,
+except from a browser that signed in as that user before
+(app/http/signin_attempts.py).
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..extensions import settings
+from ..http.errors import ApiError
 from ..http.policy import Access, policy
-from ..http.rate_limits import SIGN_IN_ADDRESS, SIGN_IN_USERNAME
+from ..http.rate_limits import SIGN_IN_ADDRESS
+from ..http.signin_attempts import known_device, payer, remember_device, signin_attempts
 from ..http.signins import SIGNIN_KEY, UNAVAILABLE, USER_KEY, signins
 from . import bp
 from .rendering import message_response
@@ -47,26 +51,38 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@policy(Access.OPEN, budgets=(SIGN_IN_ADDRESS, SIGN_IN_USERNAME), csrf=True)
+@policy(Access.OPEN, budgets=(SIGN_IN_ADDRESS,), csrf=True)
 def login() -> BaseResponse | str | tuple[str, int]:
+    """The form; a post is judged by its payer's failures (signin_attempts) before its password is checked."""
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next=target, error=None, username="", active=None)
     username = request.form.get("username", "")
-    if not credentials_valid(username, request.form.get("password", "")):
-        return render_template("login.html", next=target, username=username, active=None,
-                               error="That name and password do not match."), 401
+    device = known_device(username)
+    paid_by = payer(username, device)
     try:
+        with signin_attempts() as attempts:
+            wait = attempts.wait(paid_by)
+            if wait is not None:
+                raise ApiError(f"Too many wrong passwords; try again in {wait} s.", status=429,
+                               code="sign_in_delayed", retry_after=wait)
+            if not credentials_valid(username, request.form.get("password", "")):
+                attempts.failed(paid_by)
+                return render_template("login.html", next=target, username=username, active=None,
+                                       error="That name and password do not match."), 401
+            attempts.succeeded(paid_by)
         with signins() as store:
             signin_id = store.start(username)
     except RedisError as exc:
-        log.warning("cannot record a sign-in: %s", exc.__class__.__name__)
+        log.warning("cannot check or record a sign-in: %s", exc.__class__.__name__)
         return message_response(UNAVAILABLE, 503)
     session.clear()
     session.permanent = True
     session[USER_KEY] = username
     session[SIGNIN_KEY] = signin_id
-    return redirect(target, code=303)
+    response = redirect(target, code=303)
+    remember_device(response, username, device)
+    return response
 
 
 @bp.post("/logout")
