@@ -9,6 +9,8 @@ template gets exactly its placeholders, and every variable name is an app settin
 """
 from __future__ import annotations
 
+import ipaddress
+
 import ast
 import json
 import platform
@@ -177,7 +179,13 @@ def test_the_proxy_publishes_port_and_forwards_to_web_on_it(tmp_path, port):
 
 
 def test_web_believes_the_forwarded_address_of_exactly_the_one_proxy(model):
-    assert model["services"]["web"]["environment"]["TRUSTED_PROXIES"] == "1"
+    web = model["services"]["web"]["environment"]
+    assert web["TRUSTED_PROXIES"] == "1"
+    # ...and only on connections from the proxy's own address
+    proxy_address = model["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    assert web["TRUSTED_PROXY_ADDRESSES"] == proxy_address
+    subnet = model["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
     # ...which replaces whatever X-Forwarded-For the client sent, rather than appending to it
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in (ROOT / NGINX_TEMPLATE).read_text()
 
@@ -339,7 +347,7 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
 
 def test_the_compose_file_is_plain_yaml_with_extension_fields_only():
     document = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert set(document) - {"name", "services", "volumes"} == {"x-app"}
+    assert set(document) - {"name", "services", "networks", "volumes"} == {"x-app"}
     assert document["services"]["web"]["command"] == ["python", "-m", "app.serving"]
 
 

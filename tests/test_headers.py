@@ -61,3 +61,20 @@ def test_static_files_and_the_api_description_may_be_cached(client):
         with client.get(path) as response:
             response.get_data()
             assert "no-store" not in response.headers.get("Cache-Control", ""), path
+
+
+def test_https_gets_hsts_and_secure_cookies_whatever_app_env_says(app, app_config):
+    """A deployment behind TLS that left APP_ENV unset (issue 21, class 10): what came over HTTPS is
+    answered with HSTS and a Secure session cookie; plain HTTP in development gets neither."""
+    config = {**app_config, "ACCESS_CONTROL": "on", "API_TOKENS_FULL": "full", "ADMIN_USERNAME": "ops",
+              "ADMIN_PASSWORD_HASH": generate_password_hash("pw", "pbkdf2:sha256:1000"), "SECRET_KEY": "s3cret",
+              "TRUSTED_PROXIES": 1}  # a TLS proxy on this host says the scheme
+    with separate_app(config) as guarded:
+        plain = guarded.test_client()
+        assert "Strict-Transport-Security" not in plain.get("/healthz").headers
+        assert not any("Secure" in cookie for cookie in sign_in(plain, "ops", "pw").headers.getlist("Set-Cookie"))
+        tls = guarded.test_client()
+        tls.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
+        assert tls.get("/healthz").headers["Strict-Transport-Security"] == "max-age=31536000"
+        cookies = sign_in(tls, "ops", "pw").headers.getlist("Set-Cookie")
+        assert len(cookies) == 2 and all("Secure" in cookie for cookie in cookies)

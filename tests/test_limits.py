@@ -112,18 +112,22 @@ def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config)
         statuses = [client.post("/api/event", json=EVENT, headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
                     for n in range(3)]
         assert statuses == [201, 201, 429]  # TRUSTED_PROXIES=0: the header is anyone's to forge
-    with separate_app({**app_config, **budget, "TRUSTED_PROXIES": 1}) as proxied:
+    with separate_app({**app_config, **budget, "TRUSTED_PROXIES": 1,
+                       "TRUSTED_PROXY_ADDRESSES": "10.0.0.2, 10.1.0.0/16"}) as proxied:
         client = proxied.test_client()
-        proxy = {"REMOTE_ADDR": "10.0.0.2"}
 
-        def post(forwarded):
-            return client.post("/api/event", json=EVENT, environ_base=proxy,
+        def post(forwarded, peer="10.0.0.2"):
+            return client.post("/api/event", json=EVENT, environ_base={"REMOTE_ADDR": peer},
                                headers={"X-Forwarded-For": forwarded}).status_code
 
         assert [post("198.51.100.7") for _ in range(3)] == [201, 201, 429]
         assert post("198.51.100.8") == 201
+        assert post("198.51.100.8", peer="10.1.7.7") == 201  # another proxy of the trusted network
         # only the hop the proxy added is believed, not what the client wrote before it
         assert post("203.0.113.9, 198.51.100.7") == 429
+        # a client reaching the server around the proxy is its own address, whatever it forwards
+        assert [post(f"192.0.2.{n}", peer="10.0.0.99") for n in range(3)] == [201, 201, 429]
+        assert post("198.51.100.99", peer="::ffff:10.0.0.2") == 201  # the proxy over a dual-stack socket
 
 
 # Reads have a budget too (issue 11, class 8).

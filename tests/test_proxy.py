@@ -31,6 +31,7 @@ import pytest
 from app.core.settings import load_config
 from app.http.headers import SECURITY_HEADERS
 from tests.helpers import free_port, start_web, stop, wait_until
+from tests.test_events_export import insert_events
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -56,10 +57,14 @@ class Envsubst(string.Template):
     idpattern = r"(?-i:[A-Z][A-Z0-9_]*)"
 
 
-def render_template(upstream: str, listen_port: int) -> str:
+def render_template(upstream: str, listen_port: int, read_timeout: str | None = None) -> str:
+    """The template as the image fills it; `read_timeout` replaces its proxy_read_timeout (a test's shortcut)."""
     values = {"UPSTREAM": upstream, "LISTEN_PORT": str(listen_port), "MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
     text = Envsubst(TEMPLATE.read_text()).safe_substitute(values)
     assert not re.search(r"\$\{?[A-Z]", text), "the template has a placeholder the test does not fill"
+    if read_timeout is not None:
+        text, replaced = re.subn(r"proxy_read_timeout \S+;", f"proxy_read_timeout {read_timeout};", text)
+        assert replaced == 1
     return text
 
 
@@ -89,12 +94,12 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
 
 
 @contextmanager
-def nginx(directory: Path, upstream: str) -> Iterator[int]:
+def nginx(directory: Path, upstream: str, read_timeout: str | None = None) -> Iterator[int]:
     """Debian's nginx, not a daemon, on a free port in front of `upstream`; yields the port."""
     directory.mkdir()
     port = free_port()
     server_config = directory / "default.conf"
-    server_config.write_text(render_template(upstream, port))
+    server_config.write_text(render_template(upstream, port, read_timeout))
     config = directory / "nginx.conf"
     config.write_text(main_config(directory, server_config))
     log_path = directory / "nginx.log"  # the JSON access log (stdout) and the error log (stderr)
@@ -344,7 +349,7 @@ def test_a_body_of_the_apps_limit_passes_the_proxy(proxy):
     assert status == 400 and error["field"] == "events"  # the app parsed it: an empty array is no batch
 
 
-def test_the_proxy_answers_502_with_the_envelope_when_gunicorn_is_down(tmp_path):
+def test_the_proxy_answers_502_with_the_envelope_when_the_web_server_is_down(tmp_path):
     with nginx(tmp_path / "nginx", f"127.0.0.1:{free_port()}") as port:  # nothing listens there
         assert_envelope(*request(port, "GET", "/api/events"), 502, "upstream_unavailable")
         status, headers, _ = request(port, "GET", "/events")
@@ -374,8 +379,34 @@ def test_an_event_goes_through_the_proxy_and_keeps_its_request_id(proxy):
 
 
 def test_the_proxy_does_not_route_internal_endpoints(proxy, web):
-    """Prometheus scrapes the web server inside the compose network; from outside, /internal/ does not exist."""
+    """Prometheus scrapes the web server inside the compose network; from outside, /internal/ and /readyz do
+    not exist."""
     status, headers, body = request(proxy, "GET", "/internal/metrics")
     assert status == 404 and b"tracking_" not in body
     assert_security_headers(headers)
     assert request(web, "GET", "/internal/metrics")[0] == 200  # open mode: the server itself serves it
+    # /readyz names the schema revision and each dependency's error: for compose's health check and an
+    # orchestrator, which ask the web server directly (issue 21, class 10)
+    status, _headers, body = request(proxy, "GET", "/readyz")
+    assert status == 404 and b"revision" not in body
+    assert request(web, "GET", "/readyz")[0] == 200
+    assert request(proxy, "GET", "/healthz")[0] == 200  # liveness tells nothing: still routed
+
+
+def test_an_export_streaming_longer_than_the_proxys_read_timeout_arrives_whole(app, web, tmp_path):
+    """The proxy's read timeout is between two reads from the web server, and an export never pauses for
+    longer than one keyset page's statement: with the timeout cut to 1 s, a slowly read export of a few
+    seconds still arrives whole."""
+    insert_events(app, 100_000)
+    with nginx(tmp_path / "nginx", f"127.0.0.1:{web}", read_timeout="1s") as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/events/export")
+        response = connection.getresponse()
+        assert response.status == 200
+        started, lines = time.monotonic(), 0
+        while chunk := response.read(256 * 1024):
+            lines += chunk.count(b"\r\n")
+            time.sleep(0.05)  # a reader slower than the server
+        connection.close()
+    assert time.monotonic() - started > 1
+    assert lines == 100_000 + 1  # every event and the header row

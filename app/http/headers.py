@@ -36,17 +36,21 @@ SECURITY_HEADERS = {
 }
 
 
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     production = settings.production
-
-    defaults = [*SECURITY_HEADERS.items(), *([("Strict-Transport-Security", "max-age=31536000")] if production else [])]
+    defaults = list(SECURITY_HEADERS.items())
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        """Each header a view did not set itself: one pass over the response's headers, one extend."""
+        """Each header a view did not set itself: one pass over the response's headers, one extend.
+        HSTS in production and on any answer over HTTPS, like the session cookie's `Secure`."""
         headers = response.headers
         present = {name.lower() for name, _ in headers.items()}
-        headers.extend([(name, value) for name, value in defaults if name.lower() not in present])
+        wanted = [*defaults, HSTS] if production or request.is_secure else defaults
+        headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
         declared = request.policy  # type: ignore[attr-defined]
         if declared is None or not declared.cacheable:
             headers["Cache-Control"] = "no-store"

@@ -3,20 +3,51 @@
 Rate limits key clients without a verified token by address. Behind a proxy
 every connection comes from the proxy, so its `X-Forwarded-For` must name the
 client; but anyone can send that header, so it is believed only from the last
-`TRUSTED_PROXIES` hops (werkzeug's ProxyFix). The default, 0, trusts none:
-the address is the connection's, and a forged header changes nothing.
-Compose's nginx replaces whatever the client sent with the address it sees,
-and compose sets `TRUSTED_PROXIES=1` for web.
+`TRUSTED_PROXIES` hops (werkzeug's ProxyFix), and only on connections from a
+proxy's own address (`TRUSTED_PROXY_ADDRESSES`): a client that reaches the
+web server directly, around the proxy, is its connection's address whatever
+it writes. The default, 0 hops, trusts none. Compose's nginx replaces
+whatever the client sent with the address it sees, and compose sets
+`TRUSTED_PROXIES=1` and nginx's fixed address for web.
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.settings import Settings
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class FromTrustedProxies:
+    """ProxyFix for connections from a trusted proxy's address; every other connection is passed on as it came."""
+
+    def __init__(self, app: WSGIApplication, hops: int, networks: tuple[Any, ...]) -> None:
+        self.direct = app
+        self.forwarded = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops)
+        self.networks = networks
+
+    def _trusted(self, peer: str) -> bool:
+        try:
+            address = ip_address(peer)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped:  # ::ffff:10.0.0.2 from a dual-stack socket
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        trusted = self._trusted(environ.get("REMOTE_ADDR", ""))
+        return (self.forwarded if trusted else self.direct)(environ, start_response)
+
 
 def init_app(app: Flask, settings: Settings) -> None:
     hops = settings.trusted_proxies
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        app.wsgi_app = FromTrustedProxies(app.wsgi_app, hops, settings.proxy_networks)  # type: ignore[method-assign]
