@@ -30,7 +30,7 @@ import redis
 
 from app.dev.embedded import start_redis
 from app.jobs.queue import CALCULATION_QUEUE, calculation_queue
-from tests.helpers import WEB, free_port, title, wait_until
+from tests.helpers import WEB, answers_healthz, free_port, title, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN = 15.0  # seconds: the web workers go with their master (PR_SET_PDEATHSIG) within a second or two
@@ -105,6 +105,45 @@ def test_killing_the_launcher_kills_its_server_worker_work_horse_and_scheduler(a
             launcher.wait()
         client.close()
         print(log_path.read_text())
+
+
+def test_under_the_launcher_slow_clients_hold_no_thread(app, app_config, tmp_path):
+    """`make run` serves with the production server (issue 21, class 4): sockets that send their headers or
+    body a byte at a time wait outside the app's two threads, and events and probes are still answered."""
+    port = free_port()
+    env = launcher_env(app_config, port, tmp_path / "run.env")
+    log_path = tmp_path / "devserver.log"
+    with log_path.open("w") as log:
+        launcher = subprocess.Popen([sys.executable, "-m", "app.dev.server"], cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, process_group=0)
+    slow: list[socket.socket] = []
+    try:
+        wait_until(lambda: answers_healthz(port), timeout=60, interval=0.2, what="the launcher's server answers")
+        for n in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            slow.append(sock)
+            if n % 2:  # headers never finished
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            else:  # a body promised and never sent
+                sock.sendall(b"POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100000\r\n\r\n{")
+        for n in range(3):
+            sock_event = json.dumps({"user_id": 77, "action": "while_slow", "metadata": {"n": n}}).encode()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as quick:
+                quick.sendall(b"POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(sock_event), sock_event))
+                assert quick.recv(64).startswith(b"HTTP/1.1 201"), "an event waited behind slow clients"
+            for sock in slow[n::7]:  # the slow ones trickle on
+                sock.sendall(b"x")
+    finally:
+        for sock in slow:
+            sock.close()
+        os.killpg(launcher.pid, signal.SIGTERM)
+        try:
+            launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
 
 
 def test_beside_the_launcher_make_cli_and_make_psql_reach_its_servers_through_its_run_file(app, app_config, servers,
