@@ -105,7 +105,7 @@ def test_each_configured_token_has_its_own_budget(app, app_config):
         assert client.post("/api/event", json=EVENT, headers=bearer("wrong")).status_code == 201
 
 
-def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config):
+def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config, caplog):
     budget = {"RATE_LIMIT_INGEST": "2 per minute"}
     with separate_app({**app_config, **budget}) as direct:
         client = direct.test_client()
@@ -125,8 +125,12 @@ def test_a_forwarded_address_counts_only_behind_a_trusted_proxy(app, app_config)
         assert post("198.51.100.8", peer="10.1.7.7") == 201  # another proxy of the trusted network
         # only the hop the proxy added is believed, not what the client wrote before it
         assert post("203.0.113.9, 198.51.100.7") == 429
-        # a client reaching the server around the proxy is its own address, whatever it forwards
-        assert [post(f"192.0.2.{n}", peer="10.0.0.99") for n in range(3)] == [201, 201, 429]
+        # a client reaching the server around the proxy is its own address, whatever it forwards (and a proxy
+        # missing from TRUSTED_PROXY_ADDRESSES is named in the log, once)
+        with caplog.at_level(logging.WARNING, logger="app.http.proxies"):
+            assert [post(f"192.0.2.{n}", peer="10.0.0.99") for n in range(3)] == [201, 201, 429]
+        assert [r.getMessage() for r in caplog.records if r.name == "app.http.proxies"] == [
+            "X-Forwarded-For from 10.0.0.99 ignored: not in TRUSTED_PROXY_ADDRESSES (logged once)"]
         assert post("198.51.100.99", peer="::ffff:10.0.0.2") == 201  # the proxy over a dual-stack socket
 
 
@@ -328,7 +332,8 @@ def test_a_batch_spends_the_ingest_budget_one_unit_per_event(app, app_config):
         too_large = limited_app.test_client()
         too_large.environ_base["REMOTE_ADDR"] = "10.8.0.1"
         answer = too_large.post("/api/events/batch", json={"events": [EVENT] * 11})
-        assert answer.status_code == 429
+        assert answer.status_code == 413 and answer.get_json()["error"]["code"] == "batch_over_budget"
+        assert "Retry-After" not in answer.headers  # waiting cannot help
         assert answer.get_json()["error"]["message"] == ("11 events are more than the rate limit of 10 per 1 hour; "
                                                          "send smaller batches")
     assert count_rows(app, "events") == 9

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -154,6 +155,34 @@ def test_wrong_passwords_for_a_name_slow_it_down_with_delays_that_grow_but_stay_
         clock.advance(timedelta(seconds=8))
         assert attempt("10.0.0.9", password=PASSWORD).status_code == 303  # a success ends the delay
         assert attempt("10.0.0.9").status_code == 401
+
+
+def test_guesses_sent_together_get_one_attempt_per_delay(app_config, app):  # `app` empties the Redis namespace
+    """Each attempt is judged and counted in one step: eight guesses sent at once, when the delay has just
+    ended, are one attempt and seven refusals (checked and counted apart, all eight would be heard)."""
+    clock = Clock(datetime.now(timezone.utc))
+    with separate_app(_attack_config(app_config, clock)) as guarded_app:
+        for n in range(3):
+            assert sign_in(_from(guarded_app, f"10.0.4.{n}"), "ops", "wrong").status_code == 401
+        clock.advance(timedelta(seconds=1))
+        ready = []
+        for n in range(8):
+            client = _from(guarded_app, f"10.0.5.{n}")
+            ready.append((client, token_of(client.get("/login").get_data(as_text=True))))
+        start = threading.Barrier(len(ready))
+        statuses = []
+
+        def guess(client, token):
+            start.wait()
+            statuses.append(client.post("/login", data={"username": "ops", "password": "wrong",
+                                                        "csrf_token": token}).status_code)
+
+        threads = [threading.Thread(target=guess, args=pair) for pair in ready]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(statuses) == [401] + [429] * 7
 
 
 def test_the_admins_known_browser_gets_in_while_others_guess_the_password(app_config, app):  # `app` empties the Redis namespace

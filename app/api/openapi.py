@@ -102,7 +102,7 @@ _ERROR_RESPONSES = {
 _FULL_TOKEN = (401, 403)
 _ANY_TOKEN = (401,)
 _RATE_LIMITED = (429,)
-_CROSS_SITE = (403,)  # a state change sent from another site's page, whatever the access control
+_CROSS_SITE = (403,)  # in open mode, a state change sent from another site's page
 _OPEN: list[Schema] = []
 
 
@@ -365,8 +365,8 @@ def build_document(settings: Settings) -> Schema:
                                               "`error.field`)."),
                 "Unauthorized": _error_response("No valid API token was sent.",
                                                 {"WWW-Authenticate": {"$ref": "#/components/headers/WwwAuthenticate"}}),
-                "Forbidden": _error_response("The token may only record events, or a page of another site sent this "
-                                             "state change (`cross_site`)."),
+                "Forbidden": _error_response("The token may only record events, or (access control off) a page of "
+                                             "another site sent this state change (`cross_site`)."),
                 "TooManyRequests": _error_response("This client's request budget is spent; retry after the delay.",
                                                    {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}),
                 "NotFound": _error_response("No such resource."),

@@ -228,7 +228,7 @@ class Settings:
         "SIGN_IN_MAX_DELAY_SECONDS", 60, int,
         "The longest that delay grows; a success ends it, and an hour without failures forgets them.")
     rate_limit_redis_timeout_seconds: float = _setting(
-        "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.05, float,
+        "RATE_LIMIT_REDIS_TIMEOUT_SECONDS", 0.25, float,
         "How long a sign-in or Recalculate budget check (and each sharing of the other counts) waits for Redis; "
         "a check that gets no answer refuses the request (503), as those routes need Redis anyway.")
     rate_limit_sync_ms: int = _setting(

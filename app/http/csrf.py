@@ -7,10 +7,12 @@ app.js from the page's meta tag). The JSON API needs none: it authenticates
 with bearer tokens, which a browser never sends on its own.
 
 But with access control off there is no token to hold back a hostile page:
-a `text/plain` form post needs no preflight. So no route accepts a state
-change that a browser says came from another site's page (`cross_site`):
-its `Origin` names neither this host nor a CORS-allowed origin, or, without
-an Origin, its `Sec-Fetch-Site` says cross-site. Backends send neither.
+a `text/plain` form post needs no preflight. So an open service accepts no
+state change that a browser says came from another site's page
+(`cross_site`): its `Origin` names neither this host nor a CORS-allowed
+origin, or, without an Origin, its `Sec-Fetch-Site` says cross-site.
+Backends send neither. With access control on, tokens and the CSRF token
+already stop such a page, and a proxy that rewrites `Host` breaks nothing.
 """
 from __future__ import annotations
 
@@ -52,4 +54,17 @@ def cross_site(settings: Settings) -> bool:
         return request.headers.get("Sec-Fetch-Site") == "cross-site"
     if origin in settings.cors_origins:
         return False
-    return urlsplit(origin).netloc.lower() != request.host.lower()  # `null` and schemeless origins included
+    return _authority(origin) != _authority(f"{request.scheme}://{request.host}")  # `null` is no authority
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _authority(url: str) -> tuple[str, int] | None:
+    """Host and port of an origin, the scheme's default port filled in; None for what is no origin."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    return (parts.hostname or "", port) if parts.hostname and port else None

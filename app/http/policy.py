@@ -9,8 +9,9 @@ per process, in total and per client:
     def get_events() -> Response: ...
 
 The gate runs before every request, in this order: a CORS preflight is
-answered (browsers send no credentials with one); then a state change sent
-from another site's page is refused (`csrf.cross_site`); then the CSRF
+answered (browsers send no credentials with one); then, in open mode, a
+state change sent from another site's page is refused (`csrf.cross_site`);
+then the CSRF
 token, the caller's access and the budgets are checked, so nothing is
 charged to a budget before the request has proven the rest; then a slot is
 taken for a long-running route. A route whose budget is charged per event
@@ -109,6 +110,7 @@ SIGN_IN_REQUIRED = "sign_in_required"
 SIGN_IN_UNCHECKED = "sign_in_unchecked"
 RATE_LIMITED = "rate_limited"
 BUDGET_UNCHECKED = "budget_unchecked"
+BATCH_OVER_BUDGET = "batch_over_budget"  # more events than the whole budget: waiting cannot help, smaller batches do
 BUSY = "busy"
 
 
@@ -169,6 +171,8 @@ def _hold_slot(slots: StreamSlots, concurrency: Concurrency, settings: Settings)
 
 
 def _refused(refusal: Refusal) -> ApiError:
+    if refusal.too_large:  # no wait would let it through: not a 429, nothing to retry
+        return ApiError(refusal.message, status=refusal.status, code=BATCH_OVER_BUDGET)
     code = BUDGET_UNCHECKED if refusal.unchecked else RATE_LIMITED
     return ApiError(refusal.message, status=refusal.status, code=code, retry_after=refusal.retry_after)
 
@@ -183,7 +187,7 @@ def enforce_policy() -> Response | None:
         return None
     process = runtime()
     settings = process.settings
-    if cross_site(settings):
+    if not settings.access_control_enabled and cross_site(settings):
         raise ApiError("a page of another site may not change anything here", status=403, code=CROSS_SITE)
     if declared.csrf and not carries_csrf_token():
         raise ApiError("This form was stale or was not sent from this dashboard; reload the page and try again.",

@@ -12,6 +12,7 @@ whatever the client sent with the address it sees, and compose sets
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
@@ -24,14 +25,22 @@ from ..core.settings import Settings
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+log = logging.getLogger(__name__)
+
 
 class FromTrustedProxies:
-    """ProxyFix for connections from a trusted proxy's address; every other connection is passed on as it came."""
+    """ProxyFix for connections from a trusted proxy's address; every other connection is passed on as it came.
 
-    def __init__(self, app: WSGIApplication, hops: int, networks: tuple[Any, ...]) -> None:
+    An open service (access control off) ignores `X-Forwarded-Host`: the host it answers to is checked
+    (Flask's TRUSTED_HOSTS), and a page rebound to 127.0.0.1, where a trusted proxy also connects from,
+    could otherwise name an allowed host in that header while its `Host` is its own.
+    """
+
+    def __init__(self, app: WSGIApplication, hops: int, networks: tuple[Any, ...], forwarded_host: bool) -> None:
         self.direct = app
-        self.forwarded = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops)
+        self.forwarded = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops if forwarded_host else 0)
         self.networks = networks
+        self.ignored_logged = False
 
     def _trusted(self, peer: str) -> bool:
         try:
@@ -43,11 +52,18 @@ class FromTrustedProxies:
         return any(address in network for network in self.networks)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        trusted = self._trusted(environ.get("REMOTE_ADDR", ""))
-        return (self.forwarded if trusted else self.direct)(environ, start_response)
+        peer = environ.get("REMOTE_ADDR", "")
+        if self._trusted(peer):
+            return self.forwarded(environ, start_response)
+        if not self.ignored_logged and "HTTP_X_FORWARDED_FOR" in environ:
+            # once per process: a proxy missing from TRUSTED_PROXY_ADDRESSES makes every client look like it
+            self.ignored_logged = True
+            log.warning("X-Forwarded-For from %s ignored: not in TRUSTED_PROXY_ADDRESSES (logged once)", peer)
+        return self.direct(environ, start_response)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     hops = settings.trusted_proxies
     if hops:
-        app.wsgi_app = FromTrustedProxies(app.wsgi_app, hops, settings.proxy_networks)  # type: ignore[method-assign]
+        app.wsgi_app = FromTrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, hops, settings.proxy_networks, forwarded_host=settings.access_control_enabled)

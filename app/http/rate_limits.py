@@ -77,7 +77,7 @@ class Refusal:
 
     @property
     def status(self) -> int:
-        return 503 if self.unchecked else 429
+        return 503 if self.unchecked else 413 if self.too_large else 429
 
     @property
     def message(self) -> str:
@@ -121,7 +121,7 @@ def charge_events(budgets: Iterable[Budget], events: int, settings: Settings, ru
     for budget in per_event:
         limit = _limit(getattr(settings, budget.setting))
         if events > limit.amount:  # no wait would let it through
-            return Refusal(limit, limit.get_expiry(), too_large=events)
+            return Refusal(limit, 0, too_large=events)
     return charge(per_event, settings, runtime, cost=events - 1) if per_event and events > 1 else None
 
 

@@ -18,7 +18,6 @@ so an outage never turns the form into an oracle.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import unicodedata
 from collections.abc import Iterator
@@ -77,6 +76,26 @@ def payer(username: str, device: str | None) -> str:
     return f"device:{device}" if device else f"user:{user_name_key(username)}"
 
 
+# One round trip that judges and claims an attempt at once: refused (seconds to wait) while the payer's delay
+# runs, else counted as a failure right away, so attempts sent together cannot all pass one check. A success
+# then deletes the count. KEYS[1]: the payer's hash; ARGV: now, free failures, longest delay, seconds to keep.
+_CLAIM = """
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+local now, free, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if failures >= free then
+  local delay = math.min(2 ^ math.min(failures - free, 32), longest)
+  if now < last + delay then
+    return math.ceil(last + delay - now)
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('HSET', KEYS[1], 'last', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class SignInAttempts:
     """Failures in a row per payer, in Redis, and the delay they impose on the next attempt."""
@@ -89,28 +108,12 @@ class SignInAttempts:
     def _key(self, payer: str) -> str:
         return namespaced(self.namespace, f"signin-failures:{payer}")
 
-    def delay(self, failures: int) -> int:
-        """Seconds between an attempt and the last failure once `failures` failed in a row: 0, then 1, 2, 4 ..."""
-        if failures < self.free_failures:
-            return 0
-        return min(2 ** min(failures - self.free_failures, 32), self.max_delay)
-
-    def wait(self, payer: str) -> int | None:
-        """Seconds this payer must still wait before its next attempt, or None when it may try now."""
-        failures, last = self.redis.hmget(self._key(payer), "failures", "last")
-        delay = self.delay(int(failures or 0))
-        if not delay or last is None:
-            return None
-        remaining = float(last) + delay - now().timestamp()
-        return math.ceil(remaining) if remaining > 0 else None
-
-    def failed(self, payer: str) -> None:
-        """Count one more failure, in one transaction with its time and the key's expiry."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(self._key(payer), "failures", 1)
-        pipe.hset(self._key(payer), "last", repr(now().timestamp()))
-        pipe.expire(self._key(payer), FORGET_SECONDS)
-        pipe.execute()
+    def claim(self, payer: str) -> int | None:
+        """Seconds this payer must still wait, or None: the attempt may go on, counted as a failure until
+        `succeeded` says otherwise."""
+        wait = self.redis.eval(_CLAIM, 1, self._key(payer), repr(now().timestamp()), self.free_failures,
+                               self.max_delay, FORGET_SECONDS)
+        return int(wait) or None
 
     def succeeded(self, payer: str) -> None:
         self.redis.delete(self._key(payer))

@@ -156,8 +156,8 @@ class Runtime:
 
     @per_process
     def budget_breaker(self) -> CircuitBreaker:
-        """The exact budgets' own breaker: their tight timeout may fire when the machine is merely busy, which may
-        lift the limits for a moment but must not refuse the job endpoints too."""
+        """The exact budgets' own breaker: their tighter timeout may fire when the machine is merely busy, which
+        may refuse sign-ins and recalculations for a moment but must not refuse the job endpoints too."""
         return CircuitBreaker("rate limits' Redis", reset_seconds=self.settings.redis_breaker_seconds)
 
     @per_process

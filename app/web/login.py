@@ -53,7 +53,7 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @policy(Access.OPEN, budgets=(SIGN_IN_ADDRESS,), csrf=True)
 def login() -> BaseResponse | str | tuple[str, int]:
-    """The form; a post is judged by its payer's failures (signin_attempts) before its password is checked."""
+    """The form; a post claims an attempt of its payer (signin_attempts) before its password is checked."""
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next=target, error=None, username="", active=None)
@@ -62,12 +62,11 @@ def login() -> BaseResponse | str | tuple[str, int]:
     paid_by = payer(username, device)
     try:
         with signin_attempts() as attempts:
-            wait = attempts.wait(paid_by)
+            wait = attempts.claim(paid_by)
             if wait is not None:
                 raise ApiError(f"Too many wrong passwords; try again in {wait} s.", status=429,
                                code="sign_in_delayed", retry_after=wait)
             if not credentials_valid(username, request.form.get("password", "")):
-                attempts.failed(paid_by)
                 return render_template("login.html", next=target, username=username, active=None,
                                        error="That name and password do not match."), 401
             attempts.succeeded(paid_by)
