@@ -17,10 +17,10 @@ FROM_RUN_ENV = if [ -f "$(RUN_ENV)" ]; then set -a && . "$(abspath $(RUN_ENV))" 
 
 .PHONY: run serve cli psql test soak bench bench-scale mutate install clean-data screenshots
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)

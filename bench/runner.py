@@ -58,8 +58,9 @@ from app.services.calculation import CalculationSettings, calculate_metrics
 from app.services.events import EventCursor, EventFilter, list_events, new_event_ids
 from app.services.metrics import MetricFilter, list_metrics
 
-from . import decoders, hooks, load, profile, staging
+from . import client, decoders, hooks, load, profile, staging
 from .database import HOT_EVERY, PLAIN_WINDOW_ACTIONS, PLAIN_WINDOW_COUNT, BenchDatabase, CopyResult, captured_statements, explain
+from .client import BATCH
 from .load import LoadGenerator, LoadResult, Request
 from .report import Results, Row, at_least, at_most, kept_analysis, machine_description, text_table
 from .servers import REPO_ROOT, BenchServer, ServerSettings, rss_mib
@@ -73,6 +74,7 @@ SINGLE_TARGET = at_least(1.2)  # of the thin app on gunicorn gthread
 SAME_SERVER_TARGET = at_least(0.95)  # of the thin app on the service's own server
 SINGLE_P99_TARGET = at_most(1.5)
 BATCH_TARGET = at_least(0.7)
+CLIENT_TARGET = at_least(0.7)  # of raw batch posts from one process
 HEALTHZ_P99_MS = 100.0  # under slow clients
 SLOW_HEADERS = SLOW_BODIES = 40
 DEEP_PAGE_TARGET = at_most(1.5)
@@ -101,6 +103,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="connections while measuring the events list's latency (default: one per worker)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per POST /api/events/batch")
     parser.add_argument("--copy-rows", type=int, default=300_000, help="rows per COPY measurement")
+    parser.add_argument("--client-events", type=int, default=50_000,
+                        help="events per round of the Python client and of its raw reference")
     parser.add_argument("--memory-seconds", type=float, default=60, help="length of the memory run")
     parser.add_argument("--profile-seconds", type=float, default=10, help="py-spy profile length; 0 skips it")
     parser.add_argument("--workers", type=int, default=2, help="web workers of every server")
@@ -311,6 +315,7 @@ class Bench:
         ]
         self.slow_clients()
         self.batch_path()
+        self.client_path()
         self.write_costs()
         self.decoding()
 
@@ -389,6 +394,30 @@ class Bench:
                 f"At {per_event:.1f} us of CPU per batched event, {os.cpu_count()} cores top out at {ceiling:,.0f} "
                 f"events/s, {ceiling / median(copy_rates):.2f} of COPY's rate; the run reached "
                 f"{median(event_rates) / ceiling:.0%} of that.")
+
+    def client_path(self) -> None:
+        """The Python client from one process beside raw batch posts of the same events (bench/client.py)."""
+        events = self.args.client_events
+        client.raw_rate(self.service.base_url, BATCH)  # warm: the connection's statements, the client's imports
+
+        def raw() -> float:
+            self.database.truncate_events()
+            return client.raw_rate(self.service.base_url, events)
+
+        def tracked() -> float:
+            self.database.truncate_events()
+            return client.client_rate(self.service.base_url, events)
+
+        self.log(f"write path: {self.args.rounds} rounds of the Python client and raw batch posts ({events:,} events)")
+        measured = self.rounds({"raw": raw, "client": tracked})
+        self.row(f"Python client from one process, {events:,} events (track, then flush)",
+                 f"{median(measured['client']):,.0f} events/s",
+                 "raw 1,000-event batch posts of the same events, one connection",
+                 f"{median(measured['raw']):,.0f} events/s", self.ratio(measured["client"], measured["raw"]),
+                 CLIENT_TARGET)
+        self.results.details.append(
+            f"Python client: {', '.join(f'{r:,.0f}' for r in measured['client'])} events/s; raw batch posts: "
+            f"{', '.join(f'{r:,.0f}' for r in measured['raw'])} events/s per round.")
 
     def write_costs(self) -> None:
         """What two schema choices cost the write path, each beside the same run's figure without it.

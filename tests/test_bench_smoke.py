@@ -28,7 +28,7 @@ FIGURES = ("POST /api/event (one event), 8 connections", "POST /api/event (one e
            "Bare Flask endpoint", "PostgreSQL alone", "POST /api/events/batch",
            "GET /api/events first page", "GET /api/events deep keyset page", "calculate_metrics()",
            "Web worker RSS", "POST /api/event with a client id", "POST /api/event with the list-filter indexes",
-           "with the list-filter indexes")
+           "with the list-filter indexes", "Python client from one process")
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -38,7 +38,7 @@ class QuietHandler(WSGIRequestHandler):
 
 def run_bench(servers, results: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "bench", "--events", "20000", "--users", "500", "--rounds", "1",
-               "--seconds", "1", "--warmup", "0.5", "--copy-rows", "5000", "--memory-seconds", "2",
+               "--seconds", "1", "--warmup", "0.5", "--copy-rows", "5000", "--client-events", "2000", "--memory-seconds", "2",
                "--profile-seconds", "1", "--many-connections", "4", "--slow-seconds", "1",
                "--results", str(results)]
     env = {**os.environ, "DATABASE_URL": servers.postgres_url, "REDIS_URL": servers.redis_url}
@@ -61,8 +61,8 @@ def test_a_tiny_bench_run_reports_every_figure_beside_its_reference(servers, tmp
         assert figure in table
     ratios = re.findall(r"\s(\d+\.\d\d)\s+ratio [<>]= \d\.\d\d\s+(met|MISSED)", table)
     # at each of two connection counts: single events beside the thin app on gunicorn and on the same server,
-    # and their p99; then batch, deep page, metrics
-    assert len(ratios) == 9
+    # and their p99; then batch, the Python client, deep page, metrics
+    assert len(ratios) == 10
     assert re.search(r"ratio < 1.00\s+(met|MISSED)", table)  # /healthz under slow clients
     assert re.search(r"p99 < 25 ms\s+(met|MISSED)", table)
     assert re.search(r"within \+-10%\s+(met|MISSED)", table)

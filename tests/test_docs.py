@@ -1,7 +1,9 @@
 """Every command shown in README.md and docs/ runs, as written, against the service `make run` starts.
 
-Each ```bash block of a document is a script: the blocks of one document run
-in order in one bash session (a variable set in one is there in the next),
+Each ```bash block of a document is a script, and each ```python block a
+program (run by the suite's interpreter, where the client package is
+installed): the blocks of one document run in order in one bash session (a
+variable set in one is there in the next),
 against the launcher of `make run` (web server, worker, scheduler) on this
 test's database, with `127.0.0.1:8080` pointed at its port. curl fails on an
 HTTP error unless the document says the block `answers with an error`; an
@@ -77,7 +79,7 @@ def blocks(document: Path) -> list[Block]:
 
 
 ALL_BLOCKS = [block for document in DOCUMENTS for block in blocks(document)]
-RUNNABLE = [block for block in ALL_BLOCKS if block.language == "bash" and block.not_run is None]
+RUNNABLE = [block for block in ALL_BLOCKS if block.language in ("bash", "python") and block.not_run is None]
 
 
 def test_every_command_is_in_a_bash_block_that_runs_or_says_what_covers_it():
@@ -137,8 +139,10 @@ def _script(document_blocks: list[Block], port: int, python: str) -> str:
         'curl() { if [ "$ERRORS_SHOWN" = 1 ]; then command curl "$@"; else command curl --fail-with-body "$@"; fi; }',
     ]
     for number, block in enumerate(document_blocks):
-        lines += [f"BLOCK={number} ERRORS_SHOWN={int(block.errors_shown)}", f"echo '@@block {number}@@'",
-                  block.code.replace(DOCUMENTED_ADDRESS, f"127.0.0.1:{port}")]
+        code = block.code.replace(DOCUMENTED_ADDRESS, f"127.0.0.1:{port}")
+        if block.language == "python":
+            code = f'"{python}" - <<\'PYTHON_BLOCK\'\n{code}\nPYTHON_BLOCK'
+        lines += [f"BLOCK={number} ERRORS_SHOWN={int(block.errors_shown)}", f"echo '@@block {number}@@'", code]
     return "\n".join(lines) + "\n"
 
 
