@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from tests.helpers import answers_healthz, count_rows, free_port, start_web, stop, wait_until
+from tests.helpers import answers_healthz, free_port, start_web, stop, wait_until
 from tracking_client import DeliveryError, Tracker
 
 pytestmark = pytest.mark.seconds
@@ -257,7 +258,9 @@ def test_the_package_installs_into_an_empty_virtual_environment(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(CLIENT)], capture_output=True,
+    # a copy: pip builds in the directory it is given, which another session's test may be building in
+    source = shutil.copytree(CLIENT, tmp_path / "python", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True,
                              text=True, timeout=300)
     assert install.returncode == 0, install.stderr
     listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"], capture_output=True, text=True)
