@@ -69,10 +69,11 @@ WEB = [sys.executable, "-m", "app.serving"]
 
 
 def start_web(config: dict[str, Any], log_path: Path) -> subprocess.Popen:
-    """The web server as `make serve` and compose run it, with `config` in its environment."""
+    """The web server as `make serve` and compose run it, with `config` in its environment; in a process group
+    of its own, so `stop` can take its workers with it."""
     env = {**os.environ, **{key: str(value) for key, value in config.items()}, "PYTHONUNBUFFERED": "1"}
     with log_path.open("w") as log:
-        return subprocess.Popen(WEB, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(WEB, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0)
 
 
 def answers_healthz(port: int) -> bool:

@@ -63,7 +63,9 @@ def beat(loop: asyncio.AbstractEventLoop) -> None:
     """
     if MASTER_VARIABLE not in os.environ:
         return
-    die_with_parent(int(os.environ[MASTER_VARIABLE]), signal.SIGTERM)  # a master killed outright leaves none
+    # A master killed outright leaves none, at once: a graceful stop is the master's to run (it signals its
+    # workers and waits for them), so a worker outliving it has nobody to bound its shutdown.
+    die_with_parent(int(os.environ[MASTER_VARIABLE]), signal.SIGKILL)
     file = Path(os.environ[DIRECTORY_VARIABLE]) / str(os.getpid())
 
     def tick() -> None:
