@@ -125,6 +125,15 @@ def test_track_flush_and_close_store_every_event_once(app, service):
     assert (stats.sent, stats.duplicates, stats.dropped, stats.failed, stats.queued) == (2500, 0, 0, 0, 0)
 
 
+def test_a_quiet_backend_s_events_leave_after_the_interval_without_a_flush(app, service):
+    tracker = Tracker(service, flush_interval=0.2)
+    for n in range(3):  # one at a time, each after the one before was stored: the queue empties in between
+        tracker.track(user_id=2, action="client_quiet", metadata={"n": n})
+        wait_until(lambda: len(stored(app, "client_quiet")) == n + 1, timeout=10,
+                   what=f"event {n + 1} stored without a flush")
+    assert tracker.close(timeout=5)
+
+
 def test_an_outage_of_network_and_server_loses_nothing_and_stores_nothing_twice(app, app_config, tmp_path):
     """The issue's outage: a proxy drops connections and answers already on their way while 5,000 events are
     tracked, and the web server is stopped for a few seconds and started again; then exactly 5,000 rows."""
@@ -173,7 +182,8 @@ def test_a_refused_event_goes_to_on_error_and_the_rest_of_its_batch_is_stored(ap
     good = [tracker.track(user_id=4, action="client_partial") for _ in range(5)]
     bad = tracker.track(user_id=4, action="   ")  # a blank action: the service refuses it
     good += [tracker.track(user_id=4, action="client_partial") for _ in range(5)]
-    assert tracker.close(timeout=30)
+    assert not tracker.flush(timeout=30)  # settled, but not all stored
+    assert not tracker.close(timeout=30)
     assert sorted(event_id for event_id, _ in stored(app, "client_partial")) == sorted(good)
     assert [event["id"] for event, _ in refused] == [bad]
     assert "action" in refused[0][1]
@@ -189,7 +199,7 @@ def test_sync_mode_delivers_inside_track(app, service):
     with pytest.raises(DeliveryError, match="not delivered in time"):
         down.track(user_id=5, action="client_sync")
     assert down.stats.failed == 1 and down.stats.retries >= 1
-    down.close()
+    assert not down.close()  # what was tracked was not all stored
 
 
 def test_a_full_queue_drops_and_counts_and_track_never_waits_for_a_dead_service(app_config):
@@ -210,6 +220,8 @@ def test_a_full_queue_drops_and_counts_and_track_never_waits_for_a_dead_service(
     assert stats.dropped == len(dropped) and 190 <= stats.dropped <= 200  # 100 queued, up to 10 in flight
     assert stats.queued == 100 and all(reason.startswith("dropped: the queue holds 100") for reason in dropped)
     assert not tracker.close(timeout=0.5)  # it gives up at its deadline rather than hang the process
+    with pytest.raises(RuntimeError, match="closed"):
+        tracker.track(user_id=6, action="client_full")
     hung.close()
 
 

@@ -37,7 +37,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from email.utils import parsedate_to_datetime
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 log = logging.getLogger("tracking_client")
@@ -90,6 +91,8 @@ class Tracker:
         self._path = parts.path.rstrip("/") + "/api/events/batch"
         self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
         if token:
+            if not token.isascii() or not token.isprintable():
+                raise ValueError("token must be printable ASCII")
             self._headers["Authorization"] = f"Bearer {token}"
         self.sync = sync
         self.batch_size = batch_size
@@ -135,12 +138,12 @@ class Tracker:
         event = {"id": event_id, "user_id": user_id, "action": action, "metadata": metadata or {},
                  "occurred_at": occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         item = (event_id, json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
+        if self._closing:
+            raise RuntimeError("this tracker is closed")
         if self.sync:
             self._deliver_now(item)
             return event_id
         with self._lock:
-            if self._closing:
-                raise RuntimeError("this tracker is closed")
             if len(self._queue) >= self.max_queue_size:
                 self._dropped += 1
                 dropped = self._dropped
@@ -150,7 +153,7 @@ class Tracker:
                 self._accepted += 1
                 if self._thread is None:
                     self._start_thread()
-                if len(self._queue) >= self.batch_size:
+                if len(self._queue) in (1, self.batch_size):  # a batch's timer starts, or the batch is full
                     self._changed.notify_all()
         if dropped:
             if dropped == 1 or dropped % 1000 == 0:
@@ -159,10 +162,11 @@ class Tracker:
         return event_id
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every event tracked so far is delivered, refused or given up; False if `timeout` passed."""
+        """Wait until every event tracked so far is stored, refused or given up. True when all were stored;
+        False when `timeout` passed first, or when any was refused or given up meanwhile (see `on_error`)."""
         end = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            target = self._accepted
+            target, failed = self._accepted, self._failed
             self._flush_wanted = True
             self._changed.notify_all()
             while self._settled < target:
@@ -170,15 +174,15 @@ class Tracker:
                 if left is not None and left <= 0:
                     return False
                 self._changed.wait(left)
-        return True
+            return self._failed == failed
 
     def close(self, timeout: Optional[float] = None) -> bool:
         """Flush (retrying until `timeout`, default `close_timeout`, then giving up), then stop the thread.
-        True when everything tracked was settled in time. Called at interpreter exit too."""
+        True when every event this tracker was given is stored; called at interpreter exit too."""
         timeout = self.close_timeout if timeout is None else timeout
         with self._lock:
             if self._closing and self._thread is None:
-                return self._settled >= self._accepted
+                return self._all_stored()
             self._closing = True
             self._deadline = time.monotonic() + timeout
             thread = self._thread
@@ -188,10 +192,15 @@ class Tracker:
             thread.join(timeout + 1)
         with self._lock:
             self._thread = None
-            done = self._settled >= self._accepted
-        if self._connection is not None:
-            self._connection.close()
+            done = self._all_stored()
+        connection = self._connection
+        if connection is not None and (thread is None or not thread.is_alive()):
+            connection.close()
         return done
+
+    def _all_stored(self) -> bool:
+        """Whether every event this tracker was given is stored: none waiting, refused, given up or dropped."""
+        return self._settled >= self._accepted and not self._failed and not self._dropped
 
     @property
     def stats(self) -> Stats:
@@ -210,10 +219,15 @@ class Tracker:
             batch = self._next_batch()
             if batch is None:
                 return
-            settled = self._deliver(batch)
-            with self._lock:
-                self._settled += settled
-                self._changed.notify_all()
+            try:
+                self._deliver(batch)
+            except Exception as exc:  # a bug of ours, or an answer nobody foresaw: the thread must go on
+                log.exception("sending %d events failed", len(batch))
+                self._give_up(batch, f"not delivered: {exc.__class__.__name__}: {exc}", None)
+            finally:
+                with self._lock:
+                    self._settled += len(batch)
+                    self._changed.notify_all()
 
     def _next_batch(self) -> Optional[List[_Item]]:
         """The next batch once one is due; None when closing and nothing is left."""
@@ -245,7 +259,8 @@ class Tracker:
         """`sync` mode: deliver one event in the caller's thread, retrying within `max_retry_seconds` (30 s unset)."""
         failures: List[str] = []
         with self._sync_lock:  # one connection, so one delivery at a time
-            self._deliver([item], give_up_at=time.monotonic() + (self.max_retry_seconds or 30.0), failures=failures)
+            retry_for = 30.0 if self.max_retry_seconds is None else self.max_retry_seconds
+            self._deliver([item], give_up_at=time.monotonic() + retry_for, failures=failures)
         if failures:
             raise DeliveryError(failures[0])
 
@@ -267,10 +282,16 @@ class Tracker:
             else:
                 reason = f"HTTP {status}: {_message(body)}"
             if status == 200:
-                self._count_stored(body)
-                return total
-            if status in (400, 409) and _item_errors(body):
-                pending = self._drop_refused(pending, _item_errors(body), failures)
+                counts = _counts(body)
+                if counts is not None:
+                    with self._lock:
+                        self._sent += counts[0]
+                        self._duplicates += counts[1]
+                    return total
+                status, reason = 0, "a 200 answer that is not the service's"  # a proxy's page: try again
+            refused = _item_errors(body, len(pending)) if status in (400, 409) else {}
+            if refused:
+                pending = self._drop_refused(pending, refused, failures)
                 continue
             if status == 413 and len(pending) > 1:  # the server's body limit, or its rate limit, is below our batch
                 half = len(pending) // 2
@@ -280,10 +301,10 @@ class Tracker:
             if not (status in (0, 408, 429) or status >= 500):  # 401, 403, 404, 415 ...: the same again
                 self._give_up(pending, f"refused: {reason}", failures)
                 return total
-            wait = _retry_after(headers) if status in (429, 503) else None
-            if wait is None:
-                wait = backoff * random.uniform(0.5, 1.0)
-                backoff = min(backoff * 2, _BACKOFF_CAP)
+            wait = backoff * random.uniform(0.5, 1.0)
+            backoff = min(backoff * 2, _BACKOFF_CAP)
+            if status in (429, 503):  # never sooner than the backoff, never later than an hour
+                wait = min(max(wait, _retry_after(headers) or 0.0), 3600.0)
             with self._lock:
                 self._retries += 1
             log.info("retrying %d events in %.2f s after %s", len(pending), wait, reason)
@@ -319,17 +340,9 @@ class Tracker:
             self._connection = None
         return response.status, {name.lower(): value for name, value in response.getheaders()}, answer
 
-    def _count_stored(self, body: bytes) -> None:
-        answer = json.loads(body)
-        with self._lock:
-            self._sent += int(answer.get("created", 0))
-            self._duplicates += int(answer.get("duplicates", 0))
-
-    def _drop_refused(self, items: List[_Item], errors: List[dict], failures: Optional[List[str]]) -> List[_Item]:
-        """Report the items the service refused, and keep the others to send again."""
-        refused = {}
-        for error in errors:
-            refused.setdefault(error["index"], f"refused: {error.get('field')}: {error.get('message')}")
+    def _drop_refused(self, items: List[_Item], refused: Dict[int, str],
+                      failures: Optional[List[str]]) -> List[_Item]:
+        """Report the items the service refused (by index), and keep the others to send again."""
         for index in sorted(refused):
             self._give_up([items[index]], refused[index], failures)
         return [item for index, item in enumerate(items) if index not in refused]
@@ -348,7 +361,7 @@ class Tracker:
         for _, encoded in items:
             try:
                 self.on_error(json.loads(encoded), reason)
-            except Exception:  # a callback's bug must not stop the deliveries
+            except BaseException:  # a callback's bug (even a SystemExit) must not stop the deliveries
                 log.exception("on_error raised")
 
 
@@ -359,21 +372,43 @@ def _message(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-def _item_errors(body: bytes) -> List[dict]:
-    """The per-item refusals of a batch answer (`error.details`), when it has them."""
+def _counts(body: bytes) -> Optional[Tuple[int, int]]:
+    """(created, duplicates) of a batch answer; None when the body is not one."""
+    try:
+        answer = json.loads(body)
+        return int(answer["created"]), int(answer["duplicates"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _item_errors(body: bytes, size: int) -> Dict[int, str]:
+    """The per-item refusals of a batch answer (`error.details`) by index, for indexes the batch has."""
     try:
         details = json.loads(body)["error"]["details"]
     except (ValueError, KeyError, TypeError):
-        return []
-    return [d for d in details if isinstance(d, dict) and isinstance(d.get("index"), int)] if isinstance(
-        details, list) else []
+        return {}
+    refused: Dict[int, str] = {}
+    for detail in details if isinstance(details, list) else []:
+        index = detail.get("index") if isinstance(detail, dict) else None
+        if isinstance(index, int) and 0 <= index < size:
+            refused.setdefault(index, f"refused: {detail.get('field')}: {detail.get('message')}")
+    return refused
 
 
 def _retry_after(headers: dict) -> Optional[float]:
+    """Retry-After in seconds, given as seconds or as an HTTP date."""
+    value = headers.get("retry-after", "").strip()
     try:
-        return max(0.0, float(headers["retry-after"]))
-    except (KeyError, ValueError):
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 # Every live tracker, for the interpreter's exit and for forks (weak: a tracker dropped is not kept alive).
