@@ -278,6 +278,16 @@ def test_an_empty_variable_means_its_default_and_urls_get_the_psycopg_driver():
     ({"SESSION_LIFETIME_SECONDS": 0}, "SESSION_LIFETIME_SECONDS=0 must be at least 1 second"),
     ({"SESSION_IDLE_SECONDS": 0}, "SESSION_IDLE_SECONDS=0 must be at least 1 second"),
     ({"TRUSTED_PROXIES": -1}, "TRUSTED_PROXIES=-1 must be 0 (trust none) or more"),
+    ({"TRUSTED_PROXY_ADDRESSES": "10.0.0.2,nginx"},
+     "TRUSTED_PROXY_ADDRESSES='10.0.0.2,nginx': 'nginx' does not appear to be an IPv4 or IPv6 network"),
+    ({"SIGN_IN_FREE_FAILURES": 0}, "SIGN_IN_FREE_FAILURES=0 must be at least 1"),
+    ({"SIGN_IN_MAX_DELAY_SECONDS": 0}, "SIGN_IN_MAX_DELAY_SECONDS=0 must be at least 1"),
+    ({"LONG_READS_PER_PROCESS": 4},
+     "LONG_READS_PER_CLIENT=1 and LONG_READS_PER_PROCESS=4 must satisfy 1 <= per client <= per process < "
+     "WEB_THREADS=4, so exports never hold every thread"),
+    ({"LONG_READS_PER_PROCESS": 1, "LONG_READS_PER_CLIENT": 2},
+     "LONG_READS_PER_CLIENT=2 and LONG_READS_PER_PROCESS=1 must satisfy 1 <= per client <= per process < "
+     "WEB_THREADS=4, so exports never hold every thread"),
     ({"DATABASE_READ_MAX_LAG_SECONDS": 0},
      "DATABASE_READ_MAX_LAG_SECONDS must be above 0 and DATABASE_READ_CHECK_SECONDS at least 0"),
     ({"DATABASE_READ_CHECK_SECONDS": -0.5},
@@ -299,7 +309,9 @@ def test_the_smallest_values_each_start_up_check_allows_are_accepted():
     smallest = {"METRICS_CHUNK_WINDOWS": 1, "METRICS_MAX_RANGE_DAYS": 1, "EVENT_MAX_AGE_DAYS": 1,
                 "LIST_MAX_METADATA_FILTERS": 1, "EVENTS_RETENTION_DAYS": 1, "METRICS_RETENTION_DAYS": 1,
                 "EVENTS_PARTITIONS_AHEAD_DAYS": 1, "SESSION_LIFETIME_SECONDS": 1, "SESSION_IDLE_SECONDS": 1,
-                "TRUSTED_PROXIES": 0, "DATABASE_READ_MAX_LAG_SECONDS": 0.5, "DATABASE_READ_CHECK_SECONDS": 0}
+                "TRUSTED_PROXIES": 0, "DATABASE_READ_MAX_LAG_SECONDS": 0.5, "DATABASE_READ_CHECK_SECONDS": 0,
+                "SIGN_IN_FREE_FAILURES": 1, "SIGN_IN_MAX_DELAY_SECONDS": 1, "LONG_READS_PER_CLIENT": 1,
+                "LONG_READS_PER_PROCESS": 3}  # 3 of WEB_THREADS=4: the most that leaves writes a thread
     settings = Settings.from_mapping({**CONFIG, **smallest})
     assert {key: getattr(settings, key.lower()) for key in smallest} == smallest
 

@@ -364,7 +364,8 @@ class Settings:
             raise ConfigError(f"METRICS_WINDOW_HOURS={self.metrics_window_hours} must divide 24") from None
         for name in ("METRICS_CHUNK_WINDOWS", "METRICS_MAX_RANGE_DAYS", "EVENT_MAX_AGE_DAYS",
                      "LIST_MAX_METADATA_FILTERS", "GROUP_COMMIT_MAX_EVENTS", "WEB_WORKERS", "WEB_THREADS",
-                     "WEB_WORKER_CHECK_SECONDS", "WEB_TIMEOUT", "WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT"):
+                     "WEB_WORKER_CHECK_SECONDS", "WEB_TIMEOUT", "WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT",
+                     "SIGN_IN_FREE_FAILURES", "SIGN_IN_MAX_DELAY_SECONDS"):
             if getattr(self, name.lower()) < 1:
                 raise ConfigError(f"{name}={getattr(self, name.lower())} must be at least 1")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
@@ -406,8 +407,6 @@ class Settings:
             raise ConfigError(f"LONG_READS_PER_CLIENT={self.long_reads_per_client} and LONG_READS_PER_PROCESS="
                               f"{self.long_read_slots} must satisfy 1 <= per client <= per process < "
                               f"WEB_THREADS={self.web_threads}, so exports never hold every thread")
-        if self.sign_in_free_failures < 1 or self.sign_in_max_delay_seconds < 1:
-            raise ConfigError("SIGN_IN_FREE_FAILURES and SIGN_IN_MAX_DELAY_SECONDS must be at least 1")
         if self.trusted_proxies < 0:
             raise ConfigError(f"TRUSTED_PROXIES={self.trusted_proxies} must be 0 (trust none) or more")
         try:
