@@ -11,10 +11,9 @@ per process, in total and per client:
 The gate runs before every request, in this order: a CORS preflight is
 answered (browsers send no credentials with one); then, in open mode, a
 state change sent from another site's page is refused (`csrf.cross_site`);
-then the CSRF
-token, the caller's access and the budgets are checked, so nothing is
-charged to a budget before the request has proven the rest; then a slot is
-taken for a long-running route. A route whose budget is charged per event
+then the CSRF token, the caller's access and the budgets are checked, so
+nothing is charged to a budget before the request has proven the rest; then
+a slot is taken for a long-running route. A route whose budget is charged per event
 charges the rest of its events once it knows how many (`spend_events`). A
 refusal is an `ApiError` that the route's blueprint words (the JSON envelope
 under `/api/`, a message or the login page on the dashboard). A request that

@@ -3,10 +3,12 @@
 Who is charged is proven, never merely claimed: a bearer token only once it
 matched a configured one, else the client's address (the connection's, or
 what the trusted proxies forwarded: `proxies`); sign-in attempts are charged
-to the address here, and delayed per user name by `signin_attempts`. A request is charged only once it has passed its route's
-other checks (CSRF, then access: `policy`), so a cross-site form post without
-the session's token can never spend the admin's sign-in budget, while a
-failed password, which has passed those checks, counts.
+to the address here, and delayed per user name by `signin_attempts`. A
+request is charged only once it has passed its route's other checks (CSRF,
+then access: `policy`), so a cross-site form post without the session's
+token can never spend the admin's sign-in budget, while a failed password,
+which has passed those checks, counts. The ingestion budget counts events:
+a batch pays for each of its events (`charge_events`).
 
 Budgets are fixed windows shared by every web process through Redis. The
 busy ones, ingestion and reads, are counted in the process and shared in the

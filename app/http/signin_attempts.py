@@ -98,7 +98,7 @@ return 0
 
 @dataclass(frozen=True)
 class SignInAttempts:
-    """Failures in a row per payer, in Redis, and the delay they impose on the next attempt."""
+    """Attempts in a row without a success per payer, in Redis, and the delay they impose on the next one."""
 
     redis: Redis
     namespace: str
