@@ -265,16 +265,16 @@ class Tracker:
             raise DeliveryError(failures[0])
 
     def _deliver(self, items: List[_Item], give_up_at: Optional[float] = None,
-                 failures: Optional[List[str]] = None) -> int:
-        """Send `items` until each is stored, refused or given up; returns how many that was (all of them)."""
+                 failures: Optional[List[str]] = None) -> None:
+        """Send `items` until each is stored, refused or given up (reasons for the latter go to `failures`)."""
         if give_up_at is None and self.max_retry_seconds is not None:
             give_up_at = time.monotonic() + self.max_retry_seconds
-        pending, backoff, total, reason = list(items), _BACKOFF_FIRST, len(items), "closed before a first attempt"
+        pending, backoff, reason = list(items), _BACKOFF_FIRST, "closed before a first attempt"
         while pending:
             limit = self._give_up_at(give_up_at)
             if limit is not None and time.monotonic() >= limit:
                 self._give_up(pending, f"not delivered in time; last: {reason}", failures)
-                return total
+                return
             try:
                 status, headers, body = self._post(pending)
             except (OSError, http.client.HTTPException) as exc:
@@ -287,7 +287,7 @@ class Tracker:
                     with self._lock:
                         self._sent += counts[0]
                         self._duplicates += counts[1]
-                    return total
+                    return
                 status, reason = 0, "a 200 answer that is not the service's"  # a proxy's page: try again
             refused = _item_errors(body, len(pending)) if status in (400, 409) else {}
             if refused:
@@ -300,7 +300,7 @@ class Tracker:
                 continue
             if not (status in (0, 408, 429) or status >= 500):  # 401, 403, 404, 415 ...: the same again
                 self._give_up(pending, f"refused: {reason}", failures)
-                return total
+                return
             wait = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, _BACKOFF_CAP)
             if status in (429, 503):  # never sooner than the backoff, never later than an hour
@@ -310,9 +310,10 @@ class Tracker:
             log.info("retrying %d events in %.2f s after %s", len(pending), wait, reason)
             limit = self._give_up_at(give_up_at)
             wait = wait if limit is None else max(0.0, min(wait, limit - time.monotonic()))
-            # close() cuts short the wait it finds in progress; the waits after it keep their backoff
-            time.sleep(wait) if self._closing else self._closed.wait(wait)
-        return total
+            if self._closing:  # the waits after close() keep their backoff
+                time.sleep(wait)
+            else:  # close() cuts this one short
+                self._closed.wait(wait)
 
     def _give_up_at(self, give_up_at: Optional[float]) -> Optional[float]:
         """The earlier of the batch's own limit and close()'s deadline."""
