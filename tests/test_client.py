@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -60,15 +59,17 @@ def stored(app, action: str) -> list[tuple[str, int]]:
 
 
 class FlakyProxy:
-    """A TCP proxy to `upstream` that, while `faulty`, cuts a connection now and then: before a request reaches
-    the service (`drop`), or after the service answered, before the answer reaches the client (`lose`)."""
+    """A TCP proxy to `upstream` that, while `faulty`, cuts a connection on a fixed schedule: every
+    `drop_every`-th request chunk before it reaches the service, and every `lose_every`-th answer chunk after
+    the service sent it, before it reaches the client. A schedule, not chance: every run cuts both."""
 
-    def __init__(self, upstream_port: int, drop: float, lose: float, seed: int = 7) -> None:
+    def __init__(self, upstream_port: int, drop_every: int, lose_every: int) -> None:
         self.upstream_port = upstream_port
-        self.drop, self.lose = drop, lose
+        self.every = {"request": drop_every, "answer": lose_every}
         self.faulty = True
-        self.cut_requests = self.cut_answers = 0
-        self.random = random.Random(seed)
+        self.seen = {"request": 0, "answer": 0}
+        self.cut = {"request": 0, "answer": 0}
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -93,11 +94,7 @@ class FlakyProxy:
     def _relay(self, source: socket.socket, target: socket.socket, what: str) -> None:
         try:
             while chunk := source.recv(65536):
-                if self.faulty and self.random.random() < (self.drop if what == "request" else self.lose):
-                    if what == "request":
-                        self.cut_requests += 1
-                    else:
-                        self.cut_answers += 1
+                if self._cuts(what):
                     break
                 target.sendall(chunk)
         except OSError:
@@ -108,6 +105,16 @@ class FlakyProxy:
             except OSError:
                 pass
             sock.close()
+
+    def _cuts(self, what: str) -> bool:
+        with self.lock:
+            if not self.faulty:
+                return False
+            self.seen[what] += 1
+            if self.seen[what] % self.every[what]:
+                return False
+            self.cut[what] += 1
+            return True
 
     def close(self) -> None:
         self.listener.close()
@@ -140,7 +147,7 @@ def test_an_outage_of_network_and_server_loses_nothing_and_stores_nothing_twice(
     port = free_port()
     errors: list[str] = []
     with web_server(app_config, tmp_path / "web-1.log", port):
-        proxy = FlakyProxy(port, drop=0.05, lose=0.15)
+        proxy = FlakyProxy(port, drop_every=20, lose_every=7)
         tracker = Tracker(f"http://127.0.0.1:{proxy.port}", batch_size=200, flush_interval=0.05, timeout=5,
                           on_error=lambda event, reason: errors.append(reason))
         ids = [tracker.track(user_id=7, action="client_outage", metadata={"n": n}) for n in range(2500)]
@@ -159,7 +166,7 @@ def test_an_outage_of_network_and_server_loses_nothing_and_stores_nothing_twice(
     assert all(copies == 1 for _, copies in rows)
     assert errors == []
     stats = tracker.stats
-    assert proxy.cut_requests and proxy.cut_answers, "the proxy cut nothing: the test tested nothing"
+    assert proxy.cut["request"] and proxy.cut["answer"], proxy.cut
     # each event's one answer that arrived said "created" or, where an earlier answer was lost, "duplicate"
     assert stats.sent + stats.duplicates == 5000 and stats.failed == 0
     assert stats.duplicates > 0, "no answer was lost after its events were stored"
